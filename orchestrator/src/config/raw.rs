@@ -1,0 +1,138 @@
+//! The config file exactly as written: serde types with spans, refusing unknown keys. Turned
+//! into the checked `Config` by `load`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub probe: RawProbe,
+    #[serde(default)]
+    pub sites: BTreeMap<Spanned<String>, RawSite>,
+    #[serde(default)]
+    pub services: BTreeMap<Spanned<String>, Spanned<RawService>>,
+    pub dns: Option<Spanned<RawDns>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub listen: Option<Spanned<Addr>>,
+    pub store: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub interval: Option<Spanned<Dur>>,
+    pub timeout: Option<Spanned<Dur>>,
+    pub failure_threshold: Option<Spanned<u32>>,
+    pub success_threshold: Option<Spanned<u32>>,
+    pub history: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteRole {
+    Primary,
+    HotStandby,
+    ColdStandby,
+}
+
+impl SiteRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteRole::Primary => "primary",
+            SiteRole::HotStandby => "hot_standby",
+            SiteRole::ColdStandby => "cold_standby",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub role: SiteRole,
+    pub country: Spanned<String>,
+    pub description: Option<String>,
+    pub backup_dir: Option<String>,
+    pub wal_archive: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Postgres,
+    Redis,
+    Http,
+    Tcp,
+    Dns,
+}
+
+/// One flat table for every kind so each key keeps its own span; `load` refuses keys that do
+/// not belong to the service's kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub kind: Spanned<Kind>,
+    pub site: Option<Spanned<String>>,
+    #[serde(default)]
+    pub critical: bool,
+    pub address: Option<Spanned<Addr>>,
+    pub user: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub database: Option<Spanned<String>>,
+    pub upstream: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<u16>>,
+    pub body_contains: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub expect: Option<Spanned<Vec<Spanned<String>>>>,
+    pub probe: Option<RawProbe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub zone: Spanned<String>,
+    pub servers: Spanned<Vec<Spanned<Addr>>>,
+    pub tsig_key_file: Option<Spanned<String>>,
+}
+
+/// A duration written like `500ms`, `1s`, `2m`.
+#[derive(Clone, Copy, Debug)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "bad duration {s:?} ({e}); write it like \"500ms\", \"1s\" or \"2m\""
+            ))
+        })
+    }
+}
+
+/// A socket address written like `127.0.1.1:5432`.
+#[derive(Clone, Copy, Debug)]
+pub struct Addr(pub std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Addr).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "bad address {s:?}; write IP:PORT, for example \"127.0.1.1:5432\""
+            ))
+        })
+    }
+}

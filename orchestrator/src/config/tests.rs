@@ -1,0 +1,122 @@
+//! Table-driven checks of what the loader accepts and how it refuses.
+
+use std::path::Path;
+
+use super::*;
+
+const VALID: &str = r#"
+[daemon]
+listen = "127.0.0.1:8080"
+store = "state/niledr.redb"
+
+[probe]
+interval = "1s"
+timeout = "500ms"
+
+[sites.khartoum]
+role = "primary"
+country = "SD"
+
+[sites.port-sudan]
+role = "hot_standby"
+country = "SD"
+
+[services.khartoum-postgres]
+site = "khartoum"
+kind = "postgres"
+critical = true
+address = "127.0.1.1:5432"
+user = "niledr"
+
+[services.port-sudan-postgres]
+site = "port-sudan"
+kind = "postgres"
+address = "127.0.2.1:5432"
+upstream = "khartoum-postgres"
+
+[services.khartoum-api]
+site = "khartoum"
+kind = "http"
+url = "http://127.0.1.1/health"
+
+[dns]
+zone = "nilecare.sd."
+servers = ["127.0.9.1:53"]
+
+[services.dns-db]
+kind = "dns"
+name = "db.nilecare.sd."
+expect = ["127.0.1.1"]
+"#;
+
+fn load_str(text: &str) -> Result<Config, ConfigError> {
+    parse(Path::new("/etc/niledr/niledr.toml"), text)
+}
+
+#[test]
+fn valid_config_loads() {
+    let c = load_str(VALID).expect("valid");
+    assert_eq!(c.sites.len(), 2);
+    assert_eq!(c.services.len(), 4);
+    assert_eq!(c.store, Path::new("/etc/niledr/state/niledr.redb"));
+    let standby = &c.services["port-sudan-postgres"];
+    assert_eq!(standby.upstream.as_deref(), Some("khartoum-postgres"));
+    match &standby.spec {
+        ProbeSpec::Postgres(p) => assert_eq!(p.upstream.as_ref().map(|u| u.address.port()), Some(5432)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.services["khartoum-api"].probe.timeout, Duration::from_millis(500));
+}
+
+/// (replace this, with that, text on the line the error must point at, message fragment)
+const BAD: &[(&str, &str, &str, &str)] = &[
+    ("user = \"niledr\"", "usr = \"niledr\"", "usr =", "unknown field `usr`"),
+    ("site = \"port-sudan\"", "site = \"port-sudn\"", "port-sudn", "unknown site \"port-sudn\""),
+    ("interval = \"1s\"", "interval = \"1 sec ond\"", "1 sec ond", "bad duration"),
+    ("timeout = \"500ms\"", "timeout = \"5s\"", "timeout = \"5s\"", "longer than the interval"),
+    ("address = \"127.0.2.1:5432\"", "address = \"127.0.2.1\"", "address = \"127.0.2.1\"", "write IP:PORT"),
+    ("upstream = \"khartoum-postgres\"", "upstream = \"khartoum-pg\"", "khartoum-pg\"", "unknown upstream service"),
+    ("url = \"http://127.0.1.1/health\"", "url = \"127.0.1.1/health\"", "url = \"127", "must start with http://"),
+    ("role = \"hot_standby\"", "role = \"warm\"", "warm", "unknown variant `warm`"),
+    ("country = \"SD\"\n\n[sites.port", "country = \"Sudan\"\n\n[sites.port", "Sudan", "two-letter"),
+    ("expect = [\"127.0.1.1\"]", "expect = [\"127.0.1\"]", "127.0.1\"]", "not an IPv4 address"),
+    ("kind = \"http\"", "kind = \"http\"\naddress = \"127.0.0.1:80\"", "\"127.0.0.1:80\"", "`address` does not apply to a http service"),
+    ("kind = \"http\"", "kind = \"smtp\"", "smtp", "unknown variant `smtp`"),
+    ("servers = [\"127.0.9.1:53\"]", "servers = []", "servers = []", "dns.servers is empty"),
+    ("[probe]\n", "[probe]\nfailure_threshold = 0\n", "failure_threshold", "at least 1"),
+    ("[daemon]\n", "[deamon]\n", "[deamon]", "unknown field `deamon`"),
+];
+
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in text"));
+    text[..at].matches('\n').count() + 1
+}
+
+#[test]
+fn invalid_configs_are_refused_with_line_and_fix() {
+    for (from, to, needle, fragment) in BAD {
+        assert!(VALID.contains(from), "test case does not apply: {from}");
+        let text = VALID.replacen(from, to, 1);
+        let err = match load_str(&text) {
+            Ok(_) => panic!("accepted a bad config: {to}"),
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        assert_eq!(err.line, line_of(&text, needle), "wrong line for {to:?}: {shown}");
+        assert!(shown.contains(fragment), "message for {to:?} lacks {fragment:?}: {shown}");
+        assert!(shown.starts_with("/etc/niledr/niledr.toml:"), "{shown}");
+    }
+}
+
+#[test]
+fn missing_password_file_is_refused_at_its_line() {
+    let text = VALID.replacen("user = \"niledr\"", "user = \"niledr\"\npassword_file = \"nope/pw\"", 1);
+    let err = load_str(&text).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains(":24:") && err.contains("cannot read password file"), "{err}");
+}
+
+#[test]
+fn unreadable_file_names_the_file() {
+    let err = load(Path::new("/nonexistent/niledr.toml")).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.starts_with("/nonexistent/niledr.toml: cannot read config file"), "{err}");
+}

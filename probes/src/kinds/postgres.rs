@@ -1,0 +1,140 @@
+//! `postgres` probe: reachable, in recovery or not, timeline, WAL positions, and for a standby
+//! the lag in bytes against its upstream and the replay delay in seconds.
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use super::Outcome;
+use crate::result::{Observation, PgObservation, parse_lsn};
+use crate::target::{PgEndpoint, PgSpec};
+
+/// One round trip that works on a primary and on a standby.
+const OBSERVE: &str = "
+SELECT pg_is_in_recovery() AS in_recovery,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+            ELSE pg_current_wal_lsn() END::text AS current_lsn,
+       pg_last_wal_replay_lsn()::text AS replay_lsn,
+       CASE WHEN pg_is_in_recovery()
+            THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver)::int8,
+                          (SELECT timeline_id FROM pg_control_checkpoint())::int8)
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8
+       END AS timeline,
+       CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() <> 'not paused'
+            ELSE false END AS replay_paused,
+       CASE WHEN pg_is_in_recovery()
+            THEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')
+       END AS streaming,
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS replay_delay";
+
+const UPSTREAM_LSN: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+                                   ELSE pg_current_wal_lsn() END::text";
+
+pub struct PgProber {
+    spec: PgSpec,
+    conn: Option<PgConnection>,
+    upstream: Option<PgConnection>,
+}
+
+impl PgProber {
+    pub fn new(spec: PgSpec) -> Self {
+        Self {
+            spec,
+            conn: None,
+            upstream: None,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.conn = None;
+        self.upstream = None;
+    }
+
+    pub async fn run(&mut self) -> Outcome {
+        let mut obs = match observe(&mut self.conn, &self.spec.endpoint).await {
+            Ok(obs) => obs,
+            Err(e) => {
+                self.conn = None;
+                return Err(e);
+            }
+        };
+        if let Some(up) = &self.spec.upstream {
+            match upstream_lsn(&mut self.upstream, up).await {
+                Ok(up_lsn) => {
+                    let ours = obs.replay_lsn.or(obs.current_lsn).unwrap_or(0);
+                    obs.lag_bytes = Some(up_lsn.saturating_sub(ours));
+                }
+                Err(e) => {
+                    self.upstream = None;
+                    obs.upstream_error = Some(e);
+                }
+            }
+        }
+        Ok(Observation::Postgres(obs))
+    }
+}
+
+async fn connection<'a>(
+    slot: &'a mut Option<PgConnection>,
+    ep: &PgEndpoint,
+) -> Result<&'a mut PgConnection, String> {
+    if slot.is_none() {
+        let mut opts = PgConnectOptions::new()
+            .host(&ep.address.ip().to_string())
+            .port(ep.address.port())
+            .username(&ep.user)
+            .database(&ep.database)
+            .application_name("niledr-probe")
+            .disable_statement_logging();
+        if let Some(pw) = &ep.password {
+            opts = opts.password(pw);
+        }
+        let conn = PgConnection::connect_with(&opts)
+            .await
+            .map_err(|e| format!("connect {}: {e}", ep.address))?;
+        *slot = Some(conn);
+    }
+    slot.as_mut()
+        .ok_or_else(|| "connection vanished".to_string())
+}
+
+async fn observe(slot: &mut Option<PgConnection>, ep: &PgEndpoint) -> Result<PgObservation, String> {
+    let conn = connection(slot, ep).await?;
+    let row = sqlx::query(OBSERVE)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| format!("query {}: {e}", ep.address))?;
+    let get_lsn = |col: &str| -> Option<u64> {
+        row.try_get::<Option<String>, _>(col)
+            .ok()
+            .flatten()
+            .and_then(|s| parse_lsn(&s))
+    };
+    let in_recovery: bool = row
+        .try_get("in_recovery")
+        .map_err(|e| format!("decode: {e}"))?;
+    Ok(PgObservation {
+        in_recovery,
+        timeline: row.try_get::<Option<i64>, _>("timeline").ok().flatten(),
+        current_lsn: get_lsn("current_lsn"),
+        replay_lsn: get_lsn("replay_lsn"),
+        replay_paused: row.try_get("replay_paused").unwrap_or(false),
+        wal_receiver_streaming: row.try_get::<Option<bool>, _>("streaming").ok().flatten(),
+        lag_bytes: None,
+        replay_delay_seconds: row.try_get::<Option<f64>, _>("replay_delay").ok().flatten(),
+        upstream_error: None,
+    })
+}
+
+async fn upstream_lsn(slot: &mut Option<PgConnection>, ep: &PgEndpoint) -> Result<u64, String> {
+    let conn = connection(slot, ep).await?;
+    let lsn: Option<String> = sqlx::query_scalar(UPSTREAM_LSN)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| format!("query {}: {e}", ep.address))?;
+    lsn.as_deref()
+        .and_then(parse_lsn)
+        .ok_or_else(|| format!("{} reported no WAL position", ep.address))
+}

@@ -1,0 +1,274 @@
+//! Knot DNS: the authoritative primary for `nilecare.sd.` (RFC 2136 updates signed with
+//! TSIG hmac-sha256), secondaries fed by AXFR/IXFR + NOTIFY, and `knsupdate`/`kdig` helpers.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+
+use crate::bins::Binaries;
+use crate::process::{Component, ProcessSpec};
+use crate::util::{base64, make_dir, random_bytes, run_capture, write_file};
+
+/// The service zone.
+pub const ZONE: &str = "nilecare.sd.";
+/// Name of the TSIG key allowed to update the zone.
+pub const TSIG_KEY_NAME: &str = "niledr-key";
+/// TTL of the service records (lowered for failover).
+pub const RECORD_TTL: u32 = 60;
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A TSIG key and the two files it is written to.
+#[derive(Debug, Clone)]
+pub struct TsigKey {
+    pub name: String,
+    /// Base64 secret.
+    pub secret: String,
+    /// BIND format `key "niledr-key" { algorithm hmac-sha256; secret "..."; };` (niledr reads this).
+    pub bind_file: PathBuf,
+    /// `hmac-sha256:niledr-key:SECRET`, the only format Knot 3.2's `knsupdate -k` / `kdig -k` read.
+    pub knot_file: PathBuf,
+}
+
+impl TsigKey {
+    /// A fresh random 256-bit key written to `<secrets>/niledr.tsig` and `<secrets>/niledr.tsig.knot`.
+    pub fn generate(secrets: &Path) -> Result<TsigKey> {
+        let secret = base64(&random_bytes(32)?);
+        Self::write(TSIG_KEY_NAME, &secret, secrets.join("niledr.tsig"), secrets.join("niledr.tsig.knot"))
+    }
+
+    /// Write a key with the given name/secret to the two files.
+    pub fn write(name: &str, secret: &str, bind_file: PathBuf, knot_file: PathBuf) -> Result<TsigKey> {
+        write_file(
+            &bind_file,
+            &format!("key \"{name}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n"),
+            0o600,
+            None,
+        )?;
+        write_file(&knot_file, &format!("hmac-sha256:{name}:{secret}\n"), 0o600, None)?;
+        Ok(TsigKey { name: name.to_string(), secret: secret.to_string(), bind_file, knot_file })
+    }
+}
+
+/// One authoritative server (`knotd` in the foreground).
+#[derive(Debug, Clone)]
+pub struct DnsServer {
+    component: Component,
+    config: PathBuf,
+    primary: bool,
+}
+
+impl Deref for DnsServer {
+    type Target = Component;
+    fn deref(&self) -> &Component {
+        &self.component
+    }
+}
+
+impl DnsServer {
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    pub fn config_file(&self) -> &Path {
+        &self.config
+    }
+
+    /// The primary takes updates; secondaries transfer the zone from it.
+    pub fn is_primary(&self) -> bool {
+        self.primary
+    }
+}
+
+/// The authoritative DNS of the topology: servers (primary first), key and client helpers.
+#[derive(Debug, Clone)]
+pub struct Dns {
+    servers: Vec<DnsServer>,
+    key: TsigKey,
+    kdig: PathBuf,
+    knsupdate: PathBuf,
+}
+
+impl Dns {
+    pub fn servers(&self) -> &[DnsServer] {
+        &self.servers
+    }
+
+    /// Addresses of every authoritative server, primary first.
+    pub fn dns_servers(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.address()).collect()
+    }
+
+    pub fn primary(&self) -> &DnsServer {
+        &self.servers[0]
+    }
+
+    pub fn key(&self) -> &TsigKey {
+        &self.key
+    }
+
+    /// The BIND-format key file (what niledr's `[dns] tsig_key_file` points at).
+    pub fn tsig_key_file(&self) -> PathBuf {
+        self.key.bind_file.clone()
+    }
+
+    /// Send an RFC 2136 update to the primary with our TSIG key. `script` holds the
+    /// `update ...` / `prereq ...` lines; `server`, `zone` and `send` are added.
+    pub fn knsupdate(&self, script: &str) -> Result<String> {
+        self.knsupdate_with_key(&self.key.knot_file, script)
+    }
+
+    /// Same with another key file (Knot `-y` format), e.g. a wrong key.
+    pub fn knsupdate_with_key(&self, knot_key_file: &Path, script: &str) -> Result<String> {
+        let server = self.primary().address();
+        let mut full = format!("server {} {}\nzone {ZONE}\n", server.ip(), server.port());
+        full.push_str(script.trim_end());
+        full.push('\n');
+        if !script.lines().any(|l| l.trim() == "send") {
+            full.push_str("send\n");
+        }
+        let mut cmd = Command::new(&self.knsupdate);
+        cmd.arg("-k").arg(knot_key_file).args(["-t", "3", "-r", "1"]);
+        let out = run_capture("knsupdate", cmd, Some(&full), CLIENT_TIMEOUT)?;
+        // knsupdate exits 0 on some refusals; its ";; ERROR" lines are the reliable signal.
+        if !out.success || out.stderr.contains("ERROR") || out.stdout.contains("ERROR") {
+            bail!("knsupdate to {server} failed ({}): {}{}", out.status, out.stdout.trim(), out.stderr.trim());
+        }
+        Ok(out.stdout)
+    }
+
+    /// A records of `name` as answered by `server` (`kdig +short`).
+    pub fn dig_a(&self, name: &str, server: SocketAddr) -> Result<Vec<Ipv4Addr>> {
+        dig_a(&self.kdig, name, server)
+    }
+}
+
+/// `kdig @server -p port +short A name`, parsed.
+pub fn dig_a(kdig: &Path, name: &str, server: SocketAddr) -> Result<Vec<Ipv4Addr>> {
+    let mut cmd = Command::new(kdig);
+    cmd.arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+short", "+timeout=1", "+retry=1", "A", name]);
+    let out = run_capture("kdig", cmd, None, CLIENT_TIMEOUT)?;
+    if !out.success {
+        bail!("kdig {name} @{server} failed ({}): {}{}", out.status, out.stdout.trim(), out.stderr.trim());
+    }
+    let mut addrs: Vec<Ipv4Addr> = out.stdout.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    if addrs.is_empty() && out.stdout.contains(";;") {
+        bail!("kdig {name} @{server}: {}", out.stdout.trim());
+    }
+    addrs.sort();
+    Ok(addrs)
+}
+
+/// Records every server starts with: the services all point at `target` (khartoum).
+pub(crate) fn zone_file(servers: &[SocketAddr], target: Ipv4Addr) -> String {
+    let mut z = format!(
+        "$ORIGIN {ZONE}\n$TTL {RECORD_TTL}\n\
+         @ IN SOA ns1.{ZONE} hostmaster.{ZONE} 1 60 30 3600 {RECORD_TTL}\n"
+    );
+    for (i, s) in servers.iter().enumerate() {
+        z.push_str(&format!("@ IN NS ns{}.{ZONE}\nns{} IN A {}\n", i + 1, i + 1, s.ip()));
+    }
+    for name in ["db", "cache", "api"] {
+        z.push_str(&format!("{name} {RECORD_TTL} IN A {target}\n"));
+    }
+    z
+}
+
+/// Start every server in `addrs` (primary first) under `dir`, serving `zone_text`.
+pub(crate) fn start(
+    bins: &Binaries,
+    addrs: &[SocketAddr],
+    dir: &Path,
+    logs: &Path,
+    key: TsigKey,
+    zone_text: &str,
+) -> Result<Dns> {
+    let (primary_addr, secondaries) = addrs.split_first().context("no DNS server in the layout")?;
+    let mut servers = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let name = if i == 0 { "dns-primary".to_string() } else { format!("dns-secondary-{i}") };
+        let home = dir.join(&name);
+        for sub in ["run", "db", "zones"] {
+            make_dir(&home.join(sub), 0o755, None)?;
+        }
+        let mut conf = format!(
+            "server:\n    rundir: \"{run}\"\n    listen: {ip}@{port}\n\n\
+             log:\n  - target: stderr\n    any: info\n\n\
+             database:\n    storage: \"{db}\"\n\n\
+             key:\n  - id: {key}\n    algorithm: hmac-sha256\n    secret: {secret}\n\n",
+            run = home.join("run").display(),
+            ip = addr.ip(),
+            port = addr.port(),
+            db = home.join("db").display(),
+            key = key.name,
+            secret = key.secret,
+        );
+        let zone;
+        if i == 0 {
+            write_file(&home.join("zones").join(format!("{ZONE}zone")), zone_text, 0o644, None)?;
+            if !secondaries.is_empty() {
+                conf.push_str("remote:\n");
+                for (j, s) in secondaries.iter().enumerate() {
+                    conf.push_str(&format!("  - id: secondary-{}\n    address: {}@{}\n", j + 1, s.ip(), s.port()));
+                }
+                conf.push('\n');
+            }
+            conf.push_str(&format!(
+                "acl:\n  - id: update\n    key: {}\n    action: update\n  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n\n",
+                key.name
+            ));
+            let notify: Vec<String> = (1..=secondaries.len()).map(|j| format!("secondary-{j}")).collect();
+            zone = format!(
+                "    file: {ZONE}zone\n    acl: [update, transfer]\n{}",
+                if notify.is_empty() { String::new() } else { format!("    notify: [{}]\n", notify.join(", ")) }
+            );
+        } else {
+            conf.push_str(&format!(
+                "remote:\n  - id: primary\n    address: {}@{}\n\n\
+                 acl:\n  - id: notify\n    address: 127.0.0.0/8\n    action: notify\n\n",
+                primary_addr.ip(),
+                primary_addr.port()
+            ));
+            zone = "    master: primary\n    acl: [notify]\n".to_string();
+        }
+        conf.push_str(&format!(
+            "template:\n  - id: default\n    storage: \"{}\"\n    zonefile-sync: -1\n    journal-content: changes\n\n\
+             zone:\n  - domain: {ZONE}\n{zone}",
+            home.join("zones").display()
+        ));
+        let config = home.join("knot.conf");
+        write_file(&config, &conf, 0o600, None)?;
+
+        let kdig = bins.kdig.clone();
+        let probe = *addr;
+        let spec = ProcessSpec {
+            program: bins.knotd.clone(),
+            args: vec!["-c".into(), config.clone().into()],
+            env: Vec::new(),
+            cwd: Some(home.clone()),
+            owner: None,
+            log: logs.join(format!("{name}.log")),
+            graceful: Signal::SIGTERM,
+            start_timeout: Duration::from_secs(30),
+            retry_early_exit: false,
+            ready: Box::new(move || {
+                // Serving the zone (a secondary: transferred it). Not "answers khartoum": a
+                // restarted server may carry updates from its journal.
+                let got = dig_a(&kdig, &format!("db.{ZONE}"), probe)?;
+                if got.is_empty() { bail!("no A record for db.{ZONE} yet") } else { Ok(()) }
+            }),
+        };
+        servers.push(DnsServer {
+            component: Component::spawn(&name, None, *addr, spec)?,
+            config,
+            primary: i == 0,
+        });
+    }
+    Ok(Dns { servers, key, kdig: bins.kdig.clone(), knsupdate: bins.knsupdate.clone() })
+}

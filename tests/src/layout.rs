@@ -1,0 +1,213 @@
+//! Sites and addresses: where each component of the NileCare topology listens.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{Context, Result, bail};
+
+/// The three NileCare sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Site {
+    /// Primary site (PostgreSQL primary, Redis primary, API).
+    Khartoum,
+    /// Hot standby (streaming replica, Redis replica, API).
+    PortSudan,
+    /// Cold standby (Omdurman): nothing runs, base backup + WAL archive only.
+    DrCold,
+}
+
+impl Site {
+    /// The site's name as used in niledr's config (`khartoum`, `port-sudan`, `dr-cold`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Site::Khartoum => "khartoum",
+            Site::PortSudan => "port-sudan",
+            Site::DrCold => "dr-cold",
+        }
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Ports of the services at one active site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SitePorts {
+    pub postgres: u16,
+    pub redis: u16,
+    pub http: u16,
+}
+
+/// Where everything listens. The sandbox and the tests differ only in this (and the base dir).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub khartoum: Ipv4Addr,
+    pub port_sudan: Ipv4Addr,
+    pub dr_cold: Ipv4Addr,
+    pub khartoum_ports: SitePorts,
+    pub port_sudan_ports: SitePorts,
+    /// Authoritative DNS servers; the first is the primary (takes updates), the rest are
+    /// secondaries fed by zone transfer + NOTIFY.
+    pub dns: Vec<SocketAddr>,
+}
+
+const KHARTOUM: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
+const PORT_SUDAN: Ipv4Addr = Ipv4Addr::new(127, 0, 2, 1);
+const DR_COLD: Ipv4Addr = Ipv4Addr::new(127, 0, 3, 1);
+const DNS_PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 9, 1);
+const DNS_SECONDARY: Ipv4Addr = Ipv4Addr::new(127, 0, 9, 2);
+
+impl Layout {
+    /// Standard ports on the site loopback addresses (for people; needs root for 53 and 80).
+    pub fn sandbox() -> Layout {
+        let std_ports = SitePorts { postgres: 5432, redis: 6379, http: 80 };
+        Layout {
+            khartoum: KHARTOUM,
+            port_sudan: PORT_SUDAN,
+            dr_cold: DR_COLD,
+            khartoum_ports: std_ports,
+            port_sudan_ports: std_ports,
+            dns: vec![
+                SocketAddr::from((DNS_PRIMARY, 53)),
+                SocketAddr::from((DNS_SECONDARY, 53)),
+            ],
+        }
+    }
+
+    /// Same addresses, free ports (bound to port 0 on that very address; DNS ports are
+    /// free for both UDP and TCP). A port is never handed out twice by one process, so
+    /// topologies started by parallel tests do not collide.
+    pub fn free_ports() -> Result<Layout> {
+        let site = |ip| -> Result<SitePorts> {
+            Ok(SitePorts {
+                postgres: free_tcp_port(ip)?,
+                redis: free_tcp_port(ip)?,
+                http: free_tcp_port(ip)?,
+            })
+        };
+        Ok(Layout {
+            khartoum: KHARTOUM,
+            port_sudan: PORT_SUDAN,
+            dr_cold: DR_COLD,
+            khartoum_ports: site(KHARTOUM)?,
+            port_sudan_ports: site(PORT_SUDAN)?,
+            dns: vec![
+                SocketAddr::from((DNS_PRIMARY, free_dns_port(DNS_PRIMARY)?)),
+                SocketAddr::from((DNS_SECONDARY, free_dns_port(DNS_SECONDARY)?)),
+            ],
+        })
+    }
+
+    /// The address of a site (dr-cold has one although nothing listens there).
+    pub fn ip(&self, site: Site) -> Ipv4Addr {
+        match site {
+            Site::Khartoum => self.khartoum,
+            Site::PortSudan => self.port_sudan,
+            Site::DrCold => self.dr_cold,
+        }
+    }
+
+    /// Ports of an active site; `None` for dr-cold.
+    pub fn ports(&self, site: Site) -> Option<SitePorts> {
+        match site {
+            Site::Khartoum => Some(self.khartoum_ports),
+            Site::PortSudan => Some(self.port_sudan_ports),
+            Site::DrCold => None,
+        }
+    }
+
+    fn active(&self, site: Site) -> Result<(Ipv4Addr, SitePorts)> {
+        let ports = self
+            .ports(site)
+            .with_context(|| format!("site {site} runs no services"))?;
+        Ok((self.ip(site), ports))
+    }
+
+    pub fn postgres(&self, site: Site) -> Result<SocketAddr> {
+        let (ip, p) = self.active(site)?;
+        Ok(SocketAddr::from((ip, p.postgres)))
+    }
+
+    pub fn redis(&self, site: Site) -> Result<SocketAddr> {
+        let (ip, p) = self.active(site)?;
+        Ok(SocketAddr::from((ip, p.redis)))
+    }
+
+    pub fn http(&self, site: Site) -> Result<SocketAddr> {
+        let (ip, p) = self.active(site)?;
+        Ok(SocketAddr::from((ip, p.http)))
+    }
+
+    /// Every TCP address some component will listen on (DNS also needs UDP).
+    pub fn all_tcp(&self) -> Vec<(String, SocketAddr)> {
+        let mut out = Vec::new();
+        for site in [Site::Khartoum, Site::PortSudan] {
+            if let Ok((ip, p)) = self.active(site) {
+                out.push((format!("{site}-postgres"), SocketAddr::from((ip, p.postgres))));
+                out.push((format!("{site}-redis"), SocketAddr::from((ip, p.redis))));
+                out.push((format!("{site}-api"), SocketAddr::from((ip, p.http))));
+            }
+        }
+        for (i, a) in self.dns.iter().enumerate() {
+            out.push((format!("dns-{}", i + 1), *a));
+        }
+        out
+    }
+
+    /// Fail early, with a useful message, if something already listens where we will.
+    pub fn check_available(&self) -> Result<()> {
+        for (what, addr) in self.all_tcp() {
+            if let Err(e) = TcpListener::bind(addr) {
+                bail!(
+                    "{what}: {addr} is not available ({e}); is another sandbox or a system service \
+                     (postgresql, redis-server, knot, nginx) running? scripts/install-deps.sh stops them"
+                );
+            }
+        }
+        for addr in &self.dns {
+            if let Err(e) = UdpSocket::bind(addr) {
+                bail!("dns: udp {addr} is not available ({e})");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn handed_out() -> &'static Mutex<HashSet<(Ipv4Addr, u16)>> {
+    static SEEN: OnceLock<Mutex<HashSet<(Ipv4Addr, u16)>>> = OnceLock::new();
+    SEEN.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+fn claim(ip: Ipv4Addr, port: u16) -> bool {
+    let mut seen = handed_out().lock().unwrap_or_else(|e| e.into_inner());
+    seen.insert((ip, port))
+}
+
+/// A TCP port that is free on `ip` right now and was not handed out before by this process.
+pub fn free_tcp_port(ip: Ipv4Addr) -> Result<u16> {
+    for _ in 0..100 {
+        let l = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
+        let port = l.local_addr().context("local_addr")?.port();
+        if claim(ip, port) {
+            return Ok(port);
+        }
+    }
+    bail!("no free TCP port on {ip}")
+}
+
+/// A port free on `ip` for both UDP and TCP.
+pub fn free_dns_port(ip: Ipv4Addr) -> Result<u16> {
+    for _ in 0..100 {
+        let u = UdpSocket::bind((ip, 0)).with_context(|| format!("binding udp {ip}:0"))?;
+        let port = u.local_addr().context("local_addr")?.port();
+        if TcpListener::bind((ip, port)).is_ok() && claim(ip, port) {
+            return Ok(port);
+        }
+    }
+    bail!("no port free for both UDP and TCP on {ip}")
+}

@@ -1,0 +1,315 @@
+//! PostgreSQL 15: the primary (initdb + `postgres -D`), the streaming standby
+//! (`pg_basebackup -R -C -S`), the cold site's base backup, and `psql` helpers.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+
+use crate::bins::Binaries;
+use crate::layout::Site;
+use crate::process::{Component, ProcessSpec};
+use crate::util::{Owner, append_file, make_dir, run_logged, run_capture};
+
+/// The superuser (and replication user) initdb creates.
+pub const PG_USER: &str = "niledr";
+/// Name of the physical replication slot the port-sudan standby streams from.
+pub const STANDBY_SLOT: &str = "port_sudan";
+/// Table `write_rows` fills.
+pub const HARNESS_TABLE: &str = "niledr_harness";
+
+const PSQL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to reach one server with `psql` over TCP.
+#[derive(Debug, Clone)]
+pub struct PgConn {
+    psql: PathBuf,
+    address: SocketAddr,
+    password: Arc<str>,
+}
+
+impl PgConn {
+    /// Run `sql` with `psql -X -At -v ON_ERROR_STOP=1`; stdout without the final newline.
+    pub fn query(&self, sql: &str) -> Result<String> {
+        let mut cmd = Command::new(&self.psql);
+        cmd.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.address.ip().to_string())
+            .arg("-p")
+            .arg(self.address.port().to_string())
+            .args(["-U", PG_USER, "-d", "postgres", "-c", sql])
+            .env("PGPASSWORD", &*self.password)
+            .env("PGCONNECT_TIMEOUT", "3");
+        let out = run_capture("psql", cmd, None, PSQL_TIMEOUT)?;
+        if !out.success {
+            bail!("psql {} {sql:?}: {} ({})", self.address, out.stderr.trim(), out.status);
+        }
+        Ok(out.stdout.trim_end_matches('\n').to_string())
+    }
+}
+
+/// Which PostgreSQL this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgRole {
+    Primary,
+    Standby,
+}
+
+/// A PostgreSQL server: a `Component` (kill, sigstop, restart, ...) plus SQL helpers.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    component: Component,
+    conn: PgConn,
+    role: PgRole,
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+}
+
+impl Deref for Postgres {
+    type Target = Component;
+    fn deref(&self) -> &Component {
+        &self.component
+    }
+}
+
+impl Postgres {
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    /// The role it was started with (a promoted standby still says `Standby`).
+    pub fn role(&self) -> PgRole {
+        self.role
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    pub fn password(&self) -> &str {
+        &self.conn.password
+    }
+
+    /// `postgresql://niledr:PASSWORD@ADDR/postgres`
+    pub fn url(&self) -> String {
+        format!("postgresql://{PG_USER}:{}@{}/postgres", self.conn.password, self.address())
+    }
+
+    /// Run SQL through the `psql` binary over TCP (`-At`: unaligned, tuples only).
+    pub fn psql(&self, sql: &str) -> Result<String> {
+        self.conn
+            .query(sql)
+            .with_context(|| format!("{}", self.name()))
+    }
+
+    pub fn is_in_recovery(&self) -> Result<bool> {
+        Ok(self.psql("SELECT pg_is_in_recovery()")? == "t")
+    }
+
+    /// Standby only: stop applying WAL (it is still received).
+    pub fn pause_replay(&self) -> Result<()> {
+        self.psql("SELECT pg_wal_replay_pause()").map(drop)
+    }
+
+    pub fn resume_replay(&self) -> Result<()> {
+        self.psql("SELECT pg_wal_replay_resume()").map(drop)
+    }
+
+    /// Create `niledr_harness` if needed and insert `n` rows (to make WAL).
+    pub fn write_rows(&self, n: u64) -> Result<()> {
+        self.psql(&format!(
+            "CREATE TABLE IF NOT EXISTS {HARNESS_TABLE} (id bigserial PRIMARY KEY, payload text NOT NULL, \
+             written_at timestamptz NOT NULL DEFAULT clock_timestamp()); \
+             INSERT INTO {HARNESS_TABLE} (payload) SELECT md5(g::text) FROM generate_series(1, {n}) g"
+        ))
+        .map(drop)
+    }
+
+    /// Rows in `niledr_harness` (an error if the table does not exist here yet).
+    pub fn row_count(&self) -> Result<i64> {
+        let s = self.psql(&format!("SELECT count(*) FROM {HARNESS_TABLE}"))?;
+        s.parse().with_context(|| format!("count(*) answered {s:?}"))
+    }
+
+    /// `application_name`s of standbys in state `streaming` (primary side).
+    pub fn streaming_replicas(&self) -> Result<Vec<String>> {
+        let s = self.psql("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")?;
+        Ok(s.lines().map(str::to_string).collect())
+    }
+
+    /// Current WAL position: written (primary) or replayed (standby).
+    pub fn wal_lsn(&self) -> Result<String> {
+        self.psql("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END")
+    }
+}
+
+/// Everything the PostgreSQL set-up steps share.
+pub(crate) struct PgSetup<'a> {
+    pub bins: &'a Binaries,
+    /// `postgres` system user when we are root.
+    pub owner: Option<Owner>,
+    pub password: Arc<str>,
+    pub password_file: &'a Path,
+    pub wal_archive: &'a Path,
+    pub logs: &'a Path,
+}
+
+impl PgSetup<'_> {
+    fn command(&self, program: &Path, cwd: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(cwd).env("PGPASSWORD", &*self.password);
+        if let Some(o) = self.owner {
+            std::os::unix::process::CommandExt::uid(&mut cmd, o.uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, o.gid);
+        }
+        cmd
+    }
+
+    fn conn(&self, address: SocketAddr) -> PgConn {
+        PgConn {
+            psql: self.bins.psql.clone(),
+            address,
+            password: self.password.clone(),
+        }
+    }
+
+    /// Per-instance overrides: appended last, so they win over anything copied from the primary.
+    fn instance_settings(address: SocketAddr, socket_dir: &Path) -> String {
+        format!(
+            "\n# niledr harness: this instance\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\n",
+            address.ip(),
+            address.port(),
+            socket_dir.display()
+        )
+    }
+
+    fn component(&self, name: &str, site: Site, address: SocketAddr, dirs: &InstanceDirs, role: PgRole) -> Result<Postgres> {
+        let conn = self.conn(address);
+        let probe = conn.clone();
+        let spec = ProcessSpec {
+            program: self.bins.postgres.clone(),
+            args: vec!["-D".into(), dirs.data.clone().into()],
+            env: Vec::new(),
+            cwd: Some(dirs.root.clone()),
+            owner: self.owner,
+            log: self.logs.join(format!("{name}.log")),
+            graceful: Signal::SIGINT,
+            start_timeout: Duration::from_secs(60),
+            retry_early_exit: true,
+            ready: Box::new(move || probe.query("SELECT 1").map(drop)),
+        };
+        let component = Component::spawn(name, Some(site), address, spec)?;
+        Ok(Postgres {
+            component,
+            conn,
+            role,
+            data_dir: dirs.data.clone(),
+            socket_dir: dirs.socket.clone(),
+        })
+    }
+
+    /// initdb + configuration + start: the khartoum primary.
+    pub fn primary(&self, name: &str, site: Site, address: SocketAddr, root: &Path) -> Result<Postgres> {
+        let dirs = InstanceDirs::create(root, self.owner)?;
+        let mut initdb = self.command(&self.bins.initdb, &dirs.root);
+        initdb
+            .arg("-D")
+            .arg(&dirs.data)
+            .arg(format!("--username={PG_USER}"))
+            .arg("--pwfile")
+            .arg(self.password_file)
+            .args(["--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]);
+        let log = self.logs.join(format!("{name}-initdb.log"));
+        run_logged(&format!("{name}: initdb"), initdb, &log, Duration::from_secs(120))?;
+
+        let archive = self.wal_archive.display();
+        append_file(
+            &dirs.data.join("postgresql.conf"),
+            &format!(
+                "\n# niledr harness: replication and archiving\n\
+                 wal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n\
+                 wal_keep_size = 64MB\nwal_receiver_status_interval = 1s\n\
+                 archive_mode = on\narchive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'\n\
+                 shared_buffers = 16MB\nmax_connections = 50\nlog_line_prefix = '%m [%p] '\n{}",
+                Self::instance_settings(address, &dirs.socket)
+            ),
+        )?;
+        append_file(
+            &dirs.data.join("pg_hba.conf"),
+            &format!(
+                "\n# niledr harness: every site address\n\
+                 host all all 127.0.0.0/8 scram-sha-256\nhost replication {PG_USER} 127.0.0.0/8 scram-sha-256\n"
+            ),
+        )?;
+        self.component(name, site, address, &dirs, PgRole::Primary)
+    }
+
+    /// `pg_basebackup -R -C -S port_sudan` from the primary, then start it as a hot standby.
+    pub fn standby(&self, name: &str, site: Site, address: SocketAddr, root: &Path, primary: &Postgres) -> Result<Postgres> {
+        let dirs = InstanceDirs::create(root, self.owner)?;
+        let up = primary.address();
+        let mut bb = self.command(&self.bins.pg_basebackup, &dirs.root);
+        bb.arg("-D")
+            .arg(&dirs.data)
+            .args(["-R", "-C", "-S", STANDBY_SLOT, "-X", "stream", "-c", "fast", "-w", "--no-sync"])
+            .args(["-h", &up.ip().to_string(), "-p", &up.port().to_string(), "-U", PG_USER]);
+        let log = self.logs.join(format!("{name}-basebackup.log"));
+        run_logged(&format!("{name}: pg_basebackup"), bb, &log, Duration::from_secs(300))?;
+        append_file(&dirs.data.join("postgresql.conf"), &Self::instance_settings(address, &dirs.socket))?;
+        // Our own primary_conninfo (appended, so it wins over the one -R wrote) names the standby.
+        append_file(
+            &dirs.data.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host={} port={} user={PG_USER} password={} application_name={}'\n",
+                up.ip(),
+                up.port(),
+                self.password,
+                site.name()
+            ),
+        )?;
+        self.component(name, site, address, &dirs, PgRole::Standby)
+    }
+
+    /// The cold site's base backup: plain format, `-X none` (WAL comes from the archive).
+    pub fn cold_backup(&self, primary: &Postgres, dest: &Path) -> Result<()> {
+        make_dir(dest, 0o700, self.owner)?;
+        let up = primary.address();
+        let parent = dest.parent().unwrap_or(dest);
+        let mut bb = self.command(&self.bins.pg_basebackup, parent);
+        bb.arg("-D")
+            .arg(dest)
+            .args(["-X", "none", "-c", "fast", "-w", "--no-sync"])
+            .args(["-h", &up.ip().to_string(), "-p", &up.port().to_string(), "-U", PG_USER]);
+        let log = self.logs.join("dr-cold-basebackup.log");
+        run_logged("dr-cold: pg_basebackup", bb, &log, Duration::from_secs(300))
+    }
+}
+
+struct InstanceDirs {
+    root: PathBuf,
+    data: PathBuf,
+    socket: PathBuf,
+}
+
+impl InstanceDirs {
+    fn create(root: &Path, owner: Option<Owner>) -> Result<InstanceDirs> {
+        let d = InstanceDirs {
+            root: root.to_path_buf(),
+            data: root.join("data"),
+            // Outside the data dir: pg_basebackup must not copy the primary's socket lock.
+            socket: root.join("socket"),
+        };
+        make_dir(&d.root, 0o755, owner)?;
+        make_dir(&d.data, 0o700, owner)?;
+        make_dir(&d.socket, 0o755, owner)?;
+        Ok(d)
+    }
+}
