@@ -1,1 +1,171 @@
-fn main() {}
+//! The `niledr` command line: serve, check-config, audit verify.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use niledr_orchestrator::{config, serve, store};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "niledr",
+    version,
+    about = "NileCare disaster-recovery and failover orchestrator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: probes, event loop, HTTP API and console.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and exit: 0 if valid, 1 with file:line:column and what to fix if not.
+    CheckConfig { file: PathBuf },
+    /// Audit chain commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of a store (the daemon must be stopped; otherwise use
+    /// GET /api/v1/audit/verify).
+    Verify {
+        /// Take the store path from this config file.
+        #[arg(long, short, conflicts_with = "store")]
+        config: Option<PathBuf>,
+        /// Or name the store file directly.
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} sites, {} services, store {})",
+                    file.display(),
+                    c.sites.len(),
+                    c.services.len(),
+                    c.store.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config: cfg,
+                    store: st,
+                },
+        } => {
+            let path = match (cfg, st) {
+                (_, Some(p)) => p,
+                (Some(c), None) => match config::load(&c) {
+                    Ok(c) => c.store,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                (None, None) => {
+                    eprintln!("error: give --config FILE or --store PATH");
+                    return ExitCode::from(2);
+                }
+            };
+            match store::verify_file(&path) {
+                Ok(r) => match r.broken {
+                    None => {
+                        println!("audit chain OK: {} entries, head {}", r.entries, r.head);
+                        ExitCode::SUCCESS
+                    }
+                    Some((seq, why)) => {
+                        eprintln!(
+                            "audit chain BROKEN at entry {seq}: {why} ({} entries read)",
+                            r.entries
+                        );
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve { config: path } => {
+            init_tracing();
+            let config = match config::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: refusing to start: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = rt.block_on(async {
+                let shutdown = CancellationToken::new();
+                let signals = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("signal received");
+                    signals.cancel();
+                });
+                serve::serve(config, shutdown).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("niledr stopped: {e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NILEDR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}

@@ -120,7 +120,9 @@ impl ServiceHealth {
                     Status::Down,
                     format!(
                         "recovering: {}/{} successful probes ({})",
-                        self.consecutive_successes, self.thresholds.success, self.reason_root()
+                        self.consecutive_successes,
+                        self.thresholds.success,
+                        self.reason_root()
                     ),
                 )
             } else {
@@ -225,7 +227,10 @@ pub fn derive_site(id: &str, services: &[&ServiceHealth]) -> (Status, String) {
             return (st, hits.join("; "));
         }
     }
-    (Status::Up, format!("all {} critical services up", critical.len()))
+    (
+        Status::Up,
+        format!("all {} critical services up", critical.len()),
+    )
 }
 
 /// Every service and site, folded from probe results.
@@ -324,7 +329,14 @@ mod tests {
         let now = jiff::Timestamp::now();
         HealthModel::new(
             ["khartoum".to_string()],
-            [ServiceHealth::new("pg", Some("khartoum"), "postgres", true, t, now)],
+            [ServiceHealth::new(
+                "pg",
+                Some("khartoum"),
+                "postgres",
+                true,
+                t,
+                now,
+            )],
             now,
         )
     }
@@ -342,8 +354,14 @@ mod tests {
             (&[false, false, false], &[Unknown, Unknown, Down]),
             (&[true, false, false, true, false], &[Up, Up, Up, Up, Up]),
             (&[true, false, false, false], &[Up, Up, Up, Down]),
-            (&[false, false, false, true, true], &[Unknown, Unknown, Down, Down, Up]),
-            (&[false, false, false, true, false, true, true], &[Unknown, Unknown, Down, Down, Down, Down, Up]),
+            (
+                &[false, false, false, true, true],
+                &[Unknown, Unknown, Down, Down, Up],
+            ),
+            (
+                &[false, false, false, true, false, true, true],
+                &[Unknown, Unknown, Down, Down, Down, Down, Up],
+            ),
         ];
         for (seq, want) in cases {
             let mut m = model();
@@ -370,7 +388,11 @@ mod tests {
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert!(matches!(changes[1].scope, Scope::Site { ref id } if id == "khartoum"));
         assert_eq!(changes[1].to, Status::Down);
-        assert!(changes[1].reason.contains("connection refused"), "{}", changes[1].reason);
+        assert!(
+            changes[1].reason.contains("connection refused"),
+            "{}",
+            changes[1].reason
+        );
     }
 
     #[test]

@@ -13,4 +13,6 @@ pub use result::{
     DnsObservation, DnsServerAnswer, Observation, PgObservation, ProbeResult, RedisObservation,
 };
 pub use scheduler::{Scheduler, SchedulerStats};
-pub use target::{DnsSpec, HttpSpec, PgEndpoint, PgSpec, ProbeSpec, RedisEndpoint, RedisSpec, Target};
+pub use target::{
+    DnsSpec, HttpSpec, PgEndpoint, PgSpec, ProbeSpec, RedisEndpoint, RedisSpec, Target,
+};

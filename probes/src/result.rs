@@ -73,8 +73,12 @@ pub struct PgObservation {
 
 impl PgObservation {
     pub fn summary(&self) -> String {
-        let role = if self.in_recovery { "standby" } else { "primary" };
-        let mut s = format!("{role}");
+        let role = if self.in_recovery {
+            "standby"
+        } else {
+            "primary"
+        };
+        let mut s = role.to_string();
         if let Some(tl) = self.timeline {
             s.push_str(&format!(", timeline {tl}"));
         }
@@ -181,7 +185,12 @@ impl DnsObservation {
             })
             .collect();
         if self.matches_expected {
-            format!("{} = {} ({})", self.name, join(&self.expected), per.join("; "))
+            format!(
+                "{} = {} ({})",
+                self.name,
+                join(&self.expected),
+                per.join("; ")
+            )
         } else {
             format!(
                 "{} MISMATCH: expected {} ({})",
@@ -197,7 +206,10 @@ fn join(a: &[Ipv4Addr]) -> String {
     if a.is_empty() {
         return "(none)".into();
     }
-    a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    a.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

@@ -33,7 +33,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// Start one task per target. Results go to `tx`; the first run of each target is spread
     /// over its interval so thousands of targets do not fire in the same millisecond.
-    pub fn start(targets: Vec<Target>, tx: mpsc::Sender<ProbeResult>, cancel: CancellationToken) -> Scheduler {
+    pub fn start(
+        targets: Vec<Target>,
+        tx: mpsc::Sender<ProbeResult>,
+        cancel: CancellationToken,
+    ) -> Scheduler {
         let tracker = TaskTracker::new();
         let stats = Arc::new(SchedulerStats::default());
         let http = http_client();

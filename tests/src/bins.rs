@@ -95,7 +95,14 @@ pub fn find(name: &str) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = env::var_os("PATH")
         .map(|p| env::split_paths(&p).collect())
         .unwrap_or_default();
-    for d in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+    for d in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
         dirs.push(PathBuf::from(d));
     }
     dirs.into_iter()
@@ -112,6 +119,11 @@ pub fn postgres_owner() -> Result<Option<Owner>> {
     }
     let user = nix::unistd::User::from_name("postgres")
         .context("looking up the postgres user")?
-        .with_context(|| format!("PostgreSQL refuses to run as root and there is no `postgres` user ({HINT})"))?;
-    Ok(Some(Owner { uid: user.uid.as_raw(), gid: user.gid.as_raw() }))
+        .with_context(|| {
+            format!("PostgreSQL refuses to run as root and there is no `postgres` user ({HINT})")
+        })?;
+    Ok(Some(Owner {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    }))
 }

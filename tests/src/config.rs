@@ -43,7 +43,10 @@ impl Default for ConfigOptions {
 
 impl ConfigOptions {
     pub fn with_listen(listen: SocketAddr) -> Self {
-        ConfigOptions { listen, ..ConfigOptions::default() }
+        ConfigOptions {
+            listen,
+            ..ConfigOptions::default()
+        }
     }
 }
 
@@ -69,7 +72,11 @@ fn qp(p: &Path) -> String {
 /// humantime style: "1s", "500ms".
 fn dur(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// The config text for `topo`.
@@ -77,7 +84,10 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
     let layout = topo.layout();
     let secrets = topo.secrets();
     let cold = topo.cold_site();
-    let store = opts.store.clone().unwrap_or_else(|| topo.base_dir().join("state").join("niledr.redb"));
+    let store = opts
+        .store
+        .clone()
+        .unwrap_or_else(|| topo.base_dir().join("state").join("niledr.redb"));
     let mut s = String::new();
     // `write!` to a String cannot fail.
     let _ = write!(
@@ -102,7 +112,11 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
     );
     for site in [Site::Khartoum, Site::PortSudan] {
         let upstream = |what: &str| {
-            if site == Site::PortSudan { format!("upstream = {}\n", q(&format!("khartoum-{what}"))) } else { String::new() }
+            if site == Site::PortSudan {
+                format!("upstream = {}\n", q(&format!("khartoum-{what}")))
+            } else {
+                String::new()
+            }
         };
         let _ = write!(
             s,
@@ -132,7 +146,11 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
             body = q(health_body(site).trim_end()),
         );
     }
-    let servers: Vec<String> = topo.dns_servers().iter().map(|a| q(&a.to_string())).collect();
+    let servers: Vec<String> = topo
+        .dns_servers()
+        .iter()
+        .map(|a| q(&a.to_string()))
+        .collect();
     let _ = write!(
         s,
         "\n[dns]\nzone = {zone}\nservers = [{servers}]\ntsig_key_file = {key}\n",
@@ -155,7 +173,8 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
 /// Render and write to `path` (parent dirs created); returns the path.
 pub fn write(topo: &Topology, path: &Path, opts: &ConfigOptions) -> Result<PathBuf> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let text = render(topo, opts)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

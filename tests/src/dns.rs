@@ -39,19 +39,39 @@ impl TsigKey {
     /// A fresh random 256-bit key written to `<secrets>/niledr.tsig` and `<secrets>/niledr.tsig.knot`.
     pub fn generate(secrets: &Path) -> Result<TsigKey> {
         let secret = base64(&random_bytes(32)?);
-        Self::write(TSIG_KEY_NAME, &secret, secrets.join("niledr.tsig"), secrets.join("niledr.tsig.knot"))
+        Self::write(
+            TSIG_KEY_NAME,
+            &secret,
+            secrets.join("niledr.tsig"),
+            secrets.join("niledr.tsig.knot"),
+        )
     }
 
     /// Write a key with the given name/secret to the two files.
-    pub fn write(name: &str, secret: &str, bind_file: PathBuf, knot_file: PathBuf) -> Result<TsigKey> {
+    pub fn write(
+        name: &str,
+        secret: &str,
+        bind_file: PathBuf,
+        knot_file: PathBuf,
+    ) -> Result<TsigKey> {
         write_file(
             &bind_file,
             &format!("key \"{name}\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n"),
             0o600,
             None,
         )?;
-        write_file(&knot_file, &format!("hmac-sha256:{name}:{secret}\n"), 0o600, None)?;
-        Ok(TsigKey { name: name.to_string(), secret: secret.to_string(), bind_file, knot_file })
+        write_file(
+            &knot_file,
+            &format!("hmac-sha256:{name}:{secret}\n"),
+            0o600,
+            None,
+        )?;
+        Ok(TsigKey {
+            name: name.to_string(),
+            secret: secret.to_string(),
+            bind_file,
+            knot_file,
+        })
     }
 }
 
@@ -133,11 +153,18 @@ impl Dns {
             full.push_str("send\n");
         }
         let mut cmd = Command::new(&self.knsupdate);
-        cmd.arg("-k").arg(knot_key_file).args(["-t", "3", "-r", "1"]);
+        cmd.arg("-k")
+            .arg(knot_key_file)
+            .args(["-t", "3", "-r", "1"]);
         let out = run_capture("knsupdate", cmd, Some(&full), CLIENT_TIMEOUT)?;
         // knsupdate exits 0 on some refusals; its ";; ERROR" lines are the reliable signal.
         if !out.success || out.stderr.contains("ERROR") || out.stdout.contains("ERROR") {
-            bail!("knsupdate to {server} failed ({}): {}{}", out.status, out.stdout.trim(), out.stderr.trim());
+            bail!(
+                "knsupdate to {server} failed ({}): {}{}",
+                out.status,
+                out.stdout.trim(),
+                out.stderr.trim()
+            );
         }
         Ok(out.stdout)
     }
@@ -151,13 +178,29 @@ impl Dns {
 /// `kdig @server -p port +short A name`, parsed.
 pub fn dig_a(kdig: &Path, name: &str, server: SocketAddr) -> Result<Vec<Ipv4Addr>> {
     let mut cmd = Command::new(kdig);
-    cmd.arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+short", "+timeout=1", "+retry=1", "A", name]);
+    cmd.arg(format!("@{}", server.ip())).args([
+        "-p",
+        &server.port().to_string(),
+        "+short",
+        "+timeout=1",
+        "+retry=1",
+        "A",
+        name,
+    ]);
     let out = run_capture("kdig", cmd, None, CLIENT_TIMEOUT)?;
     if !out.success {
-        bail!("kdig {name} @{server} failed ({}): {}{}", out.status, out.stdout.trim(), out.stderr.trim());
+        bail!(
+            "kdig {name} @{server} failed ({}): {}{}",
+            out.status,
+            out.stdout.trim(),
+            out.stderr.trim()
+        );
     }
-    let mut addrs: Vec<Ipv4Addr> = out.stdout.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let mut addrs: Vec<Ipv4Addr> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
     if addrs.is_empty() && out.stdout.contains(";;") {
         bail!("kdig {name} @{server}: {}", out.stdout.trim());
     }
@@ -172,7 +215,12 @@ pub(crate) fn zone_file(servers: &[SocketAddr], target: Ipv4Addr) -> String {
          @ IN SOA ns1.{ZONE} hostmaster.{ZONE} 1 60 30 3600 {RECORD_TTL}\n"
     );
     for (i, s) in servers.iter().enumerate() {
-        z.push_str(&format!("@ IN NS ns{}.{ZONE}\nns{} IN A {}\n", i + 1, i + 1, s.ip()));
+        z.push_str(&format!(
+            "@ IN NS ns{}.{ZONE}\nns{} IN A {}\n",
+            i + 1,
+            i + 1,
+            s.ip()
+        ));
     }
     for name in ["db", "cache", "api"] {
         z.push_str(&format!("{name} {RECORD_TTL} IN A {target}\n"));
@@ -192,7 +240,11 @@ pub(crate) fn start(
     let (primary_addr, secondaries) = addrs.split_first().context("no DNS server in the layout")?;
     let mut servers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let name = if i == 0 { "dns-primary".to_string() } else { format!("dns-secondary-{i}") };
+        let name = if i == 0 {
+            "dns-primary".to_string()
+        } else {
+            format!("dns-secondary-{i}")
+        };
         let home = dir.join(&name);
         for sub in ["run", "db", "zones"] {
             make_dir(&home.join(sub), 0o755, None)?;
@@ -209,13 +261,22 @@ pub(crate) fn start(
             key = key.name,
             secret = key.secret,
         );
-        let zone;
-        if i == 0 {
-            write_file(&home.join("zones").join(format!("{ZONE}zone")), zone_text, 0o644, None)?;
+        let zone = if i == 0 {
+            write_file(
+                &home.join("zones").join(format!("{ZONE}zone")),
+                zone_text,
+                0o644,
+                None,
+            )?;
             if !secondaries.is_empty() {
                 conf.push_str("remote:\n");
                 for (j, s) in secondaries.iter().enumerate() {
-                    conf.push_str(&format!("  - id: secondary-{}\n    address: {}@{}\n", j + 1, s.ip(), s.port()));
+                    conf.push_str(&format!(
+                        "  - id: secondary-{}\n    address: {}@{}\n",
+                        j + 1,
+                        s.ip(),
+                        s.port()
+                    ));
                 }
                 conf.push('\n');
             }
@@ -223,11 +284,17 @@ pub(crate) fn start(
                 "acl:\n  - id: update\n    key: {}\n    action: update\n  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n\n",
                 key.name
             ));
-            let notify: Vec<String> = (1..=secondaries.len()).map(|j| format!("secondary-{j}")).collect();
-            zone = format!(
+            let notify: Vec<String> = (1..=secondaries.len())
+                .map(|j| format!("secondary-{j}"))
+                .collect();
+            format!(
                 "    file: {ZONE}zone\n    acl: [update, transfer]\n{}",
-                if notify.is_empty() { String::new() } else { format!("    notify: [{}]\n", notify.join(", ")) }
-            );
+                if notify.is_empty() {
+                    String::new()
+                } else {
+                    format!("    notify: [{}]\n", notify.join(", "))
+                }
+            )
         } else {
             conf.push_str(&format!(
                 "remote:\n  - id: primary\n    address: {}@{}\n\n\
@@ -235,8 +302,8 @@ pub(crate) fn start(
                 primary_addr.ip(),
                 primary_addr.port()
             ));
-            zone = "    master: primary\n    acl: [notify]\n".to_string();
-        }
+            "    master: primary\n    acl: [notify]\n".to_string()
+        };
         conf.push_str(&format!(
             "template:\n  - id: default\n    storage: \"{}\"\n    zonefile-sync: -1\n    journal-content: changes\n\n\
              zone:\n  - domain: {ZONE}\n{zone}",
@@ -256,12 +323,16 @@ pub(crate) fn start(
             log: logs.join(format!("{name}.log")),
             graceful: Signal::SIGTERM,
             start_timeout: Duration::from_secs(30),
-            retry_early_exit: false,
+            retry_when_log_says: &[],
             ready: Box::new(move || {
                 // Serving the zone (a secondary: transferred it). Not "answers khartoum": a
                 // restarted server may carry updates from its journal.
                 let got = dig_a(&kdig, &format!("db.{ZONE}"), probe)?;
-                if got.is_empty() { bail!("no A record for db.{ZONE} yet") } else { Ok(()) }
+                if got.is_empty() {
+                    bail!("no A record for db.{ZONE} yet")
+                } else {
+                    Ok(())
+                }
             }),
         };
         servers.push(DnsServer {
@@ -270,5 +341,10 @@ pub(crate) fn start(
             primary: i == 0,
         });
     }
-    Ok(Dns { servers, key, kdig: bins.kdig.clone(), knsupdate: bins.knsupdate.clone() })
+    Ok(Dns {
+        servers,
+        key,
+        kdig: bins.kdig.clone(),
+        knsupdate: bins.knsupdate.clone(),
+    })
 }

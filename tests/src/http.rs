@@ -26,20 +26,33 @@ pub struct HttpResponse {
 
 /// `GET path` with HTTP/1.0 (the server closes the connection; no chunking).
 pub fn http_get(address: SocketAddr, path: &str) -> Result<HttpResponse> {
-    let mut s = TcpStream::connect_timeout(&address, IO_TIMEOUT).with_context(|| format!("http {address}: connect"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT)).context("set_read_timeout")?;
-    s.set_write_timeout(Some(IO_TIMEOUT)).context("set_write_timeout")?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n").with_context(|| format!("http {address}: write"))?;
+    let mut s = TcpStream::connect_timeout(&address, IO_TIMEOUT)
+        .with_context(|| format!("http {address}: connect"))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))
+        .context("set_read_timeout")?;
+    s.set_write_timeout(Some(IO_TIMEOUT))
+        .context("set_write_timeout")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .with_context(|| format!("http {address}: write"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).with_context(|| format!("http {address}: read"))?;
+    s.read_to_end(&mut raw)
+        .with_context(|| format!("http {address}: read"))?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").with_context(|| format!("http {address}: no header end"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("http {address}: no header end"))?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("http {address}: bad status line {:?}", head.lines().next()))?;
-    Ok(HttpResponse { status, body: body.to_string() })
+    Ok(HttpResponse {
+        status,
+        body: body.to_string(),
+    })
 }
 
 /// One site's health endpoint.
@@ -82,11 +95,22 @@ pub fn health_body(site: Site) -> String {
 }
 
 /// Write the config and start `nginx -c CONF -p PREFIX -e ERRLOG`.
-pub(crate) fn start(bins: &Binaries, name: &str, site: Site, address: SocketAddr, prefix: &Path, log: PathBuf) -> Result<HttpHealth> {
+pub(crate) fn start(
+    bins: &Binaries,
+    name: &str,
+    site: Site,
+    address: SocketAddr,
+    prefix: &Path,
+    log: PathBuf,
+) -> Result<HttpHealth> {
     make_dir(prefix, 0o755, None)?;
     make_dir(&prefix.join("tmp"), 0o755, None)?;
     let p = prefix.display();
-    let user = if nix::unistd::geteuid().is_root() { "user root;\n" } else { "" };
+    let user = if nix::unistd::geteuid().is_root() {
+        "user root;\n"
+    } else {
+        ""
+    };
     let conf = format!(
         "daemon off;\nmaster_process on;\nworker_processes 1;\n{user}pid {p}/nginx.pid;\nerror_log stderr notice;\n\
          events {{ worker_connections 128; }}\n\
@@ -116,11 +140,18 @@ pub(crate) fn start(bins: &Binaries, name: &str, site: Site, address: SocketAddr
         log,
         graceful: Signal::SIGTERM,
         start_timeout: Duration::from_secs(30),
-        retry_early_exit: false,
+        retry_when_log_says: &[],
         ready: Box::new(move || {
             let r = http_get(address, "/health")?;
-            if r.status == 200 { Ok(()) } else { bail!("/health answered {}", r.status) }
+            if r.status == 200 {
+                Ok(())
+            } else {
+                bail!("/health answered {}", r.status)
+            }
         }),
     };
-    Ok(HttpHealth { component: Component::spawn(name, Some(site), address, spec)?, config })
+    Ok(HttpHealth {
+        component: Component::spawn(name, Some(site), address, spec)?,
+        config,
+    })
 }

@@ -65,7 +65,11 @@ const DNS_SECONDARY: Ipv4Addr = Ipv4Addr::new(127, 0, 9, 2);
 impl Layout {
     /// Standard ports on the site loopback addresses (for people; needs root for 53 and 80).
     pub fn sandbox() -> Layout {
-        let std_ports = SitePorts { postgres: 5432, redis: 6379, http: 80 };
+        let std_ports = SitePorts {
+            postgres: 5432,
+            redis: 6379,
+            http: 80,
+        };
         Layout {
             khartoum: KHARTOUM,
             port_sudan: PORT_SUDAN,
@@ -79,9 +83,9 @@ impl Layout {
         }
     }
 
-    /// Same addresses, free ports (bound to port 0 on that very address; DNS ports are
-    /// free for both UDP and TCP). A port is never handed out twice by one process, so
-    /// topologies started by parallel tests do not collide.
+    /// Same addresses, free ports (checked by binding on that very address; DNS ports are
+    /// free for both UDP and TCP). Ports are random below the kernel's ephemeral range, and
+    /// never handed out twice by one process, so topologies of parallel tests do not collide.
     pub fn free_ports() -> Result<Layout> {
         let site = |ip| -> Result<SitePorts> {
             Ok(SitePorts {
@@ -148,7 +152,10 @@ impl Layout {
         let mut out = Vec::new();
         for site in [Site::Khartoum, Site::PortSudan] {
             if let Ok((ip, p)) = self.active(site) {
-                out.push((format!("{site}-postgres"), SocketAddr::from((ip, p.postgres))));
+                out.push((
+                    format!("{site}-postgres"),
+                    SocketAddr::from((ip, p.postgres)),
+                ));
                 out.push((format!("{site}-redis"), SocketAddr::from((ip, p.redis))));
                 out.push((format!("{site}-api"), SocketAddr::from((ip, p.http))));
             }
@@ -188,26 +195,49 @@ fn claim(ip: Ipv4Addr, port: u16) -> bool {
     seen.insert((ip, port))
 }
 
-/// A TCP port that is free on `ip` right now and was not handed out before by this process.
-pub fn free_tcp_port(ip: Ipv4Addr) -> Result<u16> {
-    for _ in 0..100 {
+/// First port of the kernel's ephemeral range (clients' automatic source ports).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// Lowest port we hand out.
+const MIN_PORT: u16 = 10000;
+
+/// A random port below the ephemeral range that is free on `ip` (TCP, and UDP too when
+/// `udp`) and was not handed out before by this process.
+///
+/// Ports from `bind(0)` would come from the ephemeral range, where any client (a `kdig`
+/// query, a knot NOTIFY) can be given the same port as its wildcard-bound source port
+/// between our check and the server's bind. Below that range nothing is auto-assigned.
+fn pick_port(ip: Ipv4Addr, udp: bool) -> Result<u16> {
+    let high = ephemeral_low();
+    if high <= MIN_PORT + 1000 {
+        // Unusual kernel settings: fall back to the kernel's choice.
         let l = TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))?;
-        let port = l.local_addr().context("local_addr")?.port();
-        if claim(ip, port) {
+        return Ok(l.local_addr().context("local_addr")?.port());
+    }
+    let span = u32::from(high - MIN_PORT);
+    for chunk in crate::util::random_bytes(4 * 200)?.chunks_exact(4) {
+        let r = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        let port = MIN_PORT + u16::try_from(r % span).context("port arithmetic")?;
+        let tcp_free = TcpListener::bind((ip, port)).is_ok();
+        let udp_free = !udp || UdpSocket::bind((ip, port)).is_ok();
+        if tcp_free && udp_free && claim(ip, port) {
             return Ok(port);
         }
     }
-    bail!("no free TCP port on {ip}")
+    bail!("no free port on {ip}")
+}
+
+/// A TCP port that is free on `ip` right now and was not handed out before by this process.
+pub fn free_tcp_port(ip: Ipv4Addr) -> Result<u16> {
+    pick_port(ip, false)
 }
 
 /// A port free on `ip` for both UDP and TCP.
 pub fn free_dns_port(ip: Ipv4Addr) -> Result<u16> {
-    for _ in 0..100 {
-        let u = UdpSocket::bind((ip, 0)).with_context(|| format!("binding udp {ip}:0"))?;
-        let port = u.local_addr().context("local_addr")?.port();
-        if TcpListener::bind((ip, port)).is_ok() && claim(ip, port) {
-            return Ok(port);
-        }
-    }
-    bail!("no port free for both UDP and TCP on {ip}")
+    pick_port(ip, true)
 }

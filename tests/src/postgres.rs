@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use crate::bins::Binaries;
 use crate::layout::Site;
 use crate::process::{Component, ProcessSpec};
-use crate::util::{Owner, append_file, make_dir, run_logged, run_capture};
+use crate::util::{Owner, append_file, make_dir, run_capture, run_logged};
 
 /// The superuser (and replication user) initdb creates.
 pub const PG_USER: &str = "niledr";
@@ -46,7 +46,12 @@ impl PgConn {
             .env("PGCONNECT_TIMEOUT", "3");
         let out = run_capture("psql", cmd, None, PSQL_TIMEOUT)?;
         if !out.success {
-            bail!("psql {} {sql:?}: {} ({})", self.address, out.stderr.trim(), out.status);
+            bail!(
+                "psql {} {sql:?}: {} ({})",
+                self.address,
+                out.stderr.trim(),
+                out.status
+            );
         }
         Ok(out.stdout.trim_end_matches('\n').to_string())
     }
@@ -100,14 +105,18 @@ impl Postgres {
 
     /// `postgresql://niledr:PASSWORD@ADDR/postgres`
     pub fn url(&self) -> String {
-        format!("postgresql://{PG_USER}:{}@{}/postgres", self.conn.password, self.address())
+        format!(
+            "postgresql://{PG_USER}:{}@{}/postgres",
+            self.conn.password,
+            self.address()
+        )
     }
 
     /// Run SQL through the `psql` binary over TCP (`-At`: unaligned, tuples only).
     pub fn psql(&self, sql: &str) -> Result<String> {
         self.conn
             .query(sql)
-            .with_context(|| format!("{}", self.name()))
+            .with_context(|| self.name().to_string())
     }
 
     pub fn is_in_recovery(&self) -> Result<bool> {
@@ -136,12 +145,15 @@ impl Postgres {
     /// Rows in `niledr_harness` (an error if the table does not exist here yet).
     pub fn row_count(&self) -> Result<i64> {
         let s = self.psql(&format!("SELECT count(*) FROM {HARNESS_TABLE}"))?;
-        s.parse().with_context(|| format!("count(*) answered {s:?}"))
+        s.parse()
+            .with_context(|| format!("count(*) answered {s:?}"))
     }
 
     /// `application_name`s of standbys in state `streaming` (primary side).
     pub fn streaming_replicas(&self) -> Result<Vec<String>> {
-        let s = self.psql("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1")?;
+        let s = self.psql(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1",
+        )?;
         Ok(s.lines().map(str::to_string).collect())
     }
 
@@ -191,7 +203,14 @@ impl PgSetup<'_> {
         )
     }
 
-    fn component(&self, name: &str, site: Site, address: SocketAddr, dirs: &InstanceDirs, role: PgRole) -> Result<Postgres> {
+    fn component(
+        &self,
+        name: &str,
+        site: Site,
+        address: SocketAddr,
+        dirs: &InstanceDirs,
+        role: PgRole,
+    ) -> Result<Postgres> {
         let conn = self.conn(address);
         let probe = conn.clone();
         let spec = ProcessSpec {
@@ -203,7 +222,8 @@ impl PgSetup<'_> {
             log: self.logs.join(format!("{name}.log")),
             graceful: Signal::SIGINT,
             start_timeout: Duration::from_secs(60),
-            retry_early_exit: true,
+            // After kill -9: the dead server's shared memory / lock file linger for a moment.
+            retry_when_log_says: &["shared memory", "lock file", "already in use"],
             ready: Box::new(move || probe.query("SELECT 1").map(drop)),
         };
         let component = Component::spawn(name, Some(site), address, spec)?;
@@ -217,7 +237,13 @@ impl PgSetup<'_> {
     }
 
     /// initdb + configuration + start: the khartoum primary.
-    pub fn primary(&self, name: &str, site: Site, address: SocketAddr, root: &Path) -> Result<Postgres> {
+    pub fn primary(
+        &self,
+        name: &str,
+        site: Site,
+        address: SocketAddr,
+        root: &Path,
+    ) -> Result<Postgres> {
         let dirs = InstanceDirs::create(root, self.owner)?;
         let mut initdb = self.command(&self.bins.initdb, &dirs.root);
         initdb
@@ -226,9 +252,20 @@ impl PgSetup<'_> {
             .arg(format!("--username={PG_USER}"))
             .arg("--pwfile")
             .arg(self.password_file)
-            .args(["--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]);
+            .args([
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]);
         let log = self.logs.join(format!("{name}-initdb.log"));
-        run_logged(&format!("{name}: initdb"), initdb, &log, Duration::from_secs(120))?;
+        run_logged(
+            &format!("{name}: initdb"),
+            initdb,
+            &log,
+            Duration::from_secs(120),
+        )?;
 
         let archive = self.wal_archive.display();
         append_file(
@@ -253,17 +290,50 @@ impl PgSetup<'_> {
     }
 
     /// `pg_basebackup -R -C -S port_sudan` from the primary, then start it as a hot standby.
-    pub fn standby(&self, name: &str, site: Site, address: SocketAddr, root: &Path, primary: &Postgres) -> Result<Postgres> {
+    pub fn standby(
+        &self,
+        name: &str,
+        site: Site,
+        address: SocketAddr,
+        root: &Path,
+        primary: &Postgres,
+    ) -> Result<Postgres> {
         let dirs = InstanceDirs::create(root, self.owner)?;
         let up = primary.address();
         let mut bb = self.command(&self.bins.pg_basebackup, &dirs.root);
         bb.arg("-D")
             .arg(&dirs.data)
-            .args(["-R", "-C", "-S", STANDBY_SLOT, "-X", "stream", "-c", "fast", "-w", "--no-sync"])
-            .args(["-h", &up.ip().to_string(), "-p", &up.port().to_string(), "-U", PG_USER]);
+            .args([
+                "-R",
+                "-C",
+                "-S",
+                STANDBY_SLOT,
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-w",
+                "--no-sync",
+            ])
+            .args([
+                "-h",
+                &up.ip().to_string(),
+                "-p",
+                &up.port().to_string(),
+                "-U",
+                PG_USER,
+            ]);
         let log = self.logs.join(format!("{name}-basebackup.log"));
-        run_logged(&format!("{name}: pg_basebackup"), bb, &log, Duration::from_secs(300))?;
-        append_file(&dirs.data.join("postgresql.conf"), &Self::instance_settings(address, &dirs.socket))?;
+        run_logged(
+            &format!("{name}: pg_basebackup"),
+            bb,
+            &log,
+            Duration::from_secs(300),
+        )?;
+        append_file(
+            &dirs.data.join("postgresql.conf"),
+            &Self::instance_settings(address, &dirs.socket),
+        )?;
         // Our own primary_conninfo (appended, so it wins over the one -R wrote) names the standby.
         append_file(
             &dirs.data.join("postgresql.auto.conf"),
@@ -287,7 +357,14 @@ impl PgSetup<'_> {
         bb.arg("-D")
             .arg(dest)
             .args(["-X", "none", "-c", "fast", "-w", "--no-sync"])
-            .args(["-h", &up.ip().to_string(), "-p", &up.port().to_string(), "-U", PG_USER]);
+            .args([
+                "-h",
+                &up.ip().to_string(),
+                "-p",
+                &up.port().to_string(),
+                "-U",
+                PG_USER,
+            ]);
         let log = self.logs.join("dr-cold-basebackup.log");
         run_logged("dr-cold: pg_basebackup", bb, &log, Duration::from_secs(300))
     }

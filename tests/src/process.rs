@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 
 use crate::layout::Site;
@@ -37,9 +38,10 @@ pub struct ProcessSpec {
     /// Sent to the leader by `stop()`: SIGINT (fast shutdown) for PostgreSQL, SIGTERM otherwise.
     pub graceful: Signal,
     pub start_timeout: Duration,
-    /// Respawn if the process exits before it is ready (PostgreSQL after kill -9, while the
-    /// old shared memory or lock file is still around).
-    pub retry_early_exit: bool,
+    /// Respawn if the process exits before it is ready and the end of its log contains
+    /// one of these (PostgreSQL after kill -9, while the old shared memory or lock file is
+    /// still around). Empty: never retry.
+    pub retry_when_log_says: &'static [&'static str],
     pub ready: ReadyCheck,
 }
 
@@ -79,14 +81,23 @@ const GONE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Component {
     /// Create the handle and start the process, waiting until it is ready.
-    pub fn spawn(name: &str, site: Option<Site>, address: SocketAddr, spec: ProcessSpec) -> Result<Component> {
+    pub fn spawn(
+        name: &str,
+        site: Option<Site>,
+        address: SocketAddr,
+        spec: ProcessSpec,
+    ) -> Result<Component> {
+        become_subreaper();
         let c = Component {
             inner: Arc::new(Inner {
                 name: name.to_string(),
                 site,
                 address,
                 spec,
-                state: Mutex::new(State { child: None, stopped: false }),
+                state: Mutex::new(State {
+                    child: None,
+                    stopped: false,
+                }),
             }),
         };
         c.start()?;
@@ -149,7 +160,7 @@ impl Component {
         let Some(pid) = running_pid(&mut st) else {
             return self.kill_locked(&mut st);
         };
-        let before = family(pid);
+        let before = family_in(pid, true);
         if st.stopped {
             signal_all(&before, pid, Signal::SIGCONT);
             st.stopped = false;
@@ -164,7 +175,10 @@ impl Component {
             Ok(exited)
         });
         if !exited {
-            eprintln!("{}: no exit {STOP_TIMEOUT:?} after {:?}; killing", self.inner.name, self.inner.spec.graceful);
+            eprintln!(
+                "{}: no exit {STOP_TIMEOUT:?} after {:?}; killing",
+                self.inner.name, self.inner.spec.graceful
+            );
         }
         // Reaps the leader, kills stragglers.
         self.kill_locked(&mut st)?;
@@ -183,26 +197,44 @@ impl Component {
         self.start()
     }
 
-    /// Freeze every process of the component (a hung server: connections hang, nothing answers).
+    /// Freeze every process of the component (a hung server: connections hang, nothing
+    /// answers). Returns once all of them are in the stopped state.
     pub fn sigstop(&self) -> Result<()> {
         let mut st = self.lock();
-        let pid = running_pid(&mut st).with_context(|| format!("{}: not running", self.inner.name))?;
+        let pid =
+            running_pid(&mut st).with_context(|| format!("{}: not running", self.inner.name))?;
         signal_all(&[], pid, Signal::SIGSTOP);
         // Two passes: anything forked before the first SIGSTOP landed is caught by the second.
         for _ in 0..2 {
             signal_all(&family(pid), pid, Signal::SIGSTOP);
         }
         st.stopped = true;
-        Ok(())
+        self.wait_state(pid, true)
     }
 
-    /// Resume a component frozen by `sigstop()`.
+    /// Resume a component frozen by `sigstop()`; returns once none of its processes is stopped.
     pub fn sigcont(&self) -> Result<()> {
         let mut st = self.lock();
-        let pid = running_pid(&mut st).with_context(|| format!("{}: not running", self.inner.name))?;
+        let pid =
+            running_pid(&mut st).with_context(|| format!("{}: not running", self.inner.name))?;
         signal_all(&family(pid), pid, Signal::SIGCONT);
         st.stopped = false;
-        Ok(())
+        self.wait_state(pid, false)
+    }
+
+    /// Signals are delivered asynchronously: wait until every process is (not) stopped.
+    fn wait_state(&self, pid: u32, stopped: bool) -> Result<()> {
+        let is_stopped = |p: u32| matches!(process_state(p), Some('T' | 't'));
+        wait_until(Instant::now() + GONE_TIMEOUT, || {
+            Ok(family(pid).into_iter().all(|p| is_stopped(p) == stopped))
+        })
+        .with_context(|| {
+            format!(
+                "{}: processes not {} after signalling",
+                self.inner.name,
+                if stopped { "stopped" } else { "resumed" }
+            )
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -264,7 +296,9 @@ impl Component {
                 let left = family_of_group(child.id());
                 signal_all(&left, child.id(), Signal::SIGKILL);
                 wait_gone(name, &left)?;
-                if spec.retry_early_exit && Instant::now() + Duration::from_millis(200) < deadline {
+                let tail = log_tail(&spec.log, 5);
+                let transient = spec.retry_when_log_says.iter().any(|m| tail.contains(m));
+                if transient && Instant::now() + Duration::from_millis(200) < deadline {
                     thread::sleep(Duration::from_millis(100));
                     continue;
                 }
@@ -293,8 +327,9 @@ impl Component {
         let pid = child.id();
         // Freeze the leader first so it cannot fork while we collect its family.
         signal_all(&[], pid, Signal::SIGSTOP);
-        let mut victims: BTreeSet<u32> = family(pid).into_iter().collect();
-        victims.extend(family(pid));
+        let mut victims: BTreeSet<u32> = family_in(pid, true).into_iter().collect();
+        // Second pass: whatever a still-running backend forked meanwhile.
+        victims.extend(family_in(pid, true));
         victims.extend(family_of_group(pid));
         let victims: Vec<u32> = victims.into_iter().collect();
         signal_all(&victims, pid, Signal::SIGKILL);
@@ -311,7 +346,7 @@ impl Drop for Inner {
         if let Some(mut child) = state.child.take() {
             let pid = child.id();
             signal_all(&[], pid, Signal::SIGSTOP);
-            let victims = family(pid);
+            let victims = family_in(pid, true);
             signal_all(&victims, pid, Signal::SIGKILL);
             let _ = child.wait();
             let _ = wait_gone(&self.name, &victims);
@@ -335,12 +370,32 @@ fn signal_all(pids: &[u32], group: u32, sig: Signal) {
     }
 }
 
-/// Wait until none of `pids` is alive (zombies count as gone).
+/// Wait until none of `pids` is alive (zombies count as gone), then reap the ones that
+/// were reparented to us.
 fn wait_gone(name: &str, pids: &[u32]) -> Result<()> {
-    wait_until(Instant::now() + GONE_TIMEOUT, || Ok(pids.iter().all(|&p| !process_alive(p)))).map_err(|_| {
+    let waited = wait_until(Instant::now() + GONE_TIMEOUT, || {
+        Ok(pids.iter().all(|&p| !process_alive(p)))
+    });
+    for &p in pids {
+        // ECHILD when it is not (or no longer) our child: fine.
+        let _ = waitpid(Pid::from_raw(p as i32), Some(WaitPidFlag::WNOHANG));
+    }
+    waited.map_err(|_| {
         let left: Vec<u32> = pids.iter().copied().filter(|&p| process_alive(p)).collect();
         anyhow!("{name}: processes {left:?} still alive {GONE_TIMEOUT:?} after SIGKILL")
     })
+}
+
+/// Orphans of our servers (PostgreSQL backends whose postmaster was SIGKILLed, nginx
+/// workers) are reparented to us rather than to PID 1, so `wait_gone` can reap them and a
+/// torn-down topology leaves not even zombies behind.
+fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            eprintln!("niledr-tests: PR_SET_CHILD_SUBREAPER failed ({e}); killed servers' orphans go to PID 1");
+        }
+    });
 }
 
 struct ProcStat {
@@ -360,24 +415,35 @@ fn read_stat(pid: u32) -> Option<ProcStat> {
     Some(ProcStat { ppid, pgrp, state })
 }
 
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T` stopped, `Z` zombie, ...).
+pub fn process_state(pid: u32) -> Option<char> {
+    read_stat(pid).map(|s| s.state)
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn process_alive(pid: u32) -> bool {
     matches!(read_stat(pid), Some(s) if s.state != 'Z' && s.state != 'X')
 }
 
-fn proc_table() -> HashMap<u32, ProcStat> {
+fn proc_table(with_zombies: bool) -> HashMap<u32, ProcStat> {
     let Ok(rd) = fs::read_dir("/proc") else {
         return HashMap::new();
     };
     rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| Some((pid, read_stat(pid)?)))
-        .filter(|(_, s)| s.state != 'Z' && s.state != 'X')
+        .filter(|(_, s)| with_zombies || (s.state != 'Z' && s.state != 'X'))
         .collect()
 }
 
 /// `root`, the members of its process group, and all their descendants (live processes only).
 pub fn family(root: u32) -> Vec<u32> {
-    let table = proc_table();
+    family_in(root, false)
+}
+
+/// Like `family`, with zombies too (children that exited but were not reaped yet: once
+/// their parent is killed they are reparented to us and must be reaped).
+fn family_in(root: u32, with_zombies: bool) -> Vec<u32> {
+    let table = proc_table(with_zombies);
     let mut out: BTreeSet<u32> = table
         .iter()
         .filter(|(pid, s)| **pid == root || s.pgrp == root)
@@ -398,7 +464,7 @@ pub fn family(root: u32) -> Vec<u32> {
 }
 
 fn family_of_group(pgrp: u32) -> Vec<u32> {
-    proc_table()
+    proc_table(true)
         .into_iter()
         .filter(|(_, s)| s.pgrp == pgrp)
         .map(|(pid, _)| pid)

@@ -2,7 +2,7 @@
 //! and a tiny RESP client over `TcpStream`.
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -48,9 +48,14 @@ impl fmt::Display for Resp {
 /// Send one command (authenticating first when `password` is set) and read the reply.
 /// A Redis error reply is returned as `Err`.
 pub fn command(address: SocketAddr, password: Option<&str>, args: &[&str]) -> Result<Resp> {
-    let stream = TcpStream::connect_timeout(&address, IO_TIMEOUT).with_context(|| format!("redis {address}: connect"))?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).context("set_read_timeout")?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).context("set_write_timeout")?;
+    let stream = TcpStream::connect_timeout(&address, IO_TIMEOUT)
+        .with_context(|| format!("redis {address}: connect"))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .context("set_read_timeout")?;
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .context("set_write_timeout")?;
     let mut writer = stream.try_clone().context("clone stream")?;
     let mut reader = BufReader::new(stream);
     let mut send = |args: &[&str]| -> Result<Resp> {
@@ -60,10 +65,15 @@ pub fn command(address: SocketAddr, password: Option<&str>, args: &[&str]) -> Re
             buf.extend_from_slice(a.as_bytes());
             buf.extend_from_slice(b"\r\n");
         }
-        writer.write_all(&buf).with_context(|| format!("redis {address}: write"))?;
+        writer
+            .write_all(&buf)
+            .with_context(|| format!("redis {address}: write"))?;
         let reply = read_reply(&mut reader).with_context(|| format!("redis {address}: read"))?;
         if let Resp::Error(e) = &reply {
-            bail!("redis {address} {}: {e}", args.first().copied().unwrap_or(""));
+            bail!(
+                "redis {address} {}: {e}",
+                args.first().copied().unwrap_or("")
+            );
         }
         Ok(reply)
     };
@@ -158,7 +168,10 @@ impl Redis {
 
     /// One field of `INFO section` (e.g. `info_field("replication", "master_link_status")`).
     pub fn info_field(&self, section: &str, field: &str) -> Result<Option<String>> {
-        Ok(info_field(&self.redis_cli(&["INFO", section])?.to_string(), field))
+        Ok(info_field(
+            &self.redis_cli(&["INFO", section])?.to_string(),
+            field,
+        ))
     }
 }
 
@@ -181,7 +194,8 @@ pub(crate) struct RedisInstance<'a> {
 
 /// Write the config (the password stays out of `ps`) and start `redis-server CONF`.
 pub(crate) fn start(bins: &Binaries, r: &RedisInstance<'_>) -> Result<Redis> {
-    let (address, dir, password, replica_of) = (r.address, r.dir.as_path(), r.password.clone(), r.replica_of);
+    let (address, dir, password, replica_of) =
+        (r.address, r.dir.as_path(), r.password.clone(), r.replica_of);
     make_dir(dir, 0o700, None)?;
     let mut conf = format!(
         "bind {}\nport {}\nprotected-mode no\ndaemonize no\nlogfile \"\"\n\
@@ -218,7 +232,7 @@ pub(crate) fn start(bins: &Binaries, r: &RedisInstance<'_>) -> Result<Redis> {
         log: r.log.clone(),
         graceful: Signal::SIGTERM,
         start_timeout: Duration::from_secs(30),
-        retry_early_exit: false,
+        retry_when_log_says: &[],
         ready,
     };
     Ok(Redis {

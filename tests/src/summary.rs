@@ -66,7 +66,11 @@ pub fn render(topo: &Topology) -> String {
         "base-backup + wal-archive".to_string(),
         cold.address.to_string(),
         "-".to_string(),
-        format!("ls {} {}", cold.base_backup.display(), cold.wal_archive.display()),
+        format!(
+            "ls {} {}",
+            cold.base_backup.display(),
+            cold.wal_archive.display()
+        ),
     ]);
 
     let header = ["SITE", "COMPONENT", "ADDRESS", "PID", "CONNECT"].map(String::from);

@@ -101,7 +101,12 @@ impl Topology {
         check_plain_path(&base)?;
         // The postgres user must be able to reach its directories inside.
         make_dir(&base, 0o755, None)?;
-        write_file(&base.join(MARKER), "niledr-tests topology base dir\n", 0o644, None)?;
+        write_file(
+            &base.join(MARKER),
+            "niledr-tests topology base dir\n",
+            0o644,
+            None,
+        )?;
         let logs = base.join("logs");
         make_dir(&logs, 0o755, None)?;
         make_dir(&base.join("state"), 0o700, None)?;
@@ -118,7 +123,12 @@ impl Topology {
             dir: secrets_dir,
         };
         // initdb --pwfile reads it as the postgres user.
-        write_file(&secrets.postgres_password_file, &pg_password, 0o600, pg_owner)?;
+        write_file(
+            &secrets.postgres_password_file,
+            &pg_password,
+            0o600,
+            pg_owner,
+        )?;
         write_file(&secrets.redis_password_file, &redis_password, 0o600, None)?;
 
         let cold = ColdSite {
@@ -141,7 +151,9 @@ impl Topology {
         let (pg, rest) = thread::scope(|scope| {
             let pg = scope.spawn(|| start_postgres(&setup, &layout, &base, &cold));
             let rest = start_others(&bins, &layout, &base, &logs, &secrets, &redis_password);
-            let pg = pg.join().unwrap_or_else(|_| Err(anyhow!("PostgreSQL start-up thread panicked")));
+            let pg = pg
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("PostgreSQL start-up thread panicked")));
             (pg, rest)
         });
         let (postgres_primary, postgres_standby) = pg?;
@@ -271,14 +283,22 @@ impl Topology {
     }
 
     /// Write niledr's config for this topology (see docs/config.md).
-    pub fn write_niledr_config(&self, path: impl AsRef<Path>, opts: &ConfigOptions) -> Result<PathBuf> {
+    pub fn write_niledr_config(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &ConfigOptions,
+    ) -> Result<PathBuf> {
         config::write(self, path.as_ref(), opts)
     }
 
     /// Kill everything now and report failures (drop does the same, silently).
     pub fn shutdown(self) -> Result<()> {
         let errors = self.teardown();
-        if errors.is_empty() { Ok(()) } else { bail!("teardown: {}", errors.join("; ")) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            bail!("teardown: {}", errors.join("; "))
+        }
     }
 
     fn teardown(&self) -> Vec<String> {
@@ -304,19 +324,44 @@ impl Drop for Topology {
 }
 
 /// Primary, standby (streaming), then the cold site's base backup and first archived WAL.
-fn start_postgres(setup: &PgSetup<'_>, layout: &Layout, base: &Path, cold: &ColdSite) -> Result<(Postgres, Postgres)> {
+fn start_postgres(
+    setup: &PgSetup<'_>,
+    layout: &Layout,
+    base: &Path,
+    cold: &ColdSite,
+) -> Result<(Postgres, Postgres)> {
     let primary = setup.primary(
         "khartoum-postgres",
         Site::Khartoum,
         layout.postgres(Site::Khartoum)?,
         &base.join("khartoum").join("postgres"),
     )?;
+    // The cold site's backup runs while the standby is cloned and started.
+    let (standby, cold_done) = thread::scope(|scope| {
+        let cold_done = scope.spawn(|| cold_backup(setup, &primary, cold));
+        let standby = start_standby(setup, layout, base, &primary);
+        let cold_done = cold_done
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("dr-cold backup thread panicked")));
+        (standby, cold_done)
+    });
+    let standby = standby?;
+    cold_done?;
+    Ok((primary, standby))
+}
+
+fn start_standby(
+    setup: &PgSetup<'_>,
+    layout: &Layout,
+    base: &Path,
+    primary: &Postgres,
+) -> Result<Postgres> {
     let standby = setup.standby(
         "port-sudan-postgres",
         Site::PortSudan,
         layout.postgres(Site::PortSudan)?,
         &base.join("port-sudan").join("postgres"),
-        &primary,
+        primary,
     )?;
     let app = Site::PortSudan.name();
     let mut last = String::new();
@@ -332,7 +377,12 @@ fn start_postgres(setup: &PgSetup<'_>, layout: &Layout, base: &Path, cold: &Cold
             standby.log_tail(20)
         )
     })?;
-    setup.cold_backup(&primary, &cold.base_backup)?;
+    Ok(standby)
+}
+
+/// Base backup into dr-cold, then wait for the first archived WAL segment.
+fn cold_backup(setup: &PgSetup<'_>, primary: &Postgres, cold: &ColdSite) -> Result<()> {
+    setup.cold_backup(primary, &cold.base_backup)?;
     wait_until(Instant::now() + REPLICATION_TIMEOUT, || {
         Ok(fs::read_dir(&cold.wal_archive)?.next().is_some())
     })
@@ -342,8 +392,7 @@ fn start_postgres(setup: &PgSetup<'_>, layout: &Layout, base: &Path, cold: &Cold
             cold.wal_archive.display(),
             log_tail(primary.log_path(), 20)
         )
-    })?;
-    Ok((primary, standby))
+    })
 }
 
 type Others = (Redis, Redis, Dns, Vec<HttpHealth>);
@@ -381,7 +430,14 @@ fn start_others(
         },
     )?;
     let zone = dns::zone_file(&layout.dns, layout.ip(Site::Khartoum));
-    let dns = dns::start(bins, &layout.dns, &base.join("dns"), logs, secrets.tsig.clone(), &zone)?;
+    let dns = dns::start(
+        bins,
+        &layout.dns,
+        &base.join("dns"),
+        logs,
+        secrets.tsig.clone(),
+        &zone,
+    )?;
     let mut endpoints = Vec::new();
     for site in [Site::Khartoum, Site::PortSudan] {
         let name = format!("{site}-api");

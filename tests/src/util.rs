@@ -62,7 +62,10 @@ pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
 
 /// A random lowercase hex string (safe in every config syntax we write), `bytes` bytes of entropy.
 pub fn random_hex(bytes: usize) -> Result<String> {
-    Ok(random_bytes(bytes)?.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(random_bytes(bytes)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Standard base64 with padding.
@@ -70,7 +73,11 @@ pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -141,7 +148,9 @@ pub fn run_logged(what: &str, mut cmd: Command, log: &Path, timeout: Duration) -
         .open(log)
         .with_context(|| format!("opening log {}", log.display()))?;
     let err = out.try_clone().context("cloning log handle")?;
-    cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("{what}: spawning {:?}", cmd.get_program()))?;
@@ -182,11 +191,20 @@ pub struct Captured {
 
 /// Run `cmd` with `stdin` fed to it, capturing stdout/stderr; kill it after `timeout`
 /// (a SIGSTOPped server would otherwise hang a client forever).
-pub fn run_capture(what: &str, mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> Result<Captured> {
+pub fn run_capture(
+    what: &str,
+    mut cmd: Command,
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Captured> {
     use std::process::Stdio;
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .with_context(|| format!("{what}: spawning {:?}", cmd.get_program()))?;
@@ -203,8 +221,18 @@ pub fn run_capture(what: &str, mut cmd: Command, stdin: Option<&str>, timeout: D
             String::from_utf8_lossy(&buf).into_owned()
         })
     };
-    let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let mut status = None;
     let waited = wait_until(Instant::now() + timeout, || {
         status = child.try_wait().context("try_wait")?;
@@ -217,8 +245,16 @@ pub fn run_capture(what: &str, mut cmd: Command, stdin: Option<&str>, timeout: D
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     match status {
-        Some(s) => Ok(Captured { success: s.success(), status: s.to_string(), stdout, stderr }),
-        None => bail!("{what}: no answer within {timeout:?} (stderr: {})", stderr.trim()),
+        Some(s) => Ok(Captured {
+            success: s.success(),
+            status: s.to_string(),
+            stdout,
+            stderr,
+        }),
+        None => bail!(
+            "{what}: no answer within {timeout:?} (stderr: {})",
+            stderr.trim()
+        ),
     }
 }
 

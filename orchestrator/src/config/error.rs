@@ -17,7 +17,12 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at a byte span of `source`.
-    pub fn at(file: &Path, source: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    pub fn at(
+        file: &Path,
+        source: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Self {
         let message = message.into();
         let Some(span) = span else {
             return ConfigError {
@@ -31,7 +36,9 @@ impl ConfigError {
         let start = span.start.min(source.len());
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_no = source[..start].matches('\n').count() + 1;
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
         let text = &source[line_start..line_end];
         let column = source[line_start..start].chars().count() + 1;
         let width = source[start..span.end.min(line_end).max(start)]
@@ -97,7 +104,12 @@ mod tests {
     fn points_at_line_and_column() {
         let src = "a = 1\nsite = \"khartom\"\n";
         let start = src.find("\"khartom").unwrap_or(0);
-        let e = ConfigError::at(Path::new("x.toml"), src, Some(start..start + 9), "unknown site");
+        let e = ConfigError::at(
+            Path::new("x.toml"),
+            src,
+            Some(start..start + 9),
+            "unknown site",
+        );
         assert_eq!((e.line, e.column), (2, 8));
         let shown = e.to_string();
         assert!(shown.starts_with("x.toml:2:8: unknown site"), "{shown}");

@@ -12,7 +12,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use niledr_probes::{DnsSpec, HttpSpec, PgEndpoint, PgSpec, ProbeSpec, RedisEndpoint, RedisSpec, Target, Thresholds};
+use niledr_probes::{
+    DnsSpec, HttpSpec, PgEndpoint, PgSpec, ProbeSpec, RedisEndpoint, RedisSpec, Target, Thresholds,
+};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
@@ -113,14 +115,20 @@ impl Loader<'_> {
 
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn check(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let defaults = self.probe_settings(&raw.probe, None)?;
         let listen = match &raw.daemon.listen {
             Some(a) => a.get_ref().0,
-            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::file(self.path, "bad default listen"))?,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::file(self.path, "bad default listen"))?,
         };
         let store = self.resolve(
             raw.daemon
@@ -136,7 +144,9 @@ impl Loader<'_> {
             if country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()) {
                 return Err(self.err(
                     s.country.span(),
-                    format!("country {country:?} must be a two-letter ISO 3166 code such as \"SD\""),
+                    format!(
+                        "country {country:?} must be a two-letter ISO 3166 code such as \"SD\""
+                    ),
                 ));
             }
             sites.insert(
@@ -157,10 +167,19 @@ impl Loader<'_> {
             Some(d) => {
                 let d = d.get_ref();
                 if !d.zone.get_ref().ends_with('.') {
-                    return Err(self.err(d.zone.span(), format!("zone {:?} must be fully qualified (end with a dot)", d.zone.get_ref())));
+                    return Err(self.err(
+                        d.zone.span(),
+                        format!(
+                            "zone {:?} must be fully qualified (end with a dot)",
+                            d.zone.get_ref()
+                        ),
+                    ));
                 }
                 if d.servers.get_ref().is_empty() {
-                    return Err(self.err(d.servers.span(), "dns.servers is empty; list every authoritative server as \"IP:PORT\""));
+                    return Err(self.err(
+                        d.servers.span(),
+                        "dns.servers is empty; list every authoritative server as \"IP:PORT\"",
+                    ));
                 }
                 let tsig = match &d.tsig_key_file {
                     None => None,
@@ -211,16 +230,34 @@ impl Loader<'_> {
         }
     }
 
-    fn probe_settings(&self, p: &RawProbe, base: Option<&ProbeSettings>) -> Result<ProbeSettings, ConfigError> {
-        let d = |v: &Option<Spanned<raw::Dur>>, dflt: Duration| v.as_ref().map_or(dflt, |x| x.get_ref().0);
-        let interval = d(&p.interval, base.map_or(Duration::from_secs(1), |b| b.interval));
-        let timeout = d(&p.timeout, base.map_or(Duration::from_millis(500), |b| b.timeout));
+    fn probe_settings(
+        &self,
+        p: &RawProbe,
+        base: Option<&ProbeSettings>,
+    ) -> Result<ProbeSettings, ConfigError> {
+        let d = |v: &Option<Spanned<raw::Dur>>, dflt: Duration| {
+            v.as_ref().map_or(dflt, |x| x.get_ref().0)
+        };
+        let interval = d(
+            &p.interval,
+            base.map_or(Duration::from_secs(1), |b| b.interval),
+        );
+        let timeout = d(
+            &p.timeout,
+            base.map_or(Duration::from_millis(500), |b| b.timeout),
+        );
         let span_of = |v: &Option<Spanned<raw::Dur>>| v.as_ref().map(|x| x.span());
         if interval.is_zero() {
-            return Err(self.err(span_of(&p.interval).unwrap_or(0..0), "interval must be greater than zero"));
+            return Err(self.err(
+                span_of(&p.interval).unwrap_or(0..0),
+                "interval must be greater than zero",
+            ));
         }
         if timeout.is_zero() {
-            return Err(self.err(span_of(&p.timeout).unwrap_or(0..0), "timeout must be greater than zero"));
+            return Err(self.err(
+                span_of(&p.timeout).unwrap_or(0..0),
+                "timeout must be greater than zero",
+            ));
         }
         if timeout > interval {
             let span = span_of(&p.timeout).or(span_of(&p.interval)).unwrap_or(0..0);
@@ -244,8 +281,16 @@ impl Loader<'_> {
             interval,
             timeout,
             thresholds: Thresholds {
-                failure: count(&p.failure_threshold, base.map_or(3, |b| b.thresholds.failure), "failure_threshold")?,
-                success: count(&p.success_threshold, base.map_or(2, |b| b.thresholds.success), "success_threshold")?,
+                failure: count(
+                    &p.failure_threshold,
+                    base.map_or(3, |b| b.thresholds.failure),
+                    "failure_threshold",
+                )?,
+                success: count(
+                    &p.success_threshold,
+                    base.map_or(2, |b| b.thresholds.success),
+                    "success_threshold",
+                )?,
             },
             history: count(&p.history, base.map_or(500, |b| b.history), "history")?,
         })
@@ -263,18 +308,29 @@ impl Loader<'_> {
         let table = svc.span();
         let s = svc.get_ref();
         let kind = *s.kind.get_ref();
-        if let Some(site) = &s.site {
-            if !sites.contains_key(site.get_ref()) {
-                let known: Vec<&str> = sites.keys().map(String::as_str).collect();
-                return Err(self.err(
-                    site.span(),
-                    format!("unknown site {:?}; known sites: {}", site.get_ref(), known.join(", ")),
-                ));
-            }
+        if let Some(site) = &s.site
+            && !sites.contains_key(site.get_ref())
+        {
+            let known: Vec<&str> = sites.keys().map(String::as_str).collect();
+            return Err(self.err(
+                site.span(),
+                format!(
+                    "unknown site {:?}; known sites: {}",
+                    site.get_ref(),
+                    known.join(", ")
+                ),
+            ));
         }
         // Keys that belong to other kinds are refused at their own line.
         let allowed: &[&str] = match kind {
-            Kind::Postgres => &["address", "user", "password_file", "password_env", "database", "upstream"],
+            Kind::Postgres => &[
+                "address",
+                "user",
+                "password_file",
+                "password_env",
+                "database",
+                "upstream",
+            ],
             Kind::Redis => &["address", "password_file", "password_env", "upstream"],
             Kind::Http => &["url", "expect_status", "body_contains"],
             Kind::Tcp => &["address"],
@@ -294,19 +350,26 @@ impl Loader<'_> {
             ("expect", s.expect.as_ref().map(|x| x.span())),
         ];
         for (key, span) in present {
-            if let Some(span) = span {
-                if !allowed.contains(&key) {
-                    return Err(self.err(
-                        span,
-                        format!("`{key}` does not apply to a {} service; allowed here: {}", kind_name(kind), allowed.join(", ")),
-                    ));
-                }
+            if let Some(span) = span
+                && !allowed.contains(&key)
+            {
+                return Err(self.err(
+                    span,
+                    format!(
+                        "`{key}` does not apply to a {} service; allowed here: {}",
+                        kind_name(kind),
+                        allowed.join(", ")
+                    ),
+                ));
             }
         }
         let need = |v: Option<Range<usize>>, key: &str| -> Result<(), ConfigError> {
             match v {
                 Some(_) => Ok(()),
-                None => Err(self.err(table.clone(), format!("service {id:?} ({}) needs `{key}`", kind_name(kind)))),
+                None => Err(self.err(
+                    table.clone(),
+                    format!("service {id:?} ({}) needs `{key}`", kind_name(kind)),
+                )),
             }
         };
         let probe = match &s.probe {
@@ -318,14 +381,24 @@ impl Loader<'_> {
             Some(u) => {
                 let name = u.get_ref();
                 let Some(other) = raw.services.iter().find(|(k, _)| k.get_ref() == name) else {
-                    let known: Vec<&str> = raw.services.keys().map(|k| k.get_ref().as_str()).collect();
-                    return Err(self.err(u.span(), format!("unknown upstream service {name:?}; known services: {}", known.join(", "))));
+                    let known: Vec<&str> =
+                        raw.services.keys().map(|k| k.get_ref().as_str()).collect();
+                    return Err(self.err(
+                        u.span(),
+                        format!(
+                            "unknown upstream service {name:?}; known services: {}",
+                            known.join(", ")
+                        ),
+                    ));
                 };
                 if name == id {
                     return Err(self.err(u.span(), "a service cannot be its own upstream"));
                 }
                 if *other.1.get_ref().kind.get_ref() != kind {
-                    return Err(self.err(u.span(), format!("upstream {name:?} is not a {} service", kind_name(kind))));
+                    return Err(self.err(
+                        u.span(),
+                        format!("upstream {name:?} is not a {} service", kind_name(kind)),
+                    ));
                 }
                 Some((name.clone(), other.1.get_ref()))
             }
@@ -338,7 +411,10 @@ impl Loader<'_> {
                     Some((_, up)) => Some(self.pg_endpoint(up)?),
                     None => None,
                 };
-                ProbeSpec::Postgres(PgSpec { endpoint, upstream: upstream_ep })
+                ProbeSpec::Postgres(PgSpec {
+                    endpoint,
+                    upstream: upstream_ep,
+                })
             }
             Kind::Redis => {
                 need(s.address.as_ref().map(|x| x.span()), "address")?;
@@ -347,25 +423,42 @@ impl Loader<'_> {
                     Some((_, up)) => Some(self.redis_endpoint(up)?),
                     None => None,
                 };
-                ProbeSpec::Redis(RedisSpec { endpoint, upstream: upstream_ep })
+                ProbeSpec::Redis(RedisSpec {
+                    endpoint,
+                    upstream: upstream_ep,
+                })
             }
             Kind::Tcp => {
                 need(s.address.as_ref().map(|x| x.span()), "address")?;
-                ProbeSpec::Tcp { address: s.address.as_ref().map(|a| a.get_ref().0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into()) }
+                ProbeSpec::Tcp {
+                    address: s
+                        .address
+                        .as_ref()
+                        .map(|a| a.get_ref().0)
+                        .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+                }
             }
             Kind::Http => {
                 let Some(url) = &s.url else {
                     return Err(self.err(table, format!("service {id:?} (http) needs `url`")));
                 };
                 let u = url.get_ref();
-                let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://"));
+                let rest = u
+                    .strip_prefix("http://")
+                    .or_else(|| u.strip_prefix("https://"));
                 if rest.is_none_or(|r| r.is_empty()) {
-                    return Err(self.err(url.span(), format!("url {u:?} must start with http:// or https:// and name a host")));
+                    return Err(self.err(
+                        url.span(),
+                        format!("url {u:?} must start with http:// or https:// and name a host"),
+                    ));
                 }
                 let expect_status = s.expect_status.as_ref().map_or(200, |x| *x.get_ref());
                 if !(100..=599).contains(&expect_status) {
                     let span = s.expect_status.as_ref().map_or(table.clone(), |x| x.span());
-                    return Err(self.err(span, "expect_status must be an HTTP status between 100 and 599"));
+                    return Err(self.err(
+                        span,
+                        "expect_status must be an HTTP status between 100 and 599",
+                    ));
                 }
                 ProbeSpec::Http(HttpSpec {
                     url: u.clone(),
@@ -378,27 +471,48 @@ impl Loader<'_> {
                     return Err(self.err(table, format!("service {id:?} (dns) needs `name`")));
                 };
                 let Some(dns) = dns else {
-                    return Err(self.err(s.kind.span(), "a dns service needs a [dns] section listing the authoritative servers"));
+                    return Err(self.err(
+                        s.kind.span(),
+                        "a dns service needs a [dns] section listing the authoritative servers",
+                    ));
                 };
                 let n = name.get_ref();
                 if !n.ends_with('.') {
-                    return Err(self.err(name.span(), format!("name {n:?} must be fully qualified (end with a dot)")));
+                    return Err(self.err(
+                        name.span(),
+                        format!("name {n:?} must be fully qualified (end with a dot)"),
+                    ));
                 }
                 if !n.ends_with(&dns.zone) {
-                    return Err(self.err(name.span(), format!("name {n:?} is outside the zone {:?}", dns.zone)));
+                    return Err(self.err(
+                        name.span(),
+                        format!("name {n:?} is outside the zone {:?}", dns.zone),
+                    ));
                 }
                 let mut expect = Vec::new();
                 if let Some(list) = &s.expect {
                     for a in list.get_ref() {
                         let ip: Ipv4Addr = a.get_ref().parse().map_err(|_| {
-                            self.err(a.span(), format!("{:?} is not an IPv4 address", a.get_ref()))
+                            self.err(
+                                a.span(),
+                                format!("{:?} is not an IPv4 address", a.get_ref()),
+                            )
                         })?;
                         expect.push(ip);
                     }
                 } else {
-                    return Err(self.err(table, format!("service {id:?} (dns) needs `expect`, the A answer set it should have")));
+                    return Err(self.err(
+                        table,
+                        format!(
+                            "service {id:?} (dns) needs `expect`, the A answer set it should have"
+                        ),
+                    ));
                 }
-                ProbeSpec::Dns(DnsSpec { name: n.clone(), servers: dns.servers.clone(), expect })
+                ProbeSpec::Dns(DnsSpec {
+                    name: n.clone(),
+                    servers: dns.servers.clone(),
+                    expect,
+                })
             }
         };
         Ok(Service {
@@ -414,16 +528,25 @@ impl Loader<'_> {
 
     fn password(&self, s: &RawService) -> Result<Option<String>, ConfigError> {
         match (&s.password_file, &s.password_env) {
-            (Some(f), Some(_)) => Err(self.err(f.span(), "give password_file or password_env, not both")),
+            (Some(f), Some(_)) => {
+                Err(self.err(f.span(), "give password_file or password_env, not both"))
+            }
             (Some(f), None) => {
                 let p = self.resolve(f.get_ref());
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| self.err(f.span(), format!("cannot read password file {}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    self.err(
+                        f.span(),
+                        format!("cannot read password file {}: {e}", p.display()),
+                    )
+                })?;
                 Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
             }
             (None, Some(v)) => match std::env::var(v.get_ref()) {
                 Ok(val) => Ok(Some(val)),
-                Err(_) => Err(self.err(v.span(), format!("environment variable {} is not set", v.get_ref()))),
+                Err(_) => Err(self.err(
+                    v.span(),
+                    format!("environment variable {} is not set", v.get_ref()),
+                )),
             },
             (None, None) => Ok(None),
         }
@@ -431,16 +554,30 @@ impl Loader<'_> {
 
     fn pg_endpoint(&self, s: &RawService) -> Result<PgEndpoint, ConfigError> {
         Ok(PgEndpoint {
-            address: s.address.as_ref().map(|a| a.get_ref().0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
-            user: s.user.as_ref().map_or("postgres".into(), |u| u.get_ref().clone()),
+            address: s
+                .address
+                .as_ref()
+                .map(|a| a.get_ref().0)
+                .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            user: s
+                .user
+                .as_ref()
+                .map_or("postgres".into(), |u| u.get_ref().clone()),
             password: self.password(s)?,
-            database: s.database.as_ref().map_or("postgres".into(), |d| d.get_ref().clone()),
+            database: s
+                .database
+                .as_ref()
+                .map_or("postgres".into(), |d| d.get_ref().clone()),
         })
     }
 
     fn redis_endpoint(&self, s: &RawService) -> Result<RedisEndpoint, ConfigError> {
         Ok(RedisEndpoint {
-            address: s.address.as_ref().map(|a| a.get_ref().0).unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            address: s
+                .address
+                .as_ref()
+                .map(|a| a.get_ref().0)
+                .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
             password: self.password(s)?,
         })
     }

@@ -62,33 +62,115 @@ fn valid_config_loads() {
     let standby = &c.services["port-sudan-postgres"];
     assert_eq!(standby.upstream.as_deref(), Some("khartoum-postgres"));
     match &standby.spec {
-        ProbeSpec::Postgres(p) => assert_eq!(p.upstream.as_ref().map(|u| u.address.port()), Some(5432)),
+        ProbeSpec::Postgres(p) => {
+            assert_eq!(p.upstream.as_ref().map(|u| u.address.port()), Some(5432))
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.services["khartoum-api"].probe.timeout, Duration::from_millis(500));
+    assert_eq!(
+        c.services["khartoum-api"].probe.timeout,
+        Duration::from_millis(500)
+    );
 }
 
 /// (replace this, with that, text on the line the error must point at, message fragment)
 const BAD: &[(&str, &str, &str, &str)] = &[
-    ("user = \"niledr\"", "usr = \"niledr\"", "usr =", "unknown field `usr`"),
-    ("site = \"port-sudan\"", "site = \"port-sudn\"", "port-sudn", "unknown site \"port-sudn\""),
-    ("interval = \"1s\"", "interval = \"1 sec ond\"", "1 sec ond", "bad duration"),
-    ("timeout = \"500ms\"", "timeout = \"5s\"", "timeout = \"5s\"", "longer than the interval"),
-    ("address = \"127.0.2.1:5432\"", "address = \"127.0.2.1\"", "address = \"127.0.2.1\"", "write IP:PORT"),
-    ("upstream = \"khartoum-postgres\"", "upstream = \"khartoum-pg\"", "khartoum-pg\"", "unknown upstream service"),
-    ("url = \"http://127.0.1.1/health\"", "url = \"127.0.1.1/health\"", "url = \"127", "must start with http://"),
-    ("role = \"hot_standby\"", "role = \"warm\"", "warm", "unknown variant `warm`"),
-    ("country = \"SD\"\n\n[sites.port", "country = \"Sudan\"\n\n[sites.port", "Sudan", "two-letter"),
-    ("expect = [\"127.0.1.1\"]", "expect = [\"127.0.1\"]", "127.0.1\"]", "not an IPv4 address"),
-    ("kind = \"http\"", "kind = \"http\"\naddress = \"127.0.0.1:80\"", "\"127.0.0.1:80\"", "`address` does not apply to a http service"),
-    ("kind = \"http\"", "kind = \"smtp\"", "smtp", "unknown variant `smtp`"),
-    ("servers = [\"127.0.9.1:53\"]", "servers = []", "servers = []", "dns.servers is empty"),
-    ("[probe]\n", "[probe]\nfailure_threshold = 0\n", "failure_threshold", "at least 1"),
-    ("[daemon]\n", "[deamon]\n", "[deamon]", "unknown field `deamon`"),
+    (
+        "user = \"niledr\"",
+        "usr = \"niledr\"",
+        "usr =",
+        "unknown field `usr`",
+    ),
+    (
+        "site = \"port-sudan\"",
+        "site = \"port-sudn\"",
+        "port-sudn",
+        "unknown site \"port-sudn\"",
+    ),
+    (
+        "interval = \"1s\"",
+        "interval = \"1 sec ond\"",
+        "1 sec ond",
+        "bad duration",
+    ),
+    (
+        "timeout = \"500ms\"",
+        "timeout = \"5s\"",
+        "timeout = \"5s\"",
+        "longer than the interval",
+    ),
+    (
+        "address = \"127.0.2.1:5432\"",
+        "address = \"127.0.2.1\"",
+        "address = \"127.0.2.1\"",
+        "write IP:PORT",
+    ),
+    (
+        "upstream = \"khartoum-postgres\"",
+        "upstream = \"khartoum-pg\"",
+        "khartoum-pg\"",
+        "unknown upstream service",
+    ),
+    (
+        "url = \"http://127.0.1.1/health\"",
+        "url = \"127.0.1.1/health\"",
+        "url = \"127",
+        "must start with http://",
+    ),
+    (
+        "role = \"hot_standby\"",
+        "role = \"warm\"",
+        "warm",
+        "unknown variant `warm`",
+    ),
+    (
+        "country = \"SD\"\n\n[sites.port",
+        "country = \"Sudan\"\n\n[sites.port",
+        "Sudan",
+        "two-letter",
+    ),
+    (
+        "expect = [\"127.0.1.1\"]",
+        "expect = [\"127.0.1\"]",
+        "127.0.1\"]",
+        "not an IPv4 address",
+    ),
+    (
+        "kind = \"http\"",
+        "kind = \"http\"\naddress = \"127.0.0.1:80\"",
+        "\"127.0.0.1:80\"",
+        "`address` does not apply to a http service",
+    ),
+    (
+        "kind = \"http\"",
+        "kind = \"smtp\"",
+        "smtp",
+        "unknown variant `smtp`",
+    ),
+    (
+        "servers = [\"127.0.9.1:53\"]",
+        "servers = []",
+        "servers = []",
+        "dns.servers is empty",
+    ),
+    (
+        "[probe]\n",
+        "[probe]\nfailure_threshold = 0\n",
+        "failure_threshold",
+        "at least 1",
+    ),
+    (
+        "[daemon]\n",
+        "[deamon]\n",
+        "[deamon]",
+        "unknown field `deamon`",
+    ),
 ];
 
 fn line_of(text: &str, needle: &str) -> usize {
-    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in text"));
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"));
     text[..at].matches('\n').count() + 1
 }
 
@@ -102,21 +184,44 @@ fn invalid_configs_are_refused_with_line_and_fix() {
             Err(e) => e,
         };
         let shown = err.to_string();
-        assert_eq!(err.line, line_of(&text, needle), "wrong line for {to:?}: {shown}");
-        assert!(shown.contains(fragment), "message for {to:?} lacks {fragment:?}: {shown}");
+        assert_eq!(
+            err.line,
+            line_of(&text, needle),
+            "wrong line for {to:?}: {shown}"
+        );
+        assert!(
+            shown.contains(fragment),
+            "message for {to:?} lacks {fragment:?}: {shown}"
+        );
         assert!(shown.starts_with("/etc/niledr/niledr.toml:"), "{shown}");
     }
 }
 
 #[test]
 fn missing_password_file_is_refused_at_its_line() {
-    let text = VALID.replacen("user = \"niledr\"", "user = \"niledr\"\npassword_file = \"nope/pw\"", 1);
-    let err = load_str(&text).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains(":24:") && err.contains("cannot read password file"), "{err}");
+    let text = VALID.replacen(
+        "user = \"niledr\"",
+        "user = \"niledr\"\npassword_file = \"nope/pw\"",
+        1,
+    );
+    let err = load_str(&text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains(":24:") && err.contains("cannot read password file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unreadable_file_names_the_file() {
-    let err = load(Path::new("/nonexistent/niledr.toml")).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.starts_with("/nonexistent/niledr.toml: cannot read config file"), "{err}");
+    let err = load(Path::new("/nonexistent/niledr.toml"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with("/nonexistent/niledr.toml: cannot read config file"),
+        "{err}"
+    );
 }

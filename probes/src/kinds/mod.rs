@@ -60,7 +60,9 @@ pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
-        .pool_max_idle_per_host(1)
+        // Enough idle connections that many targets on one host reuse them instead of
+        // opening (and leaving in TIME_WAIT) a connection per probe.
+        .pool_max_idle_per_host(64)
         .build()
         .unwrap_or_else(|e| {
             tracing::warn!("HTTP client with custom settings failed ({e}); using defaults");

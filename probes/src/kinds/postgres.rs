@@ -100,7 +100,10 @@ async fn connection<'a>(
         .ok_or_else(|| "connection vanished".to_string())
 }
 
-async fn observe(slot: &mut Option<PgConnection>, ep: &PgEndpoint) -> Result<PgObservation, String> {
+async fn observe(
+    slot: &mut Option<PgConnection>,
+    ep: &PgEndpoint,
+) -> Result<PgObservation, String> {
     let conn = connection(slot, ep).await?;
     let row = sqlx::query(OBSERVE)
         .fetch_one(&mut *conn)

@@ -68,8 +68,7 @@ async fn info_replication(
             .into_connection_info()
             .map_err(|e| format!("redis address {}: {e}", ep.address))?
             .set_redis_settings(settings);
-        let client =
-            redis::Client::open(info).map_err(|e| format!("redis {}: {e}", ep.address))?;
+        let client = redis::Client::open(info).map_err(|e| format!("redis {}: {e}", ep.address))?;
         let conn = client
             .get_multiplexed_async_connection()
             .await

@@ -1,0 +1,226 @@
+//! The orchestrator's side of the HTTP handle: builds the web crate's views from the health
+//! model, the config and the store.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use niledr_probes::result::format_lsn;
+use niledr_probes::{HealthModel, Observation, ProbeResult, ServiceHealth, SiteHealth};
+use niledr_web::Backend;
+use niledr_web::types::*;
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::event_loop::{Shared, event_view};
+use crate::records::ProbeRecordV1;
+use crate::store::Store;
+
+pub struct DaemonBackend {
+    pub config: Arc<Config>,
+    pub shared: Arc<Shared>,
+    pub store: Arc<Store>,
+    pub events: broadcast::Sender<StatusEventView>,
+    pub prometheus: PrometheusHandle,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl DaemonBackend {
+    fn with_model<T>(&self, f: impl FnOnce(&HealthModel) -> T) -> T {
+        match self.shared.model.read() {
+            Ok(m) => f(&m),
+            // A poisoned lock means the loop panicked mid-update; the data is still the
+            // last consistent state it published.
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    fn site_view(&self, model: &HealthModel, site: &SiteHealth) -> Option<SiteView> {
+        let cfg = self.config.sites.get(&site.id)?;
+        Some(SiteView {
+            id: site.id.clone(),
+            role: cfg.role.as_str().into(),
+            country: cfg.country.clone(),
+            description: cfg.description.clone(),
+            status: site.status.to_string(),
+            reason: site.reason.clone(),
+            since: site.since.to_string(),
+            services: model
+                .site_services(&site.id)
+                .into_iter()
+                .map(|s| self.service_view(s))
+                .collect(),
+        })
+    }
+
+    fn service_view(&self, s: &ServiceHealth) -> ServiceView {
+        let upstream = self
+            .config
+            .services
+            .get(&s.id)
+            .and_then(|c| c.upstream.clone());
+        let (replication, dns) = match s.last.as_ref().map(|r| &r.observation) {
+            Some(Observation::Postgres(pg)) => (
+                Some(ReplicationView {
+                    role: if pg.in_recovery { "standby" } else { "primary" }.into(),
+                    upstream,
+                    timeline: pg.timeline,
+                    current_lsn: pg.current_lsn.map(format_lsn),
+                    replay_lsn: pg.replay_lsn.map(format_lsn),
+                    replay_paused: Some(pg.replay_paused),
+                    streaming: pg.wal_receiver_streaming,
+                    lag_bytes: pg.lag_bytes,
+                    replay_delay_seconds: pg.replay_delay_seconds,
+                    upstream_error: pg.upstream_error.clone(),
+                    ..Default::default()
+                }),
+                None,
+            ),
+            Some(Observation::Redis(r)) => (
+                Some(ReplicationView {
+                    role: r.role.clone(),
+                    upstream,
+                    lag_bytes: r.offset_lag,
+                    repl_offset: r.repl_offset,
+                    master_link_up: r.master_link_up,
+                    upstream_error: r.upstream_error.clone(),
+                    ..Default::default()
+                }),
+                None,
+            ),
+            Some(Observation::Dns(d)) => (
+                None,
+                Some(DnsView {
+                    name: d.name.clone(),
+                    expected: d.expected.iter().map(|a| a.to_string()).collect(),
+                    matches_expected: d.matches_expected,
+                    servers: d
+                        .servers
+                        .iter()
+                        .map(|a| DnsServerView {
+                            server: a.server.to_string(),
+                            answers: a.answers.iter().map(|x| x.to_string()).collect(),
+                            ttl: a.ttl,
+                            authoritative: a.authoritative,
+                            error: a.error.clone(),
+                        })
+                        .collect(),
+                }),
+            ),
+            _ => (None, None),
+        };
+        ServiceView {
+            id: s.id.clone(),
+            site: s.site.clone(),
+            kind: s.kind.into(),
+            critical: s.critical,
+            status: s.status.to_string(),
+            reason: s.reason.clone(),
+            since: s.since.to_string(),
+            consecutive_failures: s.consecutive_failures,
+            consecutive_successes: s.consecutive_successes,
+            last_probe: s.last.as_ref().map(probe_view),
+            replication,
+            dns,
+        }
+    }
+}
+
+fn probe_view(r: &ProbeResult) -> ProbeView {
+    ProbeView {
+        at: r.started_at.to_string(),
+        ok: r.ok,
+        latency_ms: r.latency.as_secs_f64() * 1000.0,
+        summary: r.summary(),
+    }
+}
+
+fn stored_probe_view(r: ProbeRecordV1) -> ProbeView {
+    ProbeView {
+        at: r.at,
+        ok: r.ok,
+        latency_ms: r.latency_ms,
+        summary: r.summary,
+    }
+}
+
+impl Backend for DaemonBackend {
+    fn ready(&self) -> Result<(), String> {
+        if self.shared.ready.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("not every service has been probed yet".into())
+        }
+    }
+
+    fn sites(&self) -> Vec<SiteView> {
+        self.with_model(|m| {
+            m.sites
+                .values()
+                .filter_map(|s| self.site_view(m, s))
+                .collect()
+        })
+    }
+
+    fn site(&self, id: &str) -> Option<SiteView> {
+        self.with_model(|m| m.sites.get(id).and_then(|s| self.site_view(m, s)))
+    }
+
+    fn services(&self) -> Vec<ServiceView> {
+        self.with_model(|m| m.services.values().map(|s| self.service_view(s)).collect())
+    }
+
+    fn service_history(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Option<ServiceHistoryView>, String> {
+        if !self.config.services.contains_key(id) {
+            return Ok(None);
+        }
+        let probes = self
+            .store
+            .probe_history(id, limit)
+            .map_err(|e| format!("{e:#}"))?;
+        let changes = self
+            .store
+            .status_changes(Some(id), limit)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(Some(ServiceHistoryView {
+            service: id.to_string(),
+            probes: probes.into_iter().map(stored_probe_view).collect(),
+            status_changes: changes.iter().map(event_view).collect(),
+        }))
+    }
+
+    fn recent_events(&self, limit: usize) -> Result<Vec<StatusEventView>, String> {
+        let changes = self
+            .store
+            .status_changes(None, limit)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(changes.iter().map(event_view).collect())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StatusEventView> {
+        self.events.subscribe()
+    }
+
+    fn audit_verify(&self) -> Result<AuditVerifyView, String> {
+        let r = self.store.verify_audit().map_err(|e| format!("{e:#}"))?;
+        Ok(AuditVerifyView {
+            ok: r.broken.is_none(),
+            entries: r.entries,
+            head: r.head,
+            broken_at: r.broken.as_ref().map(|b| b.0),
+            problem: r.broken.map(|b| b.1),
+        })
+    }
+
+    fn metrics(&self) -> String {
+        self.prometheus.render()
+    }
+
+    fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
+    }
+}

@@ -1,0 +1,164 @@
+//! The one event loop: owns the health model's writes and the store's writes. Every trigger of
+//! the daemon arrives as an `Event`; status changes are committed (fsync) to the store and the
+//! audit chain before they are published to the API and event stream.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use niledr_probes::health::Scope;
+use niledr_probes::{HealthModel, Observation, ProbeResult, StatusChange};
+use niledr_web::types::StatusEventView;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::metrics;
+use crate::records::{ProbeRecordV1, StatusChangeV1};
+use crate::store::{AuditEvent, Store};
+
+/// Everything that can make the daemon do something.
+#[derive(Debug)]
+pub enum Event {
+    /// A probe finished (ok or failed).
+    Probe(Box<ProbeResult>),
+    /// Time to write buffered probe history.
+    Flush,
+    /// Stop: flush, audit the stop, exit.
+    Shutdown,
+}
+
+/// State the API reads; only the event loop writes it.
+pub struct Shared {
+    pub model: RwLock<HealthModel>,
+    pub ready: AtomicBool,
+}
+
+pub struct EventLoop {
+    pub store: Arc<Store>,
+    pub shared: Arc<Shared>,
+    pub events: broadcast::Sender<StatusEventView>,
+    pub history_limits: HashMap<String, u32>,
+    pending: Vec<(String, ProbeRecordV1)>,
+}
+
+impl EventLoop {
+    pub fn new(
+        store: Arc<Store>,
+        shared: Arc<Shared>,
+        events: broadcast::Sender<StatusEventView>,
+        history_limits: HashMap<String, u32>,
+    ) -> Self {
+        EventLoop {
+            store,
+            shared,
+            events,
+            history_limits,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Run until `Shutdown` or until every sender is gone. Blocking: runs on its own thread so
+    /// fsyncs never stall the async runtime.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Event>) -> anyhow::Result<()> {
+        while let Some(ev) = rx.blocking_recv() {
+            match ev {
+                Event::Probe(r) => self.on_probe(*r)?,
+                Event::Flush => self.flush()?,
+                Event::Shutdown => break,
+            }
+        }
+        self.flush()?;
+        self.store.append_audit(vec![AuditEvent {
+            actor: "niledr",
+            action: "daemon.stopped",
+            detail: serde_json::json!({ "pid": std::process::id() }),
+        }])?;
+        Ok(())
+    }
+
+    fn on_probe(&mut self, r: ProbeResult) -> anyhow::Result<()> {
+        metrics::record_probe(&r);
+        let id = r.target.clone();
+        self.pending.push((r.target.clone(), probe_record(&r)));
+        let mut model = self
+            .shared
+            .model
+            .write()
+            .map_err(|_| anyhow::anyhow!("health model lock poisoned"))?;
+        let changes = model.apply(r);
+        if !self.shared.ready.load(Ordering::Relaxed)
+            && model.services.values().all(|s| s.last.is_some())
+        {
+            self.shared.ready.store(true, Ordering::Relaxed);
+            tracing::info!("every service has reported: ready");
+        }
+        if let Some(svc) = model.services.get(&id) {
+            metrics::record_status(&id, svc.status);
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // Journal before effect: the change is committed while readers still wait on the
+        // lock, so the API never shows a status the store does not have.
+        let written = self
+            .store
+            .record_status_changes(changes.iter().map(status_record).collect())?;
+        drop(model);
+        for c in written {
+            tracing::info!(scope = %c.scope, id = %c.id, from = %c.from, to = %c.to, "status changed: {}", c.reason);
+            let _ = self.events.send(event_view(&c));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let batch = std::mem::take(&mut self.pending);
+        self.store.append_probes(batch, &self.history_limits)
+    }
+}
+
+fn probe_record(r: &ProbeResult) -> ProbeRecordV1 {
+    let lag = match &r.observation {
+        Observation::Postgres(pg) => pg.lag_bytes,
+        Observation::Redis(rd) => rd.offset_lag,
+        _ => None,
+    };
+    ProbeRecordV1 {
+        v: 1,
+        at: r.started_at.to_string(),
+        ok: r.ok,
+        latency_ms: r.latency.as_secs_f64() * 1000.0,
+        summary: r.summary(),
+        lag,
+    }
+}
+
+fn status_record(c: &StatusChange) -> StatusChangeV1 {
+    let (scope, id, site) = match &c.scope {
+        Scope::Service { id, site } => ("service", id.clone(), site.clone()),
+        Scope::Site { id } => ("site", id.clone(), None),
+    };
+    StatusChangeV1 {
+        v: 1,
+        seq: 0,
+        at: c.at.to_string(),
+        scope: scope.into(),
+        id,
+        site,
+        from: c.from.to_string(),
+        to: c.to.to_string(),
+        reason: c.reason.clone(),
+    }
+}
+
+pub fn event_view(c: &StatusChangeV1) -> StatusEventView {
+    StatusEventView {
+        seq: c.seq,
+        at: c.at.clone(),
+        scope: c.scope.clone(),
+        id: c.id.clone(),
+        site: c.site.clone(),
+        from: c.from.clone(),
+        to: c.to.clone(),
+        reason: c.reason.clone(),
+    }
+}

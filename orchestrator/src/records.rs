@@ -1,0 +1,61 @@
+//! What we store: versioned record types, separate from the in-memory structs, so the file
+//! format changes only on purpose. Every record is JSON with a `v` field; a reader refuses a
+//! version it does not know instead of guessing.
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One link of the audit chain.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecordV1 {
+    pub v: u32,
+    pub seq: u64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Who: `niledr` for the daemon itself, a user name for people.
+    pub actor: String,
+    /// What: `config.loaded`, `daemon.started`, `status.changed`, ...
+    pub action: String,
+    pub detail: serde_json::Value,
+    /// Hex sha256 of the previous record (64 zeros for the first).
+    pub prev_hash: String,
+    /// Hex sha256 over `prev_hash` and this record's content (see `audit::entry_hash`).
+    pub hash: String,
+}
+
+/// A service or site changed status.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatusChangeV1 {
+    pub v: u32,
+    pub seq: u64,
+    pub at: String,
+    /// `service` or `site`.
+    pub scope: String,
+    pub id: String,
+    /// The site of a service, if it has one.
+    pub site: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// One probe result kept in a service's bounded history.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProbeRecordV1 {
+    pub v: u32,
+    pub at: String,
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub summary: String,
+    /// Replication lag in bytes (postgres) or offset (redis), when measured.
+    pub lag: Option<u64>,
+}
+
+pub fn check_version(v: u32, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        v == 1,
+        "{what} record has version {v}, which this niledr does not know; upgrade niledr"
+    );
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! `niledr serve`: load the config, open the store, start probes, the event loop and the HTTP
+//! server; shut down in order on a signal.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use niledr_probes::{HealthModel, Scheduler, ServiceHealth};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::DaemonBackend;
+use crate::config::Config;
+use crate::event_loop::{Event, EventLoop, Shared};
+use crate::store::{AuditEvent, Store};
+
+/// How long open HTTP connections may take to finish after a shutdown signal.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Run the daemon until `shutdown` is cancelled.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let store = Arc::new(Store::open(&config.store)?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (daemon.listen)", config.listen))?;
+    let listen = listener.local_addr()?;
+
+    // Audit before acting: the config we run with and the start itself.
+    store.append_audit(vec![
+        AuditEvent {
+            actor: "niledr",
+            action: "config.loaded",
+            detail: serde_json::json!({
+                "path": config.path.display().to_string(),
+                "sha256": config.digest,
+                "sites": config.sites.keys().collect::<Vec<_>>(),
+                "services": config.services.keys().collect::<Vec<_>>(),
+            }),
+        },
+        AuditEvent {
+            actor: "niledr",
+            action: "daemon.started",
+            detail: serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "listen": listen.to_string(),
+            }),
+        },
+    ])?;
+
+    let now = jiff::Timestamp::now();
+    let model = HealthModel::new(
+        config.sites.keys().cloned(),
+        config.services.values().map(|s| {
+            ServiceHealth::new(
+                &s.id,
+                s.site.as_deref(),
+                s.spec.kind(),
+                s.critical,
+                s.probe.thresholds,
+                now,
+            )
+        }),
+        now,
+    );
+    let shared = Arc::new(Shared {
+        model: RwLock::new(model),
+        ready: AtomicBool::new(false),
+    });
+    let (events_tx, _) = broadcast::channel(1024);
+    let (tx, rx) = mpsc::channel::<Event>(4096);
+    let limits: HashMap<String, u32> = config
+        .services
+        .values()
+        .map(|s| (s.id.clone(), s.probe.history))
+        .collect();
+    let event_loop = EventLoop::new(store.clone(), shared.clone(), events_tx.clone(), limits);
+    let loop_thread = std::thread::Builder::new()
+        .name("niledr-event-loop".into())
+        .spawn(move || event_loop.run(rx))?;
+
+    // Probe results become events.
+    let probes_cancel = shutdown.child_token();
+    let (ptx, mut prx) = mpsc::channel(4096);
+    let scheduler = Scheduler::start(
+        config.services.values().map(|s| s.target()).collect(),
+        ptx,
+        probes_cancel.clone(),
+    );
+    let forward_tx = tx.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(r) = prx.recv().await {
+            if forward_tx.send(Event::Probe(Box::new(r))).await.is_err() {
+                break;
+            }
+        }
+    });
+    let flush_tx = tx.clone();
+    let flush_cancel = shutdown.child_token();
+    let flusher = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = flush_cancel.cancelled() => break,
+                _ = tick.tick() => if flush_tx.send(Event::Flush).await.is_err() { break },
+            }
+        }
+    });
+
+    let backend = Arc::new(DaemonBackend {
+        config: config.clone(),
+        shared,
+        store: store.clone(),
+        events: events_tx,
+        prometheus: crate::metrics::install(),
+        shutdown: shutdown.clone(),
+    });
+    let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
+    tracing::info!(%listen, config = %config.path.display(), "niledr serving");
+    let http_cancel = shutdown.clone();
+    let http = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+
+    // Graceful HTTP shutdown gets a deadline: a stuck client must not keep the daemon alive.
+    let http = tokio::spawn(async move { http.await });
+    let result = {
+        let mut http = http;
+        tokio::select! {
+            r = &mut http => r.context("HTTP server task")?.context("HTTP server"),
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(HTTP_DRAIN).await;
+            } => {
+                tracing::warn!("HTTP connections still open {HTTP_DRAIN:?} after shutdown began; closing them");
+                http.abort();
+                Ok(())
+            }
+        }
+    };
+    shutdown.cancel();
+    tracing::info!("shutting down: probes, event loop, store");
+    scheduler.shutdown().await;
+    let _ = forward.await;
+    let _ = flusher.await;
+    let _ = tx.send(Event::Shutdown).await;
+    drop(tx);
+    let loop_result = tokio::task::spawn_blocking(move || loop_thread.join())
+        .await
+        .context("joining the event loop")?;
+    match loop_result {
+        Ok(r) => r.context("event loop")?,
+        Err(_) => anyhow::bail!("the event loop panicked"),
+    }
+    result
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test of niledr on this machine, installing what the tests need first.
+# The end-to-end tests start real PostgreSQL, Redis, Knot DNS and nginx from Debian packages;
+# a missing server binary fails the run (tests never skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build binaries used by the end-to-end tests"
+cargo build --workspace --bins --locked
+echo "== tests"
+# Each end-to-end test starts its own topology (two PostgreSQL servers, two Redis, Knot, nginx):
+# two at a time fits a 2-core machine.
+cargo test --workspace --locked -- --test-threads=2

@@ -1,0 +1,249 @@
+//! Runs the real `niledr` binary against a topology: start, wait ready, read the API, stop
+//! gracefully or SIGKILL, and check its log for unexpected ERROR lines.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::http::http_get;
+use crate::util::{log_tail, wait_until};
+
+/// Where the `niledr` binary is: `$NILEDR_BIN`, else next to the running test's target dir
+/// (`target/debug/deps/<test>` → `target/debug/niledr`). `scripts/test.sh` builds it first.
+pub fn niledr_binary() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("NILEDR_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("current_exe")?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        let candidate = d.join("niledr");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
+    bail!(
+        "the niledr binary was not found next to {}; build it first: cargo build --workspace --bins",
+        exe.display()
+    )
+}
+
+/// A free TCP port on 127.0.0.1 for the daemon's API.
+pub fn free_listen_addr() -> Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(l.local_addr()?)
+}
+
+/// Run `niledr ARGS` to completion (check-config, audit verify, ...).
+pub fn niledr_command(args: &[&str]) -> Result<Output> {
+    Command::new(niledr_binary()?)
+        .args(args)
+        .output()
+        .context("running niledr")
+}
+
+pub struct Niledr {
+    child: Option<Child>,
+    pub listen: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Niledr {
+    /// Start `niledr serve --config CONFIG`, logging to `log` (appended), and wait for /healthz.
+    pub fn start(config: &Path, listen: SocketAddr, log: &Path) -> Result<Niledr> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = Command::new(niledr_binary()?)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("NILEDR_LOG", "info,sqlx=warn")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .context("spawning niledr serve")?;
+        let mut d = Niledr {
+            child: Some(child),
+            listen,
+            config: config.to_path_buf(),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        wait_until(deadline, || {
+            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("niledr exited with {status}:\n{}", log_tail(&d.log, 30));
+            }
+            Ok(http_get(listen, "/healthz").is_ok_and(|r| r.status == 200))
+        })
+        .with_context(|| format!("niledr did not answer /healthz:\n{}", log_tail(&d.log, 30)))?;
+        Ok(d)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// GET a JSON endpoint; returns (status, body).
+    pub fn get(&self, path: &str) -> Result<(u16, serde_json::Value)> {
+        let r = http_get(self.listen, path)?;
+        let body = serde_json::from_str(&r.body)
+            .with_context(|| format!("GET {path}: body is not JSON: {:?}", r.body))?;
+        Ok((r.status, body))
+    }
+
+    pub fn get_text(&self, path: &str) -> Result<(u16, String)> {
+        let r = http_get(self.listen, path)?;
+        Ok((r.status, r.body))
+    }
+
+    /// Wait until the JSON at `path` satisfies `pred`; returns that JSON.
+    pub fn wait_json(
+        &self,
+        path: &str,
+        within: Duration,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let mut last = serde_json::Value::Null;
+        let r = wait_until(Instant::now() + within, || {
+            let (_, v) = self.get(path)?;
+            let ok = pred(&v);
+            last = v;
+            Ok(ok)
+        });
+        match r {
+            Ok(()) => Ok(last),
+            Err(e) => bail!("{e}: GET {path} never matched; last answer:\n{last:#}"),
+        }
+    }
+
+    /// A service's view from `/api/v1/services`.
+    pub fn service(&self, id: &str) -> Result<serde_json::Value> {
+        let (_, all) = self.get("/api/v1/services")?;
+        all.as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == id))
+            .cloned()
+            .with_context(|| format!("no service {id} in /api/v1/services"))
+    }
+
+    pub fn wait_service(
+        &self,
+        id: &str,
+        within: Duration,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let mut last = serde_json::Value::Null;
+        let r = wait_until(Instant::now() + within, || {
+            let s = self.service(id)?;
+            let ok = pred(&s);
+            last = s;
+            Ok(ok)
+        });
+        match r {
+            Ok(()) => Ok(last),
+            Err(e) => bail!("{e}: service {id} never matched; last view:\n{last:#}"),
+        }
+    }
+
+    /// SIGTERM and wait; the daemon must exit 0.
+    pub fn stop(mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).context("SIGTERM niledr")?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("niledr exited with {status}:\n{}", log_tail(&self.log, 30));
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("niledr did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// ERROR lines in the log that match none of `allowed`.
+    pub fn unexpected_errors(&self, allowed: &[&str]) -> Result<Vec<String>> {
+        let f = File::open(&self.log)?;
+        Ok(BufReader::new(f)
+            .lines()
+            .map_while(|l| l.ok())
+            .filter(|l| l.contains(" ERROR ") || l.starts_with("error:"))
+            .filter(|l| !allowed.iter().any(|a| l.contains(a)))
+            .collect())
+    }
+
+    /// Open `/api/v1/events` and collect `status` events on a thread until `until` says stop
+    /// or `within` passes.
+    pub fn watch_events(&self) -> Result<EventWatch> {
+        let mut s = TcpStream::connect(self.listen)?;
+        write!(
+            s,
+            "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            self.listen
+        )?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = BufReader::new(s.try_clone()?);
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if let Some(data) = line.strip_prefix("data:")
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim())
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(EventWatch { rx, _stream: s })
+    }
+}
+
+pub struct EventWatch {
+    rx: std::sync::mpsc::Receiver<serde_json::Value>,
+    _stream: TcpStream,
+}
+
+impl EventWatch {
+    /// The first event matching `pred` within `within`.
+    pub fn wait_for(
+        &self,
+        within: Duration,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) if pred(&v) => return Ok(v),
+                Ok(_) => continue,
+                Err(_) => bail!("no matching status event within {within:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Niledr {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
