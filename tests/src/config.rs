@@ -145,6 +145,13 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
             url = q(&format!("http://{}/health", layout.http(site)?)),
             body = q(health_body(site).trim_end()),
         );
+        // A plain TCP check of the same endpoint (not critical: the HTTP check decides).
+        let _ = write!(
+            s,
+            "\n[services.{site}-api-tcp]\nsite = {sq}\nkind = \"tcp\"\naddress = {addr}\n",
+            sq = q(site.name()),
+            addr = q(&layout.http(site)?.to_string()),
+        );
     }
     let servers: Vec<String> = topo
         .dns_servers()

@@ -385,3 +385,57 @@ fn bad_config_is_refused_and_restart_keeps_history_and_audit() -> Result<()> {
     let w = World { topo, niledr };
     finish(w)
 }
+
+#[test]
+fn stopped_health_endpoint_fails_http_and_tcp_probes() -> Result<()> {
+    let w = start()?;
+    let nginx = w
+        .topo
+        .http(niledr_tests::Site::PortSudan)
+        .expect("port-sudan has nginx");
+    nginx.stop()?;
+    let api = w
+        .niledr
+        .wait_service("port-sudan-api", Duration::from_secs(15), |s| {
+            s["status"] == "down"
+        })?;
+    let tcp = w
+        .niledr
+        .wait_service("port-sudan-api-tcp", Duration::from_secs(15), |s| {
+            s["status"] == "down"
+        })?;
+    assert!(
+        api["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("GET http://"),
+        "{api:#}"
+    );
+    assert!(
+        tcp["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{tcp:#}"
+    );
+    // The HTTP check is critical, so the site is down; khartoum is untouched.
+    let (_, site) = w.niledr.get("/api/v1/sites/port-sudan")?;
+    assert_eq!(site["status"], "down", "{site:#}");
+    let (_, k) = w.niledr.get("/api/v1/sites/khartoum")?;
+    assert_eq!(k["status"], "up", "{k:#}");
+    let metrics = w.niledr.get_text("/metrics")?.1;
+    assert!(
+        metrics.contains("niledr_probe_up{service=\"port-sudan-api\",kind=\"http\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("niledr_probe_up{service=\"khartoum-api\",kind=\"http\"} 1"),
+        "{metrics}"
+    );
+    nginx.start()?;
+    w.niledr
+        .wait_json("/api/v1/sites/port-sudan", Duration::from_secs(20), |s| {
+            s["status"] == "up"
+        })?;
+    finish(w)
+}
