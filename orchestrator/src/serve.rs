@@ -68,7 +68,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     );
     let shared = Arc::new(Shared {
         model: RwLock::new(model),
-        ready: AtomicBool::new(false),
+        // With nothing to probe there is nothing to wait for.
+        ready: AtomicBool::new(config.services.is_empty()),
     });
     let (events_tx, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel::<Event>(4096);
@@ -78,9 +79,19 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .map(|s| (s.id.clone(), s.probe.history))
         .collect();
     let event_loop = EventLoop::new(store.clone(), shared.clone(), events_tx.clone(), limits);
+    // If the loop stops for any reason (store failure, panic), the whole daemon stops rather
+    // than serve a health picture that no longer updates.
+    let stop_all = shutdown.clone().drop_guard();
     let loop_thread = std::thread::Builder::new()
         .name("niledr-event-loop".into())
-        .spawn(move || event_loop.run(rx))?;
+        .spawn(move || {
+            let _stop_all = stop_all;
+            let r = event_loop.run(rx);
+            if let Err(e) = &r {
+                tracing::error!("event loop failed, stopping niledr: {e:#}");
+            }
+            r
+        })?;
 
     // Probe results become events.
     let probes_cancel = shutdown.child_token();

@@ -113,19 +113,14 @@ impl Niledr {
         &self,
         path: &str,
         within: Duration,
-        mut pred: impl FnMut(&serde_json::Value) -> bool,
+        pred: impl FnMut(&serde_json::Value) -> bool,
     ) -> Result<serde_json::Value> {
-        let mut last = serde_json::Value::Null;
-        let r = wait_until(Instant::now() + within, || {
-            let (_, v) = self.get(path)?;
-            let ok = pred(&v);
-            last = v;
-            Ok(ok)
-        });
-        match r {
-            Ok(()) => Ok(last),
-            Err(e) => bail!("{e}: GET {path} never matched; last answer:\n{last:#}"),
-        }
+        poll_json(
+            &format!("GET {path}"),
+            within,
+            || Ok(self.get(path)?.1),
+            pred,
+        )
     }
 
     /// A service's view from `/api/v1/services`.
@@ -137,23 +132,14 @@ impl Niledr {
             .with_context(|| format!("no service {id} in /api/v1/services"))
     }
 
+    /// Wait until service `id` satisfies `pred`; returns its view.
     pub fn wait_service(
         &self,
         id: &str,
         within: Duration,
-        mut pred: impl FnMut(&serde_json::Value) -> bool,
+        pred: impl FnMut(&serde_json::Value) -> bool,
     ) -> Result<serde_json::Value> {
-        let mut last = serde_json::Value::Null;
-        let r = wait_until(Instant::now() + within, || {
-            let s = self.service(id)?;
-            let ok = pred(&s);
-            last = s;
-            Ok(ok)
-        });
-        match r {
-            Ok(()) => Ok(last),
-            Err(e) => bail!("{e}: service {id} never matched; last view:\n{last:#}"),
-        }
+        poll_json(&format!("service {id}"), within, || self.service(id), pred)
     }
 
     /// SIGTERM and wait; the daemon must exit 0.
@@ -212,6 +198,26 @@ impl Niledr {
             }
         });
         Ok(EventWatch { rx, _stream: s })
+    }
+}
+
+/// Poll `fetch` until `pred` holds; on timeout, say what was last seen.
+fn poll_json(
+    what: &str,
+    within: Duration,
+    mut fetch: impl FnMut() -> Result<serde_json::Value>,
+    mut pred: impl FnMut(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let mut last = serde_json::Value::Null;
+    let r = wait_until(Instant::now() + within, || {
+        let v = fetch()?;
+        let ok = pred(&v);
+        last = v;
+        Ok(ok)
+    });
+    match r {
+        Ok(()) => Ok(last),
+        Err(e) => bail!("{e}: {what} never matched within {within:?}; last seen:\n{last:#}"),
     }
 }
 
