@@ -60,6 +60,8 @@ function addEvent(ev) {
 }
 
 async function start() {
+  refresh();
+  setInterval(refresh, 2000);
   try {
     const recent = await fetch("/api/v1/status-changes?limit=50").then((r) => r.json());
     recent.reverse().forEach(addEvent);
@@ -67,8 +69,6 @@ async function start() {
   const es = new EventSource("/api/v1/events");
   es.addEventListener("status", (m) => { addEvent(JSON.parse(m.data)); refresh(); });
   es.onerror = () => setConn("down", "event stream lost; retrying");
-  refresh();
-  setInterval(refresh, 2000);
 }
 
 start();
