@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod records;
 pub mod serve;
 pub mod store;
+pub mod actions;
