@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use metrics_exporter_prometheus::PrometheusHandle;
 use niledr_probes::result::format_lsn;
 use niledr_probes::{HealthModel, Observation, ProbeResult, ServiceHealth, SiteHealth};
-use niledr_web::Backend;
 use niledr_web::types::*;
+use niledr_web::{ApiError, Backend, BoxFuture, Command};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
@@ -23,6 +23,7 @@ pub struct DaemonBackend {
     pub events: broadcast::Sender<StatusEventView>,
     pub prometheus: PrometheusHandle,
     pub shutdown: tokio_util::sync::CancellationToken,
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl DaemonBackend {
@@ -222,5 +223,45 @@ impl Backend for DaemonBackend {
 
     fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
         self.shutdown.clone()
+    }
+
+    fn authenticate(&self, authorization: Option<&str>) -> Result<PrincipalView, ApiError> {
+        let p = self
+            .auth
+            .authenticate(authorization)
+            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        Ok(PrincipalView {
+            name: p.name,
+            role: p.role.to_string(),
+            tags: p.tags,
+        })
+    }
+
+    fn runbooks(&self) -> Vec<RunbookSummaryView> {
+        Vec::new()
+    }
+
+    fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError> {
+        Err(ApiError::NotFound(format!("no runbook {runbook:?}")))
+    }
+
+    fn executions(&self) -> Result<Vec<ExecutionView>, ApiError> {
+        Ok(Vec::new())
+    }
+
+    fn execution(&self, id: &str) -> Result<ExecutionView, ApiError> {
+        Err(ApiError::NotFound(format!("no execution {id:?}")))
+    }
+
+    fn command(
+        &self,
+        _who: PrincipalView,
+        _command: Command,
+    ) -> BoxFuture<'_, Result<ExecutionView, ApiError>> {
+        Box::pin(async {
+            Err(ApiError::Unavailable(
+                "the execution engine is not running".into(),
+            ))
+        })
     }
 }

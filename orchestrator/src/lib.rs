@@ -1,12 +1,13 @@
 //! niledr's composition root: configuration, the event loop that owns the store, the audit
 //! chain and the daemon's CLI commands. The only crate that acts on infrastructure.
 
+pub mod actions;
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod event_loop;
 pub mod metrics;
 pub mod records;
 pub mod serve;
 pub mod store;
-pub mod actions;

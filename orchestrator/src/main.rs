@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use niledr_orchestrator::{config, serve, store};
+use niledr_orchestrator::{auth, config, serve, store};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -27,10 +27,32 @@ enum Command {
     },
     /// Check a config file and exit: 0 if valid, 1 with file:line:column and what to fix if not.
     CheckConfig { file: PathBuf },
+    /// Manage people and their tokens.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Audit chain commands.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user and print their new token once (only its argon2 hash is stored).
+    Add {
+        /// The users file (the config's [auth] users_file).
+        #[arg(long)]
+        users_file: PathBuf,
+        name: String,
+        /// viewer, operator, approver or admin.
+        #[arg(long)]
+        role: String,
+        /// Role tags for approvals: incident_commander, engineering_lead (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
     },
 }
 
@@ -52,6 +74,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
+            Ok(c)
+                if c.users_file
+                    .as_ref()
+                    .is_some_and(|f| auth::load_users(f).is_err()) =>
+            {
+                let f = c.users_file.as_deref().unwrap_or(std::path::Path::new(""));
+                let e = auth::load_users(f)
+                    .err()
+                    .map(|e| format!("{e:#}"))
+                    .unwrap_or_default();
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
             Ok(c) => {
                 println!(
                     "{}: OK ({} sites, {} services, store {})",
@@ -67,6 +102,34 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::User {
+            command:
+                UserCommand::Add {
+                    users_file,
+                    name,
+                    role,
+                    tags,
+                },
+        } => {
+            let Some(role) = auth::Role::parse(&role) else {
+                eprintln!("error: unknown role {role:?}; use viewer, operator, approver or admin");
+                return ExitCode::from(2);
+            };
+            match auth::add_user(&users_file, &name, role, &tags) {
+                Ok(token) => {
+                    eprintln!(
+                        "added {name} ({role}) to {}; the token is shown only now:",
+                        users_file.display()
+                    );
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Audit {
             command:
                 AuditCommand::Verify {

@@ -22,6 +22,13 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 /// Run the daemon until `shutdown` is cancelled.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let auth = match &config.users_file {
+        Some(f) => crate::auth::Authenticator::new(crate::auth::load_users(f)?),
+        None => {
+            tracing::warn!("no [auth] users_file: every mutating endpoint will answer 401");
+            crate::auth::Authenticator::empty()
+        }
+    };
     let store = Arc::new(Store::open(&config.store)?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -128,6 +135,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         events: events_tx,
         prometheus: crate::metrics::install(),
         shutdown: shutdown.clone(),
+        auth: Arc::new(auth),
     });
     let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");

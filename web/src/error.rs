@@ -10,6 +10,12 @@ use crate::types::ErrorBody;
 pub enum ApiError {
     NotFound(String),
     BadRequest(String),
+    /// 401: no or bad credentials.
+    Unauthorized(String),
+    /// 403: known caller, not allowed; the message says why.
+    Forbidden(String),
+    /// 409: conflicts with the current state (locked service, duplicate approval, ...).
+    Conflict(String),
     /// Logged here, shown to the client only as a generic message.
     Internal(String),
     Unavailable(String),
@@ -20,6 +26,9 @@ impl IntoResponse for ApiError {
         let (status, msg) = match self {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error serving a request: {m}");

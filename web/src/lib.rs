@@ -7,13 +7,47 @@ mod error;
 mod routes;
 pub mod types;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 pub use error::ApiError;
 pub use routes::router;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use types::{AuditVerifyView, ServiceHistoryView, ServiceView, SiteView, StatusEventView};
+use types::{
+    ApprovalRequest, AuditVerifyView, ConfirmRequest, ControlRequest, CreateExecutionRequest,
+    ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView, SiteView,
+    StatusEventView,
+};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A mutating request from an authenticated caller.
+#[derive(Clone, Debug)]
+pub enum Command {
+    Create(CreateExecutionRequest),
+    Approve {
+        id: String,
+        request: ApprovalRequest,
+    },
+    Cancel {
+        id: String,
+        request: ControlRequest,
+    },
+    Pause {
+        id: String,
+        request: ControlRequest,
+    },
+    Resume {
+        id: String,
+        request: ControlRequest,
+    },
+    Confirm {
+        id: String,
+        request: ConfirmRequest,
+    },
+}
 
 /// What the HTTP layer needs from the daemon. Implemented by the orchestrator.
 pub trait Backend: Send + Sync + 'static {
@@ -34,6 +68,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Cancelled when the daemon shuts down, so long-lived streams (SSE) end and graceful
     /// shutdown does not wait on them forever.
     fn shutdown_token(&self) -> CancellationToken;
+
+    /// Check `Authorization: Bearer ...`; 401 with a reason when missing or invalid.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<PrincipalView, ApiError>;
+    fn runbooks(&self) -> Vec<RunbookSummaryView>;
+    /// A dry run: resolved steps, guards against live probes, before → after, digest.
+    fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError>;
+    fn executions(&self) -> Result<Vec<ExecutionView>, ApiError>;
+    fn execution(&self, id: &str) -> Result<ExecutionView, ApiError>;
+    /// Apply a command; answers once it is committed to the journal.
+    fn command(
+        &self,
+        who: PrincipalView,
+        command: Command,
+    ) -> BoxFuture<'_, Result<ExecutionView, ApiError>>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

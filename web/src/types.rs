@@ -111,3 +111,108 @@ pub struct AuditVerifyView {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// The authenticated caller, as the API reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PrincipalView {
+    pub name: String,
+    /// `viewer`, `operator`, `approver` or `admin`.
+    pub role: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunbookSummaryView {
+    pub name: String,
+    pub description: String,
+    pub file: String,
+    pub services: Vec<String>,
+    pub steps: usize,
+    pub approval: serde_json::Value,
+}
+
+/// `POST /api/v1/executions`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExecutionRequest {
+    pub runbook: String,
+    pub reason: String,
+}
+
+/// `POST /api/v1/executions/{id}/approvals`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// `approve` or `reject`.
+    pub decision: String,
+    #[serde(default)]
+    pub comment: String,
+    /// The plan digest the approver read; must match the execution's.
+    pub plan_digest: Option<String>,
+    /// Break-glass: a single approver with a written reason (only where the runbook allows).
+    pub break_glass_reason: Option<String>,
+}
+
+/// `POST /api/v1/executions/{id}/confirm`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub step: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `POST .../cancel|pause|resume`
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRequest {
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ExecutionView {
+    pub id: String,
+    pub runbook: String,
+    pub reason: String,
+    pub state: String,
+    pub requester: String,
+    pub created_at: String,
+    pub plan_digest: String,
+    pub approvals: Vec<ApprovalView>,
+    pub steps: Vec<StepView>,
+    pub timeline: Vec<TimelineView>,
+    /// Set when the execution stopped in a state a person must look at.
+    pub needs_operator: Option<String>,
+    pub plan: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalView {
+    pub user: String,
+    pub tags: Vec<String>,
+    pub decision: String,
+    pub comment: String,
+    pub at: String,
+    pub break_glass_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepView {
+    pub id: String,
+    pub kind: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `rolled_back`, `skipped`, `waiting_confirmation`.
+    pub state: String,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TimelineView {
+    pub at: String,
+    pub event: String,
+    pub detail: String,
+}

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 pub use error::ConfigError;
-pub use raw::{Kind, SiteRole};
+pub use raw::{ConnstrKind, Kind, SiteRole};
 use raw::{RawConfig, RawProbe, RawService};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -34,6 +34,26 @@ pub struct Config {
     pub sites: BTreeMap<String, Site>,
     pub services: BTreeMap<String, Service>,
     pub dns: Option<DnsConfig>,
+    pub users_file: Option<PathBuf>,
+    pub runbook_dirs: Vec<PathBuf>,
+    pub connstr: BTreeMap<String, ConnstrTarget>,
+}
+
+#[derive(Clone, Debug)]
+pub enum ConnstrTarget {
+    File {
+        path: PathBuf,
+        template: String,
+        reload_command: Option<Vec<String>>,
+    },
+    Pgbouncer {
+        ini: PathBuf,
+        database: String,
+        dbname: String,
+        admin: SocketAddr,
+        user: String,
+        password: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -203,7 +223,25 @@ impl Loader<'_> {
             services.insert(id.get_ref().clone(), service);
         }
 
+        let users_file = raw
+            .auth
+            .as_ref()
+            .map(|a| self.resolve(a.users_file.get_ref()));
+        let runbook_dirs = raw
+            .runbooks
+            .as_ref()
+            .map(|r| r.dirs.iter().map(|d| self.resolve(d.get_ref())).collect())
+            .unwrap_or_default();
+        let mut connstr = BTreeMap::new();
+        for (id, c) in &raw.connstr {
+            self.check_id(id, "connstr target")?;
+            connstr.insert(id.get_ref().clone(), self.connstr(c)?);
+        }
+
         Ok(Config {
+            users_file,
+            runbook_dirs,
+            connstr,
             path: self.path.to_path_buf(),
             digest: hex::encode(Sha256::digest(self.source.as_bytes())),
             listen,
@@ -211,6 +249,65 @@ impl Loader<'_> {
             sites,
             services,
             dns,
+        })
+    }
+
+    fn connstr(&self, c: &Spanned<raw::RawConnstr>) -> Result<ConnstrTarget, ConfigError> {
+        let table = c.span();
+        let c = c.get_ref();
+        let need = |v: &Option<Spanned<String>>, key: &str| -> Result<String, ConfigError> {
+            v.as_ref().map(|x| x.get_ref().clone()).ok_or_else(|| {
+                self.err(
+                    table.clone(),
+                    format!("a {:?} connstr target needs `{key}`", c.kind.get_ref()).to_lowercase(),
+                )
+            })
+        };
+        Ok(match c.kind.get_ref() {
+            ConnstrKind::File => {
+                let template = need(&c.template, "template")?;
+                if !template.contains("{host}") {
+                    let span = c.template.as_ref().map_or(table.clone(), |t| t.span());
+                    return Err(self.err(span, "template must contain {host} (and usually {port})"));
+                }
+                ConnstrTarget::File {
+                    path: self.resolve(&need(&c.path, "path")?),
+                    template,
+                    reload_command: c.reload_command.clone(),
+                }
+            }
+            ConnstrKind::Pgbouncer => {
+                let password = match &c.password_file {
+                    None => None,
+                    Some(f) => {
+                        let p = self.resolve(f.get_ref());
+                        Some(
+                            std::fs::read_to_string(&p)
+                                .map_err(|e| {
+                                    self.err(
+                                        f.span(),
+                                        format!("cannot read password file {}: {e}", p.display()),
+                                    )
+                                })?
+                                .trim_end_matches(['\n', '\r'])
+                                .to_string(),
+                        )
+                    }
+                };
+                ConnstrTarget::Pgbouncer {
+                    ini: self.resolve(&need(&c.ini, "ini")?),
+                    database: need(&c.database, "database")?,
+                    dbname: c.dbname.clone().unwrap_or_else(|| "postgres".into()),
+                    admin: c.admin.as_ref().map(|a| a.get_ref().0).ok_or_else(|| {
+                        self.err(
+                            table.clone(),
+                            "a pgbouncer connstr target needs `admin` (IP:PORT of its console)",
+                        )
+                    })?,
+                    user: c.user.clone().unwrap_or_else(|| "pgbouncer".into()),
+                    password,
+                }
+            }
         })
     }
 

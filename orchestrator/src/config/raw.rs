@@ -19,6 +19,54 @@ pub struct RawConfig {
     #[serde(default)]
     pub services: BTreeMap<Spanned<String>, Spanned<RawService>>,
     pub dns: Option<Spanned<RawDns>>,
+    pub auth: Option<RawAuth>,
+    pub runbooks: Option<RawRunbooks>,
+    #[serde(default)]
+    pub connstr: BTreeMap<Spanned<String>, Spanned<RawConnstr>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Users and their hashed tokens (`niledr user add`).
+    pub users_file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRunbooks {
+    /// Directories of runbook TOML files.
+    pub dirs: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnstrKind {
+    File,
+    Pgbouncer,
+}
+
+/// A place applications read their database address from.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnstr {
+    pub kind: Spanned<ConnstrKind>,
+    /// file: the file to rewrite atomically.
+    pub path: Option<Spanned<String>>,
+    /// file: its content, with `{host}` and `{port}` filled from the target service.
+    pub template: Option<Spanned<String>>,
+    /// file: run after a swap, e.g. ["systemctl", "reload", "app"].
+    pub reload_command: Option<Vec<String>>,
+    /// pgbouncer: its ini file.
+    pub ini: Option<Spanned<String>>,
+    /// pgbouncer: the `[databases]` entry to point elsewhere.
+    pub database: Option<Spanned<String>>,
+    /// pgbouncer: the database name on the server side (default: postgres).
+    pub dbname: Option<String>,
+    /// pgbouncer: admin console address.
+    pub admin: Option<Spanned<Addr>>,
+    pub user: Option<String>,
+    pub password_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
 use futures::StreamExt;
@@ -33,6 +33,22 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/status-changes", get(status_changes))
         .route("/api/v1/events", get(events))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/whoami", get(executions::whoami))
+        .route("/api/v1/runbooks", get(executions::runbooks))
+        .route("/api/v1/runbooks/{name}/plan", get(executions::plan))
+        .route(
+            "/api/v1/executions",
+            get(executions::list).post(executions::create),
+        )
+        .route("/api/v1/executions/{id}", get(executions::show))
+        .route(
+            "/api/v1/executions/{id}/approvals",
+            post(executions::approve),
+        )
+        .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/api/v1/executions/{id}/pause", post(executions::pause))
+        .route("/api/v1/executions/{id}/resume", post(executions::resume))
+        .route("/api/v1/executions/{id}/confirm", post(executions::confirm))
         .route("/", get(console::index))
         .route("/assets/{*path}", get(console::asset))
         .fallback(not_found)
@@ -144,5 +160,6 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
 }
 
+mod executions;
 #[cfg(test)]
 mod tests;

@@ -89,6 +89,36 @@ impl Backend for FixtureBackend {
     fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
         tokio_util::sync::CancellationToken::new()
     }
+    fn authenticate(&self, authorization: Option<&str>) -> Result<PrincipalView, crate::ApiError> {
+        match authorization {
+            Some("Bearer good") => Ok(PrincipalView {
+                name: "amira".into(),
+                role: "approver".into(),
+                tags: vec![],
+            }),
+            Some(_) => Err(crate::ApiError::Unauthorized("bad token".into())),
+            None => Err(crate::ApiError::Unauthorized("missing token".into())),
+        }
+    }
+    fn runbooks(&self) -> Vec<RunbookSummaryView> {
+        vec![]
+    }
+    fn plan(&self, runbook: &str) -> Result<serde_json::Value, crate::ApiError> {
+        Err(crate::ApiError::NotFound(format!("no runbook {runbook:?}")))
+    }
+    fn executions(&self) -> Result<Vec<ExecutionView>, crate::ApiError> {
+        Ok(vec![])
+    }
+    fn execution(&self, id: &str) -> Result<ExecutionView, crate::ApiError> {
+        Err(crate::ApiError::NotFound(format!("no execution {id:?}")))
+    }
+    fn command(
+        &self,
+        who: PrincipalView,
+        _c: crate::Command,
+    ) -> crate::BoxFuture<'_, Result<ExecutionView, crate::ApiError>> {
+        Box::pin(async move { Err(crate::ApiError::Forbidden(format!("{} may not", who.name))) })
+    }
     fn metrics(&self) -> String {
         "niledr_probe_up{service=\"khartoum-postgres\"} 1\n".into()
     }
@@ -176,6 +206,100 @@ async fn table_of_routes() {
         assert!(
             body.contains(want_body),
             "{uri}: body {body:?} lacks {want_body:?}"
+        );
+    }
+}
+
+async fn post(uri: &str, auth: Option<&str>, body: &str) -> (StatusCode, String) {
+    let (tx, _) = broadcast::channel(4);
+    let app = router(Arc::new(FixtureBackend { ready: true, tx }));
+    let mut req = Request::post(uri).header("content-type", "application/json");
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = app
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn mutations_need_a_token_and_a_valid_body() {
+    let ok_body = r#"{"runbook":"failover","reason":"drill"}"#;
+    let cases: &[(&str, Option<&str>, &str, StatusCode, &str)] = &[
+        (
+            "/api/v1/executions",
+            None,
+            ok_body,
+            StatusCode::UNAUTHORIZED,
+            "missing token",
+        ),
+        (
+            "/api/v1/executions",
+            Some("Bearer nope"),
+            ok_body,
+            StatusCode::UNAUTHORIZED,
+            "bad token",
+        ),
+        (
+            "/api/v1/executions",
+            Some("Bearer good"),
+            "{not json",
+            StatusCode::BAD_REQUEST,
+            "bad request body",
+        ),
+        (
+            "/api/v1/executions",
+            Some("Bearer good"),
+            r#"{"runbook":"x","reason":"y","extra":1}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field `extra`",
+        ),
+        (
+            "/api/v1/executions",
+            Some("Bearer good"),
+            ok_body,
+            StatusCode::FORBIDDEN,
+            "amira may not",
+        ),
+        (
+            "/api/v1/executions/e1/approvals",
+            Some("Bearer good"),
+            r#"{"decision":"approve"}"#,
+            StatusCode::FORBIDDEN,
+            "amira may not",
+        ),
+        (
+            "/api/v1/executions/e1/cancel",
+            Some("Bearer good"),
+            "",
+            StatusCode::FORBIDDEN,
+            "amira may not",
+        ),
+        (
+            "/api/v1/executions/e1/pause",
+            None,
+            "",
+            StatusCode::UNAUTHORIZED,
+            "missing token",
+        ),
+        (
+            "/api/v1/executions/e1/resume",
+            Some("Bearer good"),
+            "[1]",
+            StatusCode::BAD_REQUEST,
+            "bad request body",
+        ),
+    ];
+    for (uri, auth, body, want, fragment) in cases {
+        let (status, text) = post(uri, *auth, body).await;
+        assert_eq!(status, *want, "{uri} {auth:?} {body}: {text}");
+        assert!(
+            text.contains(fragment),
+            "{uri}: {text:?} lacks {fragment:?}"
         );
     }
 }

@@ -1,0 +1,558 @@
+//! PostgreSQL actions: lag guard, fencing the old primary, promotion of the standby and the
+//! switchover wait, each checking the server's own state first so a retry never acts twice.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
+use tokio::time::{Instant, sleep, timeout};
+
+/// How long a connection attempt may take before the server counts as not answering.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// `pg_promote(false)` returns at once; `pg_is_in_recovery()` is polled this often
+/// (DESIGN.md: writes accepted after ~24 ms, against ~101 ms for `pg_promote(true)`).
+const PROMOTE_POLL: Duration = Duration::from_millis(5);
+const POLL: Duration = Duration::from_millis(10);
+
+/// Where and as whom to connect (plain data: the executor builds it from the config).
+#[derive(Clone)]
+pub struct PgTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+}
+
+impl fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        write!(f, "PgTarget({}@{}:{}/{})", self.user, self.host, self.port, self.database)
+    }
+}
+
+impl fmt::Display for PgTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl PgTarget {
+    /// Database `postgres`.
+    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>, password: impl Into<String>) -> PgTarget {
+        PgTarget {
+            host: host.into(),
+            port,
+            user: user.into(),
+            password: password.into(),
+            database: "postgres".into(),
+        }
+    }
+
+    pub fn with_database(mut self, database: impl Into<String>) -> PgTarget {
+        self.database = database.into();
+        self
+    }
+
+    pub(crate) fn options(&self) -> PgConnectOptions {
+        PgConnectOptions::new_without_pgpass()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .password(&self.password)
+            .database(&self.database)
+            .application_name("niledr")
+            .disable_statement_logging()
+    }
+
+    /// Connect within `CONNECT_TIMEOUT`.
+    pub async fn connect(&self) -> Result<PgConnection> {
+        connect_with(&self.options(), &self.to_string()).await
+    }
+}
+
+pub(crate) async fn connect_with(options: &PgConnectOptions, what: &str) -> Result<PgConnection> {
+    match timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(anyhow!(e).context(format!("connecting to {what}"))),
+        Err(_) => bail!("connecting to {what}: no answer within {CONNECT_TIMEOUT:?}"),
+    }
+}
+
+/// A WAL position (`X/Y`), comparable as a byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lsn(pub u64);
+
+impl FromStr for Lsn {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Lsn> {
+        let (hi, lo) = s.split_once('/').with_context(|| format!("not an LSN: {s:?}"))?;
+        let hi = u64::from_str_radix(hi, 16).with_context(|| format!("not an LSN: {s:?}"))?;
+        let lo = u64::from_str_radix(lo, 16).with_context(|| format!("not an LSN: {s:?}"))?;
+        Ok(Lsn((hi << 32) | lo))
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+/// What a server says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgState {
+    pub in_recovery: bool,
+    /// Timeline of the WAL being written (primary) or received/replayed (standby).
+    pub timeline: u32,
+    /// Current WAL position (primary) or last replayed position (standby).
+    pub lsn: Lsn,
+    /// Standby only: last WAL position received.
+    pub receive_lsn: Option<Lsn>,
+    /// `default_transaction_read_only` as a new session sees it (the fence).
+    pub read_only: bool,
+}
+
+async fn scalar_text(conn: &mut PgConnection, sql: &'static str) -> Result<Option<String>> {
+    sqlx::query_scalar::<_, Option<String>>(sql)
+        .fetch_one(conn)
+        .await
+        .with_context(|| format!("running {sql:?}"))
+}
+
+async fn in_recovery(conn: &mut PgConnection) -> Result<bool> {
+    sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
+        .fetch_one(conn)
+        .await
+        .context("SELECT pg_is_in_recovery()")
+}
+
+fn lsn(v: Option<String>, what: &str) -> Result<Lsn> {
+    v.with_context(|| format!("{what} is NULL"))?.parse()
+}
+
+/// The server's state on an open connection.
+pub async fn state_of(conn: &mut PgConnection) -> Result<PgState> {
+    let in_recovery = in_recovery(conn).await?;
+    let read_only = scalar_text(conn, "SELECT current_setting('default_transaction_read_only')")
+        .await?
+        .as_deref()
+        == Some("on");
+    if in_recovery {
+        let replay = lsn(scalar_text(conn, "SELECT pg_last_wal_replay_lsn()::text").await?, "replay LSN")?;
+        let receive = scalar_text(conn, "SELECT pg_last_wal_receive_lsn()::text")
+            .await?
+            .map(|s| s.parse())
+            .transpose()?;
+        // The WAL receiver knows the timeline it streams; without one, the last checkpoint's.
+        let timeline = sqlx::query_scalar::<_, i32>(
+            "SELECT COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
+             (SELECT timeline_id FROM pg_control_checkpoint()))",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .context("reading the standby's timeline")?;
+        Ok(PgState {
+            in_recovery,
+            timeline: u32::try_from(timeline).context("negative timeline")?,
+            lsn: replay,
+            receive_lsn: receive,
+            read_only,
+        })
+    } else {
+        let (lsn_text, walfile): (String, String) =
+            sqlx::query_as("SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())")
+                .fetch_one(&mut *conn)
+                .await
+                .context("reading the current WAL position")?;
+        // The first 8 hex digits of a WAL file name are its timeline.
+        let timeline = walfile
+            .get(..8)
+            .and_then(|t| u32::from_str_radix(t, 16).ok())
+            .with_context(|| format!("unexpected WAL file name {walfile:?}"))?;
+        Ok(PgState {
+            in_recovery,
+            timeline,
+            lsn: lsn_text.parse()?,
+            receive_lsn: None,
+            read_only,
+        })
+    }
+}
+
+/// Connect and read the server's state (in-doubt check for every PostgreSQL step).
+pub async fn observe(target: &PgTarget) -> Result<PgState> {
+    let mut conn = target.connect().await?;
+    let s = state_of(&mut conn).await.with_context(|| format!("observing {target}"));
+    let _ = conn.close().await;
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// check_lag
+
+/// Result of the lag guard. A guard that does not hold is data, not an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LagReport {
+    pub standby_in_recovery: bool,
+    pub standby_replay_lsn: Lsn,
+    pub standby_receive_lsn: Option<Lsn>,
+    /// `None` when the primary did not answer (`primary_error` says why).
+    pub primary_lsn: Option<Lsn>,
+    pub primary_error: Option<String>,
+    /// Primary's current position minus the standby's replay position.
+    pub lag_bytes: Option<u64>,
+    /// 0 when caught up; otherwise the age of the last replayed transaction.
+    pub lag_seconds: Option<f64>,
+    pub within_bounds: bool,
+    pub reason: String,
+}
+
+/// Is the standby within `max_bytes` and `max_seconds` of the primary? If the primary does
+/// not answer the lag cannot be measured here: `within_bounds` is false and the reason says
+/// so (the caller decides with the probes' last figure).
+pub async fn check_lag(
+    standby: &PgTarget,
+    primary: &PgTarget,
+    max_bytes: u64,
+    max_seconds: f64,
+) -> Result<LagReport> {
+    let mut sconn = standby.connect().await?;
+    let s = state_of(&mut sconn).await.with_context(|| format!("standby {standby}"))?;
+    let replay_age: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8",
+    )
+    .fetch_one(&mut sconn)
+    .await
+    .context("reading the standby's replay age")?;
+    let _ = sconn.close().await;
+
+    let primary_state = observe(primary).await;
+    let mut report = LagReport {
+        standby_in_recovery: s.in_recovery,
+        standby_replay_lsn: s.lsn,
+        standby_receive_lsn: s.receive_lsn,
+        primary_lsn: None,
+        primary_error: None,
+        lag_bytes: None,
+        lag_seconds: None,
+        within_bounds: false,
+        reason: String::new(),
+    };
+    if !s.in_recovery {
+        report.reason = format!("standby {standby} is not in recovery (already promoted?)");
+        return Ok(report);
+    }
+    let p = match primary_state {
+        Ok(p) => p,
+        Err(e) => {
+            report.primary_error = Some(format!("{e:#}"));
+            report.reason = format!(
+                "primary {primary} does not answer: lag cannot be measured against it; use the probes' last figure"
+            );
+            return Ok(report);
+        }
+    };
+    if p.in_recovery {
+        report.reason = format!("primary {primary} is itself in recovery");
+        return Ok(report);
+    }
+    let bytes = p.lsn.0.saturating_sub(s.lsn.0);
+    let seconds = if bytes == 0 { Some(0.0) } else { replay_age };
+    report.primary_lsn = Some(p.lsn);
+    report.lag_bytes = Some(bytes);
+    report.lag_seconds = seconds;
+    report.within_bounds = bytes <= max_bytes && seconds.is_some_and(|s| s <= max_seconds);
+    report.reason = format!(
+        "lag {bytes} bytes (max {max_bytes}), {} (max {max_seconds} s)",
+        seconds.map_or("unknown seconds".to_string(), |s| format!("{s:.3} s"))
+    );
+    Ok(report)
+}
+
+// ---------------------------------------------------------------------------------------
+// fence / unfence
+
+/// How to fence the old primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceMode {
+    /// `ALTER SYSTEM SET default_transaction_read_only = on`, reload, and terminate every
+    /// other client session so none keeps writing. WAL senders stay (switchover needs them).
+    ReadOnly,
+}
+
+/// What fencing did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FenceOutcome {
+    Fenced {
+        /// It was already read-only before this call (a retry or an in-doubt step).
+        already_read_only: bool,
+        /// The server was a standby (a returning old primary already demoted).
+        was_in_recovery: bool,
+        /// Client sessions terminated.
+        terminated: u64,
+        took: Duration,
+    },
+    /// The old primary did not answer: nothing could be done to it. Fencing then relies
+    /// on DNS and connection strings pointing elsewhere (approvers see this in the plan).
+    Unreachable { error: String },
+}
+
+impl FenceOutcome {
+    pub fn summary(&self) -> String {
+        match self {
+            FenceOutcome::Fenced {
+                already_read_only,
+                terminated,
+                took,
+                ..
+            } => format!(
+                "read-only{} ; {terminated} client session(s) terminated in {took:?}",
+                if *already_read_only { " (already)" } else { "" }
+            ),
+            FenceOutcome::Unreachable { error } => format!(
+                "old primary did not answer ({error}); fencing relies on DNS and connection strings"
+            ),
+        }
+    }
+}
+
+async fn new_session_read_only(target: &PgTarget) -> Result<bool> {
+    let mut c = target.connect().await?;
+    let v = scalar_text(&mut c, "SELECT current_setting('default_transaction_read_only')").await?;
+    let _ = c.close().await;
+    Ok(v.as_deref() == Some("on"))
+}
+
+/// Wait until a new session sees `default_transaction_read_only = want` (the reload is
+/// asynchronous: the postmaster re-reads the config when it handles SIGHUP).
+async fn wait_setting(target: &PgTarget, want: bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if new_session_read_only(target).await? == want {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{target}: default_transaction_read_only still not {want} 10 s after pg_reload_conf()");
+        }
+        sleep(POLL).await;
+    }
+}
+
+/// Fence the old primary. Idempotent: setting and reload are repeated harmlessly, sessions
+/// opened since are terminated again. Caveat: a superuser can still `SET
+/// default_transaction_read_only = off` in its own session; this fence stops applications,
+/// not a determined administrator.
+pub async fn fence(primary: &PgTarget, mode: FenceMode) -> Result<FenceOutcome> {
+    let t0 = Instant::now();
+    let mut conn = match primary.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(FenceOutcome::Unreachable {
+                error: format!("{e:#}"),
+            });
+        }
+    };
+    match mode {
+        FenceMode::ReadOnly => {}
+    }
+    let was_in_recovery = in_recovery(&mut conn).await?;
+    let already_read_only = new_session_read_only(primary).await?;
+    // ALTER SYSTEM refuses to run in a transaction block: one statement per call.
+    sqlx::raw_sql("ALTER SYSTEM SET default_transaction_read_only = on")
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("{primary}: ALTER SYSTEM SET default_transaction_read_only"))?;
+    sqlx::raw_sql("SELECT pg_reload_conf()")
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("{primary}: pg_reload_conf()"))?;
+    wait_setting(primary, true).await?;
+    // Only now: a terminated client that reconnects gets a read-only session.
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 1000)) FROM pg_stat_activity \
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .with_context(|| format!("{primary}: terminating client sessions"))?;
+    let _ = conn.close().await;
+    Ok(FenceOutcome::Fenced {
+        already_read_only,
+        was_in_recovery,
+        terminated: u64::try_from(terminated).unwrap_or(0),
+        took: t0.elapsed(),
+    })
+}
+
+/// Undo `fence`: reset the setting and reload. Returns whether it was fenced before.
+pub async fn unfence(primary: &PgTarget) -> Result<UnfenceOutcome> {
+    let t0 = Instant::now();
+    let was_read_only = new_session_read_only(primary).await?;
+    let mut conn = primary.connect().await?;
+    sqlx::raw_sql("ALTER SYSTEM RESET default_transaction_read_only")
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("{primary}: ALTER SYSTEM RESET default_transaction_read_only"))?;
+    sqlx::raw_sql("SELECT pg_reload_conf()")
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("{primary}: pg_reload_conf()"))?;
+    let _ = conn.close().await;
+    wait_setting(primary, false).await?;
+    Ok(UnfenceOutcome {
+        was_read_only,
+        took: t0.elapsed(),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnfenceOutcome {
+    pub was_read_only: bool,
+    pub took: Duration,
+}
+
+// ---------------------------------------------------------------------------------------
+// promote
+
+/// What promotion did (or found already done).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromoteOutcome {
+    /// It was not in recovery when we looked: nothing was done (never promote twice).
+    pub already_promoted: bool,
+    pub timeline_before: u32,
+    pub timeline_after: u32,
+    /// Replay position at the moment of promotion (the last WAL the standby had).
+    pub lsn_before: Lsn,
+    pub lsn_after: Lsn,
+    /// From `pg_promote(false)` to `pg_is_in_recovery()` = false (zero if already promoted).
+    pub promotion_time: Duration,
+}
+
+impl PromoteOutcome {
+    pub fn summary(&self) -> String {
+        if self.already_promoted {
+            format!("already promoted (timeline {})", self.timeline_after)
+        } else {
+            format!(
+                "promoted in {:?}: timeline {} → {}, last replayed {}",
+                self.promotion_time, self.timeline_before, self.timeline_after, self.lsn_before
+            )
+        }
+    }
+}
+
+/// Promote the standby. Idempotent through `pg_is_in_recovery()`: if it already is a
+/// primary, it reports "already promoted" with its timeline and does nothing. A promotion
+/// already requested but not finished (in doubt after a crash) is simply awaited: a second
+/// `pg_promote` while one is pending does not switch the timeline twice.
+pub async fn promote(standby: &PgTarget, wait: Duration) -> Result<PromoteOutcome> {
+    let mut conn = standby.connect().await?;
+    let before = state_of(&mut conn).await.with_context(|| format!("standby {standby}"))?;
+    if !before.in_recovery {
+        let _ = conn.close().await;
+        return Ok(PromoteOutcome {
+            already_promoted: true,
+            timeline_before: before.timeline,
+            timeline_after: before.timeline,
+            lsn_before: before.lsn,
+            lsn_after: before.lsn,
+            promotion_time: Duration::ZERO,
+        });
+    }
+    let t0 = Instant::now();
+    if let Err(e) = sqlx::raw_sql("SELECT pg_promote(false)").execute(&mut conn).await {
+        // Someone (or a previous attempt) finished the promotion between our two queries.
+        if in_recovery(&mut conn).await? {
+            return Err(anyhow!(e).context(format!("{standby}: pg_promote(false)")));
+        }
+    }
+    let deadline = t0 + wait;
+    loop {
+        if !in_recovery(&mut conn).await? {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!("{standby}: still in recovery {wait:?} after pg_promote(false)");
+        }
+        sleep(PROMOTE_POLL).await;
+    }
+    let promotion_time = t0.elapsed();
+    let after = state_of(&mut conn).await.with_context(|| format!("new primary {standby}"))?;
+    let _ = conn.close().await;
+    Ok(PromoteOutcome {
+        already_promoted: false,
+        timeline_before: before.timeline,
+        timeline_after: after.timeline,
+        lsn_before: before.lsn,
+        lsn_after: after.lsn,
+        promotion_time,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// wait_caught_up
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaughtUp {
+    /// The read-only primary's WAL position when we started waiting.
+    pub target_lsn: Lsn,
+    pub replay_lsn: Lsn,
+    pub waited: Duration,
+}
+
+/// Switchover: wait until the standby has replayed everything the (already read-only)
+/// primary has written. Refuses if the primary is not fenced read-only, since writes could
+/// otherwise land after the target position.
+pub async fn wait_caught_up(standby: &PgTarget, primary: &PgTarget, wait: Duration) -> Result<CaughtUp> {
+    let t0 = Instant::now();
+    let p = observe(primary).await.with_context(|| format!("primary {primary}"))?;
+    if p.in_recovery {
+        bail!("{primary} is in recovery: not the primary to catch up with");
+    }
+    if !p.read_only {
+        bail!("{primary} is not read-only: fence it first so no write lands after the target position");
+    }
+    let target = p.lsn;
+    let mut conn = standby.connect().await?;
+    let deadline = t0 + wait;
+    loop {
+        let replay = lsn(
+            scalar_text(&mut conn, "SELECT pg_last_wal_replay_lsn()::text").await?,
+            "replay LSN (is it a standby?)",
+        )?;
+        if replay >= target {
+            let _ = conn.close().await;
+            return Ok(CaughtUp {
+                target_lsn: target,
+                replay_lsn: replay,
+                waited: t0.elapsed(),
+            });
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{standby}: replayed up to {replay}, primary is at {target}; not caught up within {wait:?}"
+            );
+        }
+        sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trips_and_orders() {
+        let a: Lsn = "0/3000148".parse().unwrap_or(Lsn(0));
+        assert_eq!(a, Lsn(0x0300_0148));
+        assert_eq!(a.to_string(), "0/3000148");
+        let b: Lsn = "1/0".parse().unwrap_or(Lsn(0));
+        assert!(b > a);
+        assert_eq!(b.0, 1 << 32);
+        assert!("nonsense".parse::<Lsn>().is_err());
+    }
+}
