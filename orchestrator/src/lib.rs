@@ -11,3 +11,5 @@ pub mod metrics;
 pub mod records;
 pub mod serve;
 pub mod store;
+pub mod world;
+pub mod engine;

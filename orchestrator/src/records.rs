@@ -59,3 +59,55 @@ pub fn check_version(v: u32, what: &str) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// One execution of a runbook, rewritten (fsync'd, with its audit entries) at every
+/// transition and before every step's effect: the journal.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ExecutionRecordV1 {
+    pub v: u32,
+    pub id: String,
+    pub runbook: String,
+    pub reason: String,
+    pub requester: String,
+    pub created_at: String,
+    /// Lifecycle state name (`awaiting_approval`, `running`, ...).
+    pub state: String,
+    /// The serialized state machine (resumed after a restart).
+    pub machine: serde_json::Value,
+    pub plan_digest: String,
+    pub plan: serde_json::Value,
+    /// What the approvers saw: roles, lag, DNS answers.
+    pub preconditions: serde_json::Value,
+    pub approvals: Vec<serde_json::Value>,
+    pub steps: Vec<StepRecordV1>,
+    pub timeline: Vec<TimelineEntryV1>,
+    pub needs_operator: Option<String>,
+    /// Failover generation this execution holds (fencing token), once it has started.
+    pub generation: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct StepRecordV1 {
+    pub id: String,
+    pub kind: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `rolling_back`, `rolled_back`, `skipped`,
+    /// `waiting_confirmation`.
+    pub state: String,
+    pub attempts: u32,
+    /// Set (and committed) before the action starts.
+    pub intent_at: Option<String>,
+    /// Set (and committed) when the action's outcome is known. Intent without outcome after a
+    /// restart means the step is in doubt: the action checks the world before acting.
+    pub outcome_at: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub detail: String,
+    /// niledr's own time for this step (journal commits, scheduling), excluding the action.
+    pub overhead_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TimelineEntryV1 {
+    pub at: String,
+    pub event: String,
+    pub detail: String,
+}

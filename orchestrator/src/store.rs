@@ -16,12 +16,16 @@ use redb::{
 };
 
 use crate::audit::{self, VerifyReport};
-use crate::records::{AuditRecordV1, ProbeRecordV1, SCHEMA_VERSION, StatusChangeV1, check_version};
+use crate::records::{
+    AuditRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION, StatusChangeV1,
+    check_version,
+};
 
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
 const STATUS: TableDefinition<u64, &str> = TableDefinition::new("status_changes");
 const PROBES: TableDefinition<(&str, u64), &str> = TableDefinition::new("probe_history");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const EXECUTIONS: TableDefinition<&str, &str> = TableDefinition::new("executions");
 
 pub struct Store {
     db: Database,
@@ -79,6 +83,7 @@ impl Store {
             tx.open_table(AUDIT)?;
             tx.open_table(STATUS)?;
             tx.open_table(PROBES)?;
+            tx.open_table(EXECUTIONS)?;
         }
         tx.commit()?;
         Ok(())
@@ -200,6 +205,70 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Write an execution and its audit entries in one fsync'd transaction. Called before the
+    /// effect the new state starts (journal before effect).
+    pub fn save_execution(
+        &self,
+        rec: &ExecutionRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(EXECUTIONS)?;
+            t.insert(rec.id.as_str(), serde_json::to_string(rec)?.as_str())?;
+            let mut a = tx.open_table(AUDIT)?;
+            append_audit_in(&mut a, audit)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every execution, oldest first (ids are UUIDv7, so they sort by creation time).
+    pub fn executions(&self) -> Result<Vec<ExecutionRecordV1>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EXECUTIONS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            let rec: ExecutionRecordV1 = serde_json::from_str(v.value())?;
+            check_version(rec.v, "execution")?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    pub fn execution(&self, id: &str) -> Result<Option<ExecutionRecordV1>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EXECUTIONS)?;
+        match t.get(id)? {
+            None => Ok(None),
+            Some(v) => {
+                let rec: ExecutionRecordV1 = serde_json::from_str(v.value())?;
+                check_version(rec.v, "execution")?;
+                Ok(Some(rec))
+            }
+        }
+    }
+
+    /// Take the next failover generation (fencing token), durably.
+    pub fn next_generation(&self) -> Result<u64> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        let next = {
+            let mut meta = tx.open_table(META)?;
+            let current = meta
+                .get("generation")?
+                .and_then(|v| v.value().parse::<u64>().ok())
+                .unwrap_or(0);
+            let next = current + 1;
+            meta.insert("generation", next.to_string().as_str())?;
+            next
+        };
+        tx.commit()?;
+        Ok(next)
     }
 
     pub fn audit_entries(&self) -> Result<Vec<AuditRecordV1>> {

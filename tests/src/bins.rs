@@ -22,6 +22,7 @@ pub struct Binaries {
     pub knsupdate: PathBuf,
     pub kdig: PathBuf,
     pub nginx: PathBuf,
+    pub pgbouncer: PathBuf,
 }
 
 impl Binaries {
@@ -45,6 +46,7 @@ impl Binaries {
             knsupdate: find("knsupdate")?,
             kdig: find("kdig")?,
             nginx: find("nginx")?,
+            pgbouncer: find("pgbouncer")?,
         })
     }
 }

@@ -51,6 +51,8 @@ pub struct Layout {
     pub dr_cold: Ipv4Addr,
     pub khartoum_ports: SitePorts,
     pub port_sudan_ports: SitePorts,
+    /// PgBouncer in front of khartoum's PostgreSQL, on khartoum's address.
+    pub pgbouncer: u16,
     /// Authoritative DNS servers; the first is the primary (takes updates), the rest are
     /// secondaries fed by zone transfer + NOTIFY.
     pub dns: Vec<SocketAddr>,
@@ -76,6 +78,7 @@ impl Layout {
             dr_cold: DR_COLD,
             khartoum_ports: std_ports,
             port_sudan_ports: std_ports,
+            pgbouncer: 6432,
             dns: vec![
                 SocketAddr::from((DNS_PRIMARY, 53)),
                 SocketAddr::from((DNS_SECONDARY, 53)),
@@ -100,6 +103,7 @@ impl Layout {
             dr_cold: DR_COLD,
             khartoum_ports: site(KHARTOUM)?,
             port_sudan_ports: site(PORT_SUDAN)?,
+            pgbouncer: free_tcp_port(KHARTOUM)?,
             dns: vec![
                 SocketAddr::from((DNS_PRIMARY, free_dns_port(DNS_PRIMARY)?)),
                 SocketAddr::from((DNS_SECONDARY, free_dns_port(DNS_SECONDARY)?)),
@@ -147,6 +151,11 @@ impl Layout {
         Ok(SocketAddr::from((ip, p.http)))
     }
 
+    /// PgBouncer's listen address (khartoum's site address).
+    pub fn pgbouncer(&self) -> SocketAddr {
+        SocketAddr::from((self.khartoum, self.pgbouncer))
+    }
+
     /// Every TCP address some component will listen on (DNS also needs UDP).
     pub fn all_tcp(&self) -> Vec<(String, SocketAddr)> {
         let mut out = Vec::new();
@@ -160,6 +169,7 @@ impl Layout {
                 out.push((format!("{site}-api"), SocketAddr::from((ip, p.http))));
             }
         }
+        out.push(("khartoum-pgbouncer".to_string(), self.pgbouncer()));
         for (i, a) in self.dns.iter().enumerate() {
             out.push((format!("dns-{}", i + 1), *a));
         }
@@ -172,7 +182,7 @@ impl Layout {
             if let Err(e) = TcpListener::bind(addr) {
                 bail!(
                     "{what}: {addr} is not available ({e}); is another sandbox or a system service \
-                     (postgresql, redis-server, knot, nginx) running? scripts/install-deps.sh stops them"
+                     (postgresql, redis-server, knot, nginx, pgbouncer) running? scripts/install-deps.sh stops them"
                 );
             }
         }

@@ -41,6 +41,22 @@ pub fn render(topo: &Topology) -> String {
             ),
         ]);
     }
+    let b = topo.pgbouncer();
+    rows.push([
+        site_name(b.site()),
+        b.name().to_string(),
+        b.address().to_string(),
+        pid(b.pid()),
+        format!(
+            "PGPASSWORD=$(cat {}) psql -h {} -p {} -U {PG_USER} {} (admin: {}; ini {})",
+            secrets.postgres_password_file.display(),
+            b.address().ip(),
+            b.address().port(),
+            b.database(),
+            b.admin_database(),
+            b.ini_file().display()
+        ),
+    ]);
     for h in topo.http_endpoints() {
         rows.push([
             site_name(h.site()),

@@ -16,10 +16,13 @@ use crate::config::{self, ConfigOptions};
 use crate::dns::{self, Dns, TsigKey};
 use crate::http::{self, HttpHealth};
 use crate::layout::{Layout, Site};
+use crate::pgbouncer::{self, PgBouncer};
 use crate::postgres::{PgSetup, Postgres};
 use crate::process::{Component, process_alive};
 use crate::redis::{self, Redis};
-use crate::util::{check_plain_path, log_tail, make_dir, random_hex, wait_until, write_file};
+use crate::util::{
+    Owner, check_plain_path, log_tail, make_dir, random_hex, wait_until, write_file,
+};
 
 /// File that marks a directory as a topology base dir (the sandbox only wipes such dirs).
 pub const MARKER: &str = ".niledr-topology";
@@ -52,6 +55,7 @@ pub struct Topology {
     postgres_standby: Postgres,
     redis_primary: Redis,
     redis_replica: Redis,
+    pgbouncer: PgBouncer,
     dns: Dns,
     http: Vec<HttpHealth>,
     cold: ColdSite,
@@ -150,14 +154,23 @@ impl Topology {
         // PostgreSQL (the slow chain) on its own thread; everything else meanwhile.
         let (pg, rest) = thread::scope(|scope| {
             let pg = scope.spawn(|| start_postgres(&setup, &layout, &base, &cold));
-            let rest = start_others(&bins, &layout, &base, &logs, &secrets, &redis_password);
+            let pg_credentials = (&setup.password, pg_owner);
+            let rest = start_others(
+                &bins,
+                &layout,
+                &base,
+                &logs,
+                &secrets,
+                &redis_password,
+                pg_credentials,
+            );
             let pg = pg
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("PostgreSQL start-up thread panicked")));
             (pg, rest)
         });
         let (postgres_primary, postgres_standby) = pg?;
-        let (redis_primary, redis_replica, dns, http) = rest?;
+        let (redis_primary, redis_replica, pgbouncer, dns, http) = rest?;
 
         Ok(Topology {
             layout,
@@ -166,6 +179,7 @@ impl Topology {
             postgres_standby,
             redis_primary,
             redis_replica,
+            pgbouncer,
             dns,
             http,
             cold,
@@ -225,6 +239,11 @@ impl Topology {
         }
     }
 
+    /// PgBouncer at khartoum (database `nilecare` → khartoum's PostgreSQL).
+    pub fn pgbouncer(&self) -> &PgBouncer {
+        &self.pgbouncer
+    }
+
     pub fn dns(&self) -> &Dns {
         &self.dns
     }
@@ -271,6 +290,7 @@ impl Topology {
             self.postgres_standby.component().clone(),
             self.redis_primary.component().clone(),
             self.redis_replica.component().clone(),
+            self.pgbouncer.component().clone(),
         ];
         v.extend(self.dns.servers().iter().map(|s| s.component().clone()));
         v.extend(self.http.iter().map(|h| h.component().clone()));
@@ -395,7 +415,7 @@ fn cold_backup(setup: &PgSetup<'_>, primary: &Postgres, cold: &ColdSite) -> Resu
     })
 }
 
-type Others = (Redis, Redis, Dns, Vec<HttpHealth>);
+type Others = (Redis, Redis, PgBouncer, Dns, Vec<HttpHealth>);
 
 fn start_others(
     bins: &Binaries,
@@ -404,6 +424,7 @@ fn start_others(
     logs: &Path,
     secrets: &Secrets,
     redis_password: &Arc<str>,
+    (pg_password, pg_owner): (&Arc<str>, Option<Owner>),
 ) -> Result<Others> {
     let redis_primary = redis::start(
         bins,
@@ -429,6 +450,16 @@ fn start_others(
             replica_of: Some(redis_primary.address()),
         },
     )?;
+    // PgBouncer connects to PostgreSQL only when a client does: it can start meanwhile.
+    let pgbouncer = pgbouncer::start(
+        bins,
+        layout.pgbouncer(),
+        layout.postgres(Site::Khartoum)?,
+        &base.join("khartoum").join("pgbouncer"),
+        logs.join("khartoum-pgbouncer.log"),
+        pg_password.clone(),
+        pg_owner,
+    )?;
     let zone = dns::zone_file(&layout.dns, layout.ip(Site::Khartoum));
     let dns = dns::start(
         bins,
@@ -450,7 +481,7 @@ fn start_others(
             logs.join(format!("{name}.log")),
         )?);
     }
-    Ok((redis_primary, redis_replica, dns, endpoints))
+    Ok((redis_primary, redis_replica, pgbouncer, dns, endpoints))
 }
 
 /// True if no process of `pids` is alive (zombies count as gone).

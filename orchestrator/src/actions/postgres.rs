@@ -30,7 +30,11 @@ pub struct PgTarget {
 impl fmt::Debug for PgTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the password.
-        write!(f, "PgTarget({}@{}:{}/{})", self.user, self.host, self.port, self.database)
+        write!(
+            f,
+            "PgTarget({}@{}:{}/{})",
+            self.user, self.host, self.port, self.database
+        )
     }
 }
 
@@ -42,7 +46,12 @@ impl fmt::Display for PgTarget {
 
 impl PgTarget {
     /// Database `postgres`.
-    pub fn new(host: impl Into<String>, port: u16, user: impl Into<String>, password: impl Into<String>) -> PgTarget {
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> PgTarget {
         PgTarget {
             host: host.into(),
             port,
@@ -89,7 +98,9 @@ pub struct Lsn(pub u64);
 impl FromStr for Lsn {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Lsn> {
-        let (hi, lo) = s.split_once('/').with_context(|| format!("not an LSN: {s:?}"))?;
+        let (hi, lo) = s
+            .split_once('/')
+            .with_context(|| format!("not an LSN: {s:?}"))?;
         let hi = u64::from_str_radix(hi, 16).with_context(|| format!("not an LSN: {s:?}"))?;
         let lo = u64::from_str_radix(lo, 16).with_context(|| format!("not an LSN: {s:?}"))?;
         Ok(Lsn((hi << 32) | lo))
@@ -137,12 +148,18 @@ fn lsn(v: Option<String>, what: &str) -> Result<Lsn> {
 /// The server's state on an open connection.
 pub async fn state_of(conn: &mut PgConnection) -> Result<PgState> {
     let in_recovery = in_recovery(conn).await?;
-    let read_only = scalar_text(conn, "SELECT current_setting('default_transaction_read_only')")
-        .await?
-        .as_deref()
+    let read_only = scalar_text(
+        conn,
+        "SELECT current_setting('default_transaction_read_only')",
+    )
+    .await?
+    .as_deref()
         == Some("on");
     if in_recovery {
-        let replay = lsn(scalar_text(conn, "SELECT pg_last_wal_replay_lsn()::text").await?, "replay LSN")?;
+        let replay = lsn(
+            scalar_text(conn, "SELECT pg_last_wal_replay_lsn()::text").await?,
+            "replay LSN",
+        )?;
         let receive = scalar_text(conn, "SELECT pg_last_wal_receive_lsn()::text")
             .await?
             .map(|s| s.parse())
@@ -163,11 +180,12 @@ pub async fn state_of(conn: &mut PgConnection) -> Result<PgState> {
             read_only,
         })
     } else {
-        let (lsn_text, walfile): (String, String) =
-            sqlx::query_as("SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())")
-                .fetch_one(&mut *conn)
-                .await
-                .context("reading the current WAL position")?;
+        let (lsn_text, walfile): (String, String) = sqlx::query_as(
+            "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .context("reading the current WAL position")?;
         // The first 8 hex digits of a WAL file name are its timeline.
         let timeline = walfile
             .get(..8)
@@ -186,7 +204,9 @@ pub async fn state_of(conn: &mut PgConnection) -> Result<PgState> {
 /// Connect and read the server's state (in-doubt check for every PostgreSQL step).
 pub async fn observe(target: &PgTarget) -> Result<PgState> {
     let mut conn = target.connect().await?;
-    let s = state_of(&mut conn).await.with_context(|| format!("observing {target}"));
+    let s = state_of(&mut conn)
+        .await
+        .with_context(|| format!("observing {target}"));
     let _ = conn.close().await;
     s
 }
@@ -221,7 +241,9 @@ pub async fn check_lag(
     max_seconds: f64,
 ) -> Result<LagReport> {
     let mut sconn = standby.connect().await?;
-    let s = state_of(&mut sconn).await.with_context(|| format!("standby {standby}"))?;
+    let s = state_of(&mut sconn)
+        .await
+        .with_context(|| format!("standby {standby}"))?;
     let replay_age: Option<f64> = sqlx::query_scalar(
         "SELECT EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8",
     )
@@ -310,7 +332,7 @@ impl FenceOutcome {
                 took,
                 ..
             } => format!(
-                "read-only{} ; {terminated} client session(s) terminated in {took:?}",
+                "read-only{}; {terminated} client session(s) terminated in {took:?}",
                 if *already_read_only { " (already)" } else { "" }
             ),
             FenceOutcome::Unreachable { error } => format!(
@@ -322,7 +344,11 @@ impl FenceOutcome {
 
 async fn new_session_read_only(target: &PgTarget) -> Result<bool> {
     let mut c = target.connect().await?;
-    let v = scalar_text(&mut c, "SELECT current_setting('default_transaction_read_only')").await?;
+    let v = scalar_text(
+        &mut c,
+        "SELECT current_setting('default_transaction_read_only')",
+    )
+    .await?;
     let _ = c.close().await;
     Ok(v.as_deref() == Some("on"))
 }
@@ -336,7 +362,9 @@ async fn wait_setting(target: &PgTarget, want: bool) -> Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("{target}: default_transaction_read_only still not {want} 10 s after pg_reload_conf()");
+            bail!(
+                "{target}: default_transaction_read_only still not {want} 10 s after pg_reload_conf()"
+            );
         }
         sleep(POLL).await;
     }
@@ -451,7 +479,9 @@ impl PromoteOutcome {
 /// `pg_promote` while one is pending does not switch the timeline twice.
 pub async fn promote(standby: &PgTarget, wait: Duration) -> Result<PromoteOutcome> {
     let mut conn = standby.connect().await?;
-    let before = state_of(&mut conn).await.with_context(|| format!("standby {standby}"))?;
+    let before = state_of(&mut conn)
+        .await
+        .with_context(|| format!("standby {standby}"))?;
     if !before.in_recovery {
         let _ = conn.close().await;
         return Ok(PromoteOutcome {
@@ -464,7 +494,10 @@ pub async fn promote(standby: &PgTarget, wait: Duration) -> Result<PromoteOutcom
         });
     }
     let t0 = Instant::now();
-    if let Err(e) = sqlx::raw_sql("SELECT pg_promote(false)").execute(&mut conn).await {
+    if let Err(e) = sqlx::raw_sql("SELECT pg_promote(false)")
+        .execute(&mut conn)
+        .await
+    {
         // Someone (or a previous attempt) finished the promotion between our two queries.
         if in_recovery(&mut conn).await? {
             return Err(anyhow!(e).context(format!("{standby}: pg_promote(false)")));
@@ -481,7 +514,9 @@ pub async fn promote(standby: &PgTarget, wait: Duration) -> Result<PromoteOutcom
         sleep(PROMOTE_POLL).await;
     }
     let promotion_time = t0.elapsed();
-    let after = state_of(&mut conn).await.with_context(|| format!("new primary {standby}"))?;
+    let after = state_of(&mut conn)
+        .await
+        .with_context(|| format!("new primary {standby}"))?;
     let _ = conn.close().await;
     Ok(PromoteOutcome {
         already_promoted: false,
@@ -507,14 +542,22 @@ pub struct CaughtUp {
 /// Switchover: wait until the standby has replayed everything the (already read-only)
 /// primary has written. Refuses if the primary is not fenced read-only, since writes could
 /// otherwise land after the target position.
-pub async fn wait_caught_up(standby: &PgTarget, primary: &PgTarget, wait: Duration) -> Result<CaughtUp> {
+pub async fn wait_caught_up(
+    standby: &PgTarget,
+    primary: &PgTarget,
+    wait: Duration,
+) -> Result<CaughtUp> {
     let t0 = Instant::now();
-    let p = observe(primary).await.with_context(|| format!("primary {primary}"))?;
+    let p = observe(primary)
+        .await
+        .with_context(|| format!("primary {primary}"))?;
     if p.in_recovery {
         bail!("{primary} is in recovery: not the primary to catch up with");
     }
     if !p.read_only {
-        bail!("{primary} is not read-only: fence it first so no write lands after the target position");
+        bail!(
+            "{primary} is not read-only: fence it first so no write lands after the target position"
+        );
     }
     let target = p.lsn;
     let mut conn = standby.connect().await?;

@@ -60,6 +60,7 @@ pub enum ConnstrTarget {
 pub struct Site {
     pub id: String,
     pub role: SiteRole,
+    pub address: Option<Ipv4Addr>,
     pub country: String,
     pub description: Option<String>,
     pub backup_dir: Option<PathBuf>,
@@ -174,6 +175,12 @@ impl Loader<'_> {
                 Site {
                     id: id.get_ref().clone(),
                     role: s.role,
+                    address: match &s.address {
+                        None => None,
+                        Some(a) => Some(a.get_ref().parse().map_err(|_| {
+                            self.err(a.span(), format!("site address {:?} must be an IPv4 address such as \"127.0.1.1\"", a.get_ref()))
+                        })?),
+                    },
                     country: country.clone(),
                     description: s.description.clone(),
                     backup_dir: s.backup_dir.as_deref().map(|p| self.resolve(p)),

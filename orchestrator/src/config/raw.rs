@@ -108,6 +108,8 @@ impl SiteRole {
 #[serde(deny_unknown_fields)]
 pub struct RawSite {
     pub role: SiteRole,
+    /// The site's service address (what DNS names point at when traffic is at this site).
+    pub address: Option<Spanned<String>>,
     pub country: Spanned<String>,
     pub description: Option<String>,
     pub backup_dir: Option<String>,

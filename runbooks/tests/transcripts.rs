@@ -1,0 +1,616 @@
+//! Transcript tests: one per shipped runbook. Feed events to the execution machine and
+//! snapshot the transitions and effects. The machine goes through a serde round trip after
+//! every event, as it would when the orchestrator persists it and resumes after a crash.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+mod common;
+
+use std::fmt::Write as _;
+
+use common::shipped;
+use expect_test::{Expect, expect};
+use niledr_runbooks::{Effect, Event, Machine, State};
+
+/// Events, one per line:
+/// `submit D`, `approved`, `rejected`, `expire`, `start`, `ok`, `ok*` (the current step, or
+/// all remaining), `fail MSG` / `fail! MSG` (retryable / not), `retry`, `verified`,
+/// `verify-failed MSG`, `pause`, `resume`, `cancel`, `undone`, `undo-failed MSG`, `drift WHAT`.
+fn check(runbook: &str, script: &str, expect: Expect) {
+    let rb = shipped(runbook);
+    let mut m = Machine::new(&rb);
+    let mut out = String::new();
+    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let repeat = line == "ok*";
+        loop {
+            let event = parse(line, m.state());
+            let _ = writeln!(out, "> {}", show_event(&event, &m));
+            let outbox = m.handle(&event);
+            for t in &outbox.transitions {
+                let _ = writeln!(out, "    {} -> {}", t.from, t.to);
+            }
+            for e in &outbox.effects {
+                let _ = writeln!(out, "    + {}", show_effect(e));
+            }
+            if let Some(r) = &outbox.refused {
+                let _ = writeln!(out, "    ! refused: {r}");
+            }
+            // Persist and resume, as after a crash.
+            let saved = serde_json::to_string(&m).unwrap();
+            let resumed: Machine = serde_json::from_str(&saved).unwrap();
+            assert_eq!(resumed, m);
+            m = resumed;
+            if !(repeat && matches!(m.state(), State::Running { .. })) {
+                break;
+            }
+        }
+    }
+    let x = m.execution();
+    let _ = writeln!(out, "= {}", m.state());
+    if let Some(f) = &x.failure {
+        let _ = writeln!(out, "  failure: {f}");
+    }
+    if !x.not_undone.is_empty() {
+        let _ = writeln!(out, "  not undone: {}", x.not_undone.join(", "));
+    }
+    expect.assert_eq(&out);
+}
+
+fn parse(line: &str, state: &State) -> Event {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let current = match state {
+        State::Running { step } | State::RollingBack { step } => *step,
+        _ => usize::MAX,
+    };
+    match word {
+        "submit" => Event::Submit {
+            digest: rest.into(),
+        },
+        "approved" => Event::Approved,
+        "rejected" => Event::Rejected,
+        "expire" => Event::Expire,
+        "start" => Event::Start,
+        "ok" | "ok*" => Event::StepSucceeded { index: current },
+        "fail" | "fail!" => Event::StepFailed {
+            index: current,
+            retryable: word == "fail",
+            error: rest.into(),
+        },
+        "retry" => Event::RetryDue { index: current },
+        "verified" => Event::VerifySucceeded,
+        "verify-failed" => Event::VerifyFailed { error: rest.into() },
+        "pause" => Event::Pause,
+        "resume" => Event::Resume,
+        "cancel" => Event::Cancel,
+        "undone" => Event::RollbackStepDone { index: current },
+        "undo-failed" => Event::RollbackStepFailed {
+            index: current,
+            error: rest.into(),
+        },
+        "drift" => Event::PreconditionsDrifted {
+            details: vec![rest.into()],
+        },
+        other => panic!("unknown event {other:?}"),
+    }
+}
+
+fn step_id(m: &Machine, index: usize) -> &str {
+    m.execution()
+        .steps
+        .get(index)
+        .map_or("?", |s| s.id.as_str())
+}
+
+fn show_event(e: &Event, m: &Machine) -> String {
+    match e {
+        Event::StepSucceeded { index } => format!("step_succeeded {index} {}", step_id(m, *index)),
+        Event::StepFailed {
+            index,
+            retryable,
+            error,
+        } => format!(
+            "step_failed {index} {} retryable={retryable}: {error}",
+            step_id(m, *index)
+        ),
+        Event::RetryDue { index } => format!("retry_due {index} {}", step_id(m, *index)),
+        Event::RollbackStepDone { index } => {
+            format!("rollback_step_done {index} {}", step_id(m, *index))
+        }
+        Event::RollbackStepFailed { index, error } => {
+            format!(
+                "rollback_step_failed {index} {}: {error}",
+                step_id(m, *index)
+            )
+        }
+        other => serde_json::to_string(other).unwrap(),
+    }
+}
+
+fn show_effect(e: &Effect) -> String {
+    match e {
+        Effect::RunStep {
+            index,
+            step,
+            attempt,
+        } => format!("run {index} {step} (attempt {attempt})"),
+        Effect::ScheduleRetry {
+            index,
+            step,
+            attempt,
+            after_ms,
+        } => format!("retry {index} {step} as attempt {attempt} in {after_ms}ms"),
+        Effect::RollbackStep { index, step } => format!("rollback {index} {step}"),
+        Effect::Verify => "verify".into(),
+        Effect::Notify { level, message } => format!("notify {level:?}: {message}"),
+    }
+}
+
+#[test]
+fn failover_happy_path() {
+    check(
+        "failover-khartoum-to-port-sudan.toml",
+        "submit d1\napproved\nstart\nok*\nverified",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 check-lag (attempt 1)
+            > step_succeeded 0 check-lag
+                running{step: 0} -> running{step: 1}
+                + run 1 fence-khartoum-pg (attempt 1)
+            > step_succeeded 1 fence-khartoum-pg
+                running{step: 1} -> running{step: 2}
+                + run 2 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 2 promote-port-sudan-pg
+                running{step: 2} -> running{step: 3}
+                + run 3 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 3 promote-port-sudan-redis
+                running{step: 3} -> running{step: 4}
+                + run 4 swap-app-env (attempt 1)
+            > step_succeeded 4 swap-app-env
+                running{step: 4} -> running{step: 5}
+                + run 5 swap-pgbouncer (attempt 1)
+            > step_succeeded 5 swap-pgbouncer
+                running{step: 5} -> running{step: 6}
+                + run 6 ttl-db (attempt 1)
+            > step_succeeded 6 ttl-db
+                running{step: 6} -> running{step: 7}
+                + run 7 cutover-db (attempt 1)
+            > step_succeeded 7 cutover-db
+                running{step: 7} -> running{step: 8}
+                + run 8 cutover-cache (attempt 1)
+            > step_succeeded 8 cutover-cache
+                running{step: 8} -> running{step: 9}
+                + run 9 cutover-api (attempt 1)
+            > step_succeeded 9 cutover-api
+                running{step: 9} -> running{step: 10}
+                + run 10 verify-db (attempt 1)
+            > step_succeeded 10 verify-db
+                running{step: 10} -> running{step: 11}
+                + run 11 verify-cache (attempt 1)
+            > step_succeeded 11 verify-cache
+                running{step: 11} -> running{step: 12}
+                + run 12 verify-api (attempt 1)
+            > step_succeeded 12 verify-api
+                running{step: 12} -> running{step: 13}
+                + run 13 smoke-sql (attempt 1)
+            > step_succeeded 13 smoke-sql
+                running{step: 13} -> verifying
+                + verify
+            > {"event":"verify_succeeded"}
+                verifying -> succeeded
+                + notify Info: failover-khartoum-to-port-sudan succeeded
+            = succeeded
+        "#]],
+    );
+}
+
+#[test]
+fn failover_dns_cutover_fails_and_rolls_back() {
+    check(
+        "failover-khartoum-to-port-sudan.toml",
+        "submit d1\napproved\nstart\nok\nok\nok\nok\nok\nok\nok\nok\nok\n\
+         fail TSIG authentication failed\nretry\nfail TSIG authentication failed\nretry\n\
+         fail TSIG authentication failed\nundone\nundone\nundone\nundone\nundone\nundone\nundone",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 check-lag (attempt 1)
+            > step_succeeded 0 check-lag
+                running{step: 0} -> running{step: 1}
+                + run 1 fence-khartoum-pg (attempt 1)
+            > step_succeeded 1 fence-khartoum-pg
+                running{step: 1} -> running{step: 2}
+                + run 2 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 2 promote-port-sudan-pg
+                running{step: 2} -> running{step: 3}
+                + run 3 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 3 promote-port-sudan-redis
+                running{step: 3} -> running{step: 4}
+                + run 4 swap-app-env (attempt 1)
+            > step_succeeded 4 swap-app-env
+                running{step: 4} -> running{step: 5}
+                + run 5 swap-pgbouncer (attempt 1)
+            > step_succeeded 5 swap-pgbouncer
+                running{step: 5} -> running{step: 6}
+                + run 6 ttl-db (attempt 1)
+            > step_succeeded 6 ttl-db
+                running{step: 6} -> running{step: 7}
+                + run 7 cutover-db (attempt 1)
+            > step_succeeded 7 cutover-db
+                running{step: 7} -> running{step: 8}
+                + run 8 cutover-cache (attempt 1)
+            > step_succeeded 8 cutover-cache
+                running{step: 8} -> running{step: 9}
+                + run 9 cutover-api (attempt 1)
+            > step_failed 9 cutover-api retryable=true: TSIG authentication failed
+                + retry 9 cutover-api as attempt 2 in 1000ms
+            > retry_due 9 cutover-api
+                running{step: 9} -> running{step: 9}
+                + run 9 cutover-api (attempt 2)
+            > step_failed 9 cutover-api retryable=true: TSIG authentication failed
+                + retry 9 cutover-api as attempt 3 in 2000ms
+            > retry_due 9 cutover-api
+                running{step: 9} -> running{step: 9}
+                + run 9 cutover-api (attempt 3)
+            > step_failed 9 cutover-api retryable=true: TSIG authentication failed
+                running{step: 9} -> rolling_back{step: 9}
+                + notify Critical: step cutover-api failed: TSIG authentication failed; rolling back
+                + notify Critical: irreversible, left as they are: promote-port-sudan-redis, promote-port-sudan-pg
+                + rollback 9 cutover-api
+            > rollback_step_done 9 cutover-api
+                rolling_back{step: 9} -> rolling_back{step: 8}
+                + rollback 8 cutover-cache
+            > rollback_step_done 8 cutover-cache
+                rolling_back{step: 8} -> rolling_back{step: 7}
+                + rollback 7 cutover-db
+            > rollback_step_done 7 cutover-db
+                rolling_back{step: 7} -> rolling_back{step: 6}
+                + rollback 6 ttl-db
+            > rollback_step_done 6 ttl-db
+                rolling_back{step: 6} -> rolling_back{step: 5}
+                + rollback 5 swap-pgbouncer
+            > rollback_step_done 5 swap-pgbouncer
+                rolling_back{step: 5} -> rolling_back{step: 4}
+                + rollback 4 swap-app-env
+            > rollback_step_done 4 swap-app-env
+                rolling_back{step: 4} -> rolling_back{step: 1}
+                + rollback 1 fence-khartoum-pg
+            > rollback_step_done 1 fence-khartoum-pg
+                rolling_back{step: 1} -> rolled_back
+            = rolled_back
+              failure: step cutover-api failed after 3 attempt(s): TSIG authentication failed
+              not undone: promote-port-sudan-redis, promote-port-sudan-pg
+        "#]],
+    );
+}
+
+#[test]
+fn switchover_drift_then_pause_and_resume() {
+    check(
+        "switchover-khartoum-to-port-sudan.toml",
+        "submit d1\napproved\ndrift lag grew by 40 MiB\nsubmit d2\napproved\nstart\nok\npause\nok\nresume\nok*\nverified",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"preconditions_drifted","details":["lag grew by 40 MiB"]}
+                approved -> awaiting_approval
+                + notify Warning: preconditions drifted since approval (lag grew by 40 MiB); fresh approval needed
+            > {"event":"submit","digest":"d2"}
+                + notify Warning: the plan changed (now d2): approvals of the old plan no longer count
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 check-lag (attempt 1)
+            > step_succeeded 0 check-lag
+                running{step: 0} -> running{step: 1}
+                + run 1 ttl-db (attempt 1)
+            > {"event":"pause"}
+                + notify Info: pausing after step ttl-db finishes
+            > step_succeeded 1 ttl-db
+                running{step: 1} -> paused{next: 2}
+            > {"event":"resume"}
+                paused{next: 2} -> running{step: 2}
+                + run 2 fence-khartoum-pg (attempt 1)
+            > step_succeeded 2 fence-khartoum-pg
+                running{step: 2} -> running{step: 3}
+                + run 3 wait-caught-up (attempt 1)
+            > step_succeeded 3 wait-caught-up
+                running{step: 3} -> running{step: 4}
+                + run 4 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 4 promote-port-sudan-pg
+                running{step: 4} -> running{step: 5}
+                + run 5 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 5 promote-port-sudan-redis
+                running{step: 5} -> running{step: 6}
+                + run 6 khartoum-redis-follows (attempt 1)
+            > step_succeeded 6 khartoum-redis-follows
+                running{step: 6} -> running{step: 7}
+                + run 7 swap-app-env (attempt 1)
+            > step_succeeded 7 swap-app-env
+                running{step: 7} -> running{step: 8}
+                + run 8 swap-pgbouncer (attempt 1)
+            > step_succeeded 8 swap-pgbouncer
+                running{step: 8} -> running{step: 9}
+                + run 9 cutover-db (attempt 1)
+            > step_succeeded 9 cutover-db
+                running{step: 9} -> running{step: 10}
+                + run 10 cutover-cache (attempt 1)
+            > step_succeeded 10 cutover-cache
+                running{step: 10} -> running{step: 11}
+                + run 11 cutover-api (attempt 1)
+            > step_succeeded 11 cutover-api
+                running{step: 11} -> running{step: 12}
+                + run 12 verify-db (attempt 1)
+            > step_succeeded 12 verify-db
+                running{step: 12} -> running{step: 13}
+                + run 13 smoke-sql (attempt 1)
+            > step_succeeded 13 smoke-sql
+                running{step: 13} -> verifying
+                + verify
+            > {"event":"verify_succeeded"}
+                verifying -> succeeded
+                + notify Info: switchover-khartoum-to-port-sudan succeeded
+            = succeeded
+        "#]],
+    );
+}
+
+#[test]
+fn failback_verification_fails() {
+    check(
+        "failback-port-sudan-to-khartoum.toml",
+        "submit d1\napproved\nstart\nok*\nverify-failed writes through db.nilecare.sd. time out\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 reseed-khartoum (attempt 1)
+            > step_succeeded 0 reseed-khartoum
+                running{step: 0} -> running{step: 1}
+                + run 1 khartoum-pg-streams (attempt 1)
+            > step_succeeded 1 khartoum-pg-streams
+                running{step: 1} -> running{step: 2}
+                + run 2 khartoum-redis-follows (attempt 1)
+            > step_succeeded 2 khartoum-redis-follows
+                running{step: 2} -> running{step: 3}
+                + run 3 khartoum-redis-streams (attempt 1)
+            > step_succeeded 3 khartoum-redis-streams
+                running{step: 3} -> running{step: 4}
+                + run 4 check-lag (attempt 1)
+            > step_succeeded 4 check-lag
+                running{step: 4} -> running{step: 5}
+                + run 5 ttl-db (attempt 1)
+            > step_succeeded 5 ttl-db
+                running{step: 5} -> running{step: 6}
+                + run 6 fence-port-sudan-pg (attempt 1)
+            > step_succeeded 6 fence-port-sudan-pg
+                running{step: 6} -> running{step: 7}
+                + run 7 wait-caught-up (attempt 1)
+            > step_succeeded 7 wait-caught-up
+                running{step: 7} -> running{step: 8}
+                + run 8 promote-khartoum-pg (attempt 1)
+            > step_succeeded 8 promote-khartoum-pg
+                running{step: 8} -> running{step: 9}
+                + run 9 promote-khartoum-redis (attempt 1)
+            > step_succeeded 9 promote-khartoum-redis
+                running{step: 9} -> running{step: 10}
+                + run 10 port-sudan-redis-follows (attempt 1)
+            > step_succeeded 10 port-sudan-redis-follows
+                running{step: 10} -> running{step: 11}
+                + run 11 swap-app-env (attempt 1)
+            > step_succeeded 11 swap-app-env
+                running{step: 11} -> running{step: 12}
+                + run 12 swap-pgbouncer (attempt 1)
+            > step_succeeded 12 swap-pgbouncer
+                running{step: 12} -> running{step: 13}
+                + run 13 cutover-db (attempt 1)
+            > step_succeeded 13 cutover-db
+                running{step: 13} -> running{step: 14}
+                + run 14 cutover-cache (attempt 1)
+            > step_succeeded 14 cutover-cache
+                running{step: 14} -> running{step: 15}
+                + run 15 cutover-api (attempt 1)
+            > step_succeeded 15 cutover-api
+                running{step: 15} -> running{step: 16}
+                + run 16 verify-db (attempt 1)
+            > step_succeeded 16 verify-db
+                running{step: 16} -> running{step: 17}
+                + run 17 smoke-sql (attempt 1)
+            > step_succeeded 17 smoke-sql
+                running{step: 17} -> running{step: 18}
+                + run 18 reseed-port-sudan (attempt 1)
+            > step_succeeded 18 reseed-port-sudan
+                running{step: 18} -> running{step: 19}
+                + run 19 port-sudan-pg-streams (attempt 1)
+            > step_succeeded 19 port-sudan-pg-streams
+                running{step: 19} -> verifying
+                + verify
+            > {"event":"verify_failed","error":"writes through db.nilecare.sd. time out"}
+                verifying -> rolling_back{step: 15}
+                + notify Critical: verification failed: writes through db.nilecare.sd. time out; rolling back
+                + notify Critical: irreversible, left as they are: promote-khartoum-redis, promote-khartoum-pg
+                + rollback 15 cutover-api
+            > rollback_step_done 15 cutover-api
+                rolling_back{step: 15} -> rolling_back{step: 14}
+                + rollback 14 cutover-cache
+            > rollback_step_done 14 cutover-cache
+                rolling_back{step: 14} -> rolling_back{step: 13}
+                + rollback 13 cutover-db
+            > rollback_step_done 13 cutover-db
+                rolling_back{step: 13} -> rolling_back{step: 12}
+                + rollback 12 swap-pgbouncer
+            > rollback_step_done 12 swap-pgbouncer
+                rolling_back{step: 12} -> rolling_back{step: 11}
+                + rollback 11 swap-app-env
+            > rollback_step_done 11 swap-app-env
+                rolling_back{step: 11} -> rolling_back{step: 10}
+                + rollback 10 port-sudan-redis-follows
+            > rollback_step_done 10 port-sudan-redis-follows
+                rolling_back{step: 10} -> rolling_back{step: 6}
+                + rollback 6 fence-port-sudan-pg
+            > rollback_step_done 6 fence-port-sudan-pg
+                rolling_back{step: 6} -> rolling_back{step: 5}
+                + rollback 5 ttl-db
+            > rollback_step_done 5 ttl-db
+                rolling_back{step: 5} -> rolling_back{step: 2}
+                + rollback 2 khartoum-redis-follows
+            > rollback_step_done 2 khartoum-redis-follows
+                rolling_back{step: 2} -> rolled_back
+            = rolled_back
+              failure: verification failed: writes through db.nilecare.sd. time out
+              not undone: promote-khartoum-redis, promote-khartoum-pg
+        "#]],
+    );
+}
+
+#[test]
+fn redis_failover_rollback_fails() {
+    check(
+        "redis-failover-khartoum-to-port-sudan.toml",
+        "submit d1\napproved\nstart\nok\nok\nfail! prerequisite failed: cache.nilecare.sd. answers 127.0.9.9\nundo-failed TSIG authentication failed\nresume",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 0 promote-port-sudan-redis
+                running{step: 0} -> running{step: 1}
+                + run 1 ttl-cache (attempt 1)
+            > step_succeeded 1 ttl-cache
+                running{step: 1} -> running{step: 2}
+                + run 2 cutover-cache (attempt 1)
+            > step_failed 2 cutover-cache retryable=false: prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
+                running{step: 2} -> rolling_back{step: 2}
+                + notify Critical: step cutover-cache failed: prerequisite failed: cache.nilecare.sd. answers 127.0.9.9; rolling back
+                + notify Critical: irreversible, left as they are: promote-port-sudan-redis
+                + rollback 2 cutover-cache
+            > rollback_step_failed 2 cutover-cache: TSIG authentication failed
+                rolling_back{step: 2} -> failed{needs_operator: true}
+                + notify Critical: rollback of step cutover-cache failed: TSIG authentication failed; an operator must take over
+            > {"event":"resume"}
+                ! refused: resume does not apply while failed
+            = failed{needs_operator: true}
+              failure: step cutover-cache failed after 1 attempt(s): prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
+              not undone: promote-port-sudan-redis
+        "#]],
+    );
+}
+
+#[test]
+fn dns_revert_cancel_while_paused() {
+    check(
+        "dns-revert-to-khartoum.toml",
+        "submit d1\npause\napproved\nstart\nok\nok\nok\npause\nok\ncancel\nundone\nundone",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"pause"}
+                ! refused: pause does not apply while awaiting approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 khartoum-pg-up (attempt 1)
+            > step_succeeded 0 khartoum-pg-up
+                running{step: 0} -> running{step: 1}
+                + run 1 confirm-khartoum-primary (attempt 1)
+            > step_succeeded 1 confirm-khartoum-primary
+                running{step: 1} -> running{step: 2}
+                + run 2 cutover-db (attempt 1)
+            > step_succeeded 2 cutover-db
+                running{step: 2} -> running{step: 3}
+                + run 3 cutover-cache (attempt 1)
+            > {"event":"pause"}
+                + notify Info: pausing after step cutover-cache finishes
+            > step_succeeded 3 cutover-cache
+                running{step: 3} -> paused{next: 4}
+            > {"event":"cancel"}
+                paused{next: 4} -> rolling_back{step: 3}
+                + rollback 3 cutover-cache
+            > rollback_step_done 3 cutover-cache
+                rolling_back{step: 3} -> rolling_back{step: 2}
+                + rollback 2 cutover-db
+            > rollback_step_done 2 cutover-db
+                rolling_back{step: 2} -> rolled_back
+            = rolled_back
+              failure: cancelled by an operator
+        "#]],
+    );
+}
+
+#[test]
+fn dr_cold_rejected() {
+    check(
+        "activate-dr-cold.toml",
+        "start\nsubmit d1\napproved\nrejected\nstart",
+        expect![[r#"
+            > {"event":"start"}
+                ! refused: start does not apply while proposed
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"rejected"}
+                approved -> rejected
+            > {"event":"start"}
+                ! refused: start does not apply while rejected
+            = rejected
+        "#]],
+    );
+}
+
+#[test]
+fn dr_cold_expires_and_cancel_before_any_change() {
+    check(
+        "activate-dr-cold.toml",
+        "submit d1\nexpire\napproved",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"expire"}
+                awaiting_approval -> expired
+            > {"event":"approved"}
+                ! refused: approved does not apply while expired
+            = expired
+        "#]],
+    );
+    check(
+        "activate-dr-cold.toml",
+        "submit d1\napproved\nstart\nok\ncancel\nok",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 old-primaries-fenced (attempt 1)
+            > step_succeeded 0 old-primaries-fenced
+                running{step: 0} -> running{step: 1}
+                + run 1 restore-base-backup (attempt 1)
+            > {"event":"cancel"}
+                + notify Warning: cancel requested: rolling back after step restore-base-backup finishes
+            > step_succeeded 1 restore-base-backup
+                running{step: 1} -> cancelled
+            = cancelled
+              failure: cancelled by an operator
+        "#]],
+    );
+}
