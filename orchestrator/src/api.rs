@@ -24,6 +24,11 @@ pub struct DaemonBackend {
     pub prometheus: PrometheusHandle,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub auth: Arc<crate::auth::Authenticator>,
+    /// Commands go to the event loop, which owns executions and the store.
+    pub engine_tx: tokio::sync::mpsc::Sender<crate::event_loop::Event>,
+    pub catalog: niledr_runbooks::Catalog,
+    pub runbook_files: std::collections::BTreeMap<String, std::path::PathBuf>,
+    pub runbook_summaries: Vec<RunbookSummaryView>,
 }
 
 impl DaemonBackend {
@@ -238,30 +243,65 @@ impl Backend for DaemonBackend {
     }
 
     fn runbooks(&self) -> Vec<RunbookSummaryView> {
-        Vec::new()
+        self.runbook_summaries.clone()
     }
 
     fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError> {
-        Err(ApiError::NotFound(format!("no runbook {runbook:?}")))
+        let file = self.runbook_files.get(runbook).ok_or_else(|| {
+            let known: Vec<&str> = self.runbook_files.keys().map(String::as_str).collect();
+            ApiError::NotFound(format!(
+                "no runbook {runbook:?}; known runbooks: {}",
+                known.join(", ")
+            ))
+        })?;
+        // Read-only: parse the file as it is now and resolve it against what probes last saw.
+        let rb = crate::engine::parse_file(file, &self.catalog).map_err(|e| {
+            ApiError::Conflict(format!("the runbook file does not validate: {e:#}"))
+        })?;
+        let world = self.with_model(|m| crate::world::snapshot(&self.config, m));
+        serde_json::to_value(niledr_runbooks::plan(&rb, &world))
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     fn executions(&self) -> Result<Vec<ExecutionView>, ApiError> {
-        Ok(Vec::new())
+        let mut all = self
+            .store
+            .executions()
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+        all.reverse();
+        Ok(all.iter().map(crate::engine::execution_view).collect())
     }
 
     fn execution(&self, id: &str) -> Result<ExecutionView, ApiError> {
-        Err(ApiError::NotFound(format!("no execution {id:?}")))
+        match self
+            .store
+            .execution(id)
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))?
+        {
+            Some(r) => Ok(crate::engine::execution_view(&r)),
+            None => Err(ApiError::NotFound(format!("no execution {id:?}"))),
+        }
     }
 
     fn command(
         &self,
-        _who: PrincipalView,
-        _command: Command,
+        who: PrincipalView,
+        command: Command,
     ) -> BoxFuture<'_, Result<ExecutionView, ApiError>> {
-        Box::pin(async {
-            Err(ApiError::Unavailable(
-                "the execution engine is not running".into(),
-            ))
+        Box::pin(async move {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let ev =
+                crate::event_loop::Event::Engine(Box::new(crate::engine::EngineEvent::Command {
+                    who,
+                    command,
+                    reply,
+                }));
+            self.engine_tx
+                .send(ev)
+                .await
+                .map_err(|_| ApiError::Unavailable("niledr is shutting down".into()))?;
+            rx.await
+                .map_err(|_| ApiError::Unavailable("niledr is shutting down".into()))?
         })
     }
 }

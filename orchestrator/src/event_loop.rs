@@ -22,6 +22,8 @@ pub enum Event {
     Probe(Box<ProbeResult>),
     /// Time to write buffered probe history.
     Flush,
+    /// Executions: API commands, step completions, retries.
+    Engine(Box<crate::engine::EngineEvent>),
     /// Stop: flush, audit the stop, exit.
     Shutdown,
 }
@@ -38,6 +40,7 @@ pub struct EventLoop {
     pub events: broadcast::Sender<StatusEventView>,
     pub history_limits: HashMap<String, u32>,
     pending: Vec<(String, ProbeRecordV1)>,
+    pub engine: Option<crate::engine::Engine>,
 }
 
 impl EventLoop {
@@ -53,16 +56,35 @@ impl EventLoop {
             events,
             history_limits,
             pending: Vec::new(),
+            engine: None,
         }
     }
 
     /// Run until `Shutdown` or until every sender is gone. Blocking: runs on its own thread so
     /// fsyncs never stall the async runtime.
     pub fn run(mut self, mut rx: mpsc::Receiver<Event>) -> anyhow::Result<()> {
+        if let Some(engine) = self.engine.as_mut() {
+            engine.resume()?;
+        }
         while let Some(ev) = rx.blocking_recv() {
             match ev {
                 Event::Probe(r) => self.on_probe(*r)?,
-                Event::Flush => self.flush()?,
+                Event::Flush => {
+                    self.flush()?;
+                    if let Some(engine) = self.engine.as_mut() {
+                        engine.tick()?;
+                    }
+                }
+                Event::Engine(ev) => match self.engine.as_mut() {
+                    Some(engine) => engine.handle(*ev)?,
+                    None => {
+                        if let crate::engine::EngineEvent::Command { reply, .. } = *ev {
+                            let _ = reply.send(Err(niledr_web::ApiError::Unavailable(
+                                "no runbooks are configured ([runbooks] dirs)".into(),
+                            )));
+                        }
+                    }
+                },
                 Event::Shutdown => break,
             }
         }

@@ -103,6 +103,12 @@ pub struct StepRecordV1 {
     pub detail: String,
     /// niledr's own time for this step (journal commits, scheduling), excluding the action.
     pub overhead_ms: Option<f64>,
+    /// Why the step's last attempt failed (kept when the step is later rolled back).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// What the rollback of this step did.
+    #[serde(default)]
+    pub rollback_detail: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -23,6 +23,10 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let auth = match &config.users_file {
+        Some(f) if !f.exists() => {
+            tracing::warn!(users_file = %f.display(), "users file does not exist yet: every mutating endpoint will answer 401 until `niledr user add` creates it and niledr restarts");
+            crate::auth::Authenticator::empty()
+        }
         Some(f) => crate::auth::Authenticator::new(crate::auth::load_users(f)?),
         None => {
             tracing::warn!("no [auth] users_file: every mutating endpoint will answer 401");
@@ -80,12 +84,35 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     });
     let (events_tx, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel::<Event>(4096);
+    let engine_tx = tx.clone();
     let limits: HashMap<String, u32> = config
         .services
         .values()
         .map(|s| (s.id.clone(), s.probe.history))
         .collect();
-    let event_loop = EventLoop::new(store.clone(), shared.clone(), events_tx.clone(), limits);
+    let mut event_loop = EventLoop::new(store.clone(), shared.clone(), events_tx.clone(), limits);
+    let catalog = crate::world::catalog(&config);
+    let runbooks = crate::engine::load_runbooks(&config, &catalog)?;
+    let runbook_files: std::collections::BTreeMap<String, std::path::PathBuf> = runbooks
+        .iter()
+        .map(|(n, l)| (n.clone(), l.file.clone()))
+        .collect();
+    let runbook_summaries = crate::engine::Engine::runbook_summaries(&runbooks);
+    if !config.runbook_dirs.is_empty() {
+        tracing::info!(count = runbooks.len(), "runbooks loaded");
+        event_loop.engine = Some(crate::engine::Engine::new(
+            crate::engine::EngineDeps {
+                config: config.clone(),
+                store: store.clone(),
+                shared: shared.clone(),
+                catalog: catalog.clone(),
+                tx: tx.clone(),
+                rt: tokio::runtime::Handle::current(),
+                events: events_tx.clone(),
+            },
+            runbooks,
+        ));
+    }
     // If the loop stops for any reason (store failure, panic), the whole daemon stops rather
     // than serve a health picture that no longer updates.
     let stop_all = shutdown.clone().drop_guard();
@@ -136,6 +163,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         prometheus: crate::metrics::install(),
         shutdown: shutdown.clone(),
         auth: Arc::new(auth),
+        engine_tx,
+        catalog,
+        runbook_files,
+        runbook_summaries,
     });
     let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");

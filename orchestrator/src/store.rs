@@ -17,8 +17,7 @@ use redb::{
 
 use crate::audit::{self, VerifyReport};
 use crate::records::{
-    AuditRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION, StatusChangeV1,
-    check_version,
+    AuditRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION, StatusChangeV1, check_version,
 };
 
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");

@@ -31,7 +31,12 @@ pub fn catalog(config: &Config) -> Catalog {
                     niledr_probes::ProbeSpec::Tcp { address } => Some(address.to_string()),
                     _ => None,
                 };
-                c.with_service(&svc.id, service_kind(*kind), svc.site.as_deref(), address.as_deref())
+                c.with_service(
+                    &svc.id,
+                    service_kind(*kind),
+                    svc.site.as_deref(),
+                    address.as_deref(),
+                )
             }
         };
     }
@@ -73,7 +78,11 @@ pub fn snapshot(config: &Config, model: &HealthModel) -> WorldSnapshot {
         }
         match svc.last.as_ref().filter(|r| r.ok).map(|r| &r.observation) {
             Some(Observation::Postgres(pg)) => {
-                obs.role = Some(if pg.in_recovery { ObservedRole::Standby } else { ObservedRole::Primary });
+                obs.role = Some(if pg.in_recovery {
+                    ObservedRole::Standby
+                } else {
+                    ObservedRole::Primary
+                });
                 obs.timeline = pg.timeline.and_then(|t| u32::try_from(t).ok());
                 obs.lsn = pg
                     .replay_lsn
@@ -84,7 +93,11 @@ pub fn snapshot(config: &Config, model: &HealthModel) -> WorldSnapshot {
                 obs.lag_seconds = pg.replay_delay_seconds;
             }
             Some(Observation::Redis(r)) => {
-                obs.role = Some(if r.role == "master" { ObservedRole::Master } else { ObservedRole::Replica });
+                obs.role = Some(if r.role == "master" {
+                    ObservedRole::Master
+                } else {
+                    ObservedRole::Replica
+                });
                 obs.lag_bytes = r.offset_lag;
             }
             Some(Observation::Dns(d)) => {
@@ -95,7 +108,12 @@ pub fn snapshot(config: &Config, model: &HealthModel) -> WorldSnapshot {
                             .servers
                             .iter()
                             .filter(|a| a.error.is_none())
-                            .map(|a| (a.server.to_string(), a.answers.iter().map(|x| x.to_string()).collect()))
+                            .map(|a| {
+                                (
+                                    a.server.to_string(),
+                                    a.answers.iter().map(|x| x.to_string()).collect(),
+                                )
+                            })
                             .collect(),
                         ttl: d.servers.iter().filter_map(|a| a.ttl).min(),
                     },
@@ -109,7 +127,9 @@ pub fn snapshot(config: &Config, model: &HealthModel) -> WorldSnapshot {
         let value = match t {
             ConnstrTarget::File { path, .. } => std::fs::read_to_string(path).ok(),
             ConnstrTarget::Pgbouncer { ini, database, .. } => {
-                crate::actions::pgbouncer::read_entry(ini, database).ok().flatten()
+                crate::actions::pgbouncer::read_entry(ini, database)
+                    .ok()
+                    .flatten()
             }
         };
         w.connstr.insert(id.clone(), value);

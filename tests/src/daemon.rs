@@ -253,3 +253,104 @@ impl Drop for Niledr {
         }
     }
 }
+
+/// Tokens of the people the end-to-end tests act as.
+#[derive(Debug, Clone)]
+pub struct People {
+    /// approver, tag incident_commander
+    pub ic: String,
+    /// approver, tag engineering_lead
+    pub lead: String,
+    /// approver, tag engineering_lead (a second lead, for wrong-role checks)
+    pub lead2: String,
+    /// operator (proposes executions)
+    pub operator: String,
+    /// viewer
+    pub viewer: String,
+}
+
+/// Create the users with `niledr user add` (the real CLI) and return their tokens.
+pub fn create_people(users_file: &Path) -> Result<People> {
+    let add = |name: &str, role: &str, tags: &[&str]| -> Result<String> {
+        let mut args = vec![
+            "user",
+            "add",
+            "--users-file",
+            users_file.to_str().unwrap_or_default(),
+            name,
+            "--role",
+            role,
+        ];
+        for t in tags {
+            args.push("--tag");
+            args.push(t);
+        }
+        let out = niledr_command(&args)?;
+        if !out.status.success() {
+            bail!(
+                "niledr user add {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    Ok(People {
+        ic: add("amira", "approver", &["incident_commander"])?,
+        lead: add("omar", "approver", &["engineering_lead"])?,
+        lead2: add("salma", "approver", &["engineering_lead"])?,
+        operator: add("khalid", "operator", &[])?,
+        viewer: add("nour", "viewer", &[])?,
+    })
+}
+
+impl Niledr {
+    /// POST a JSON body with a bearer token; returns (status, JSON body).
+    pub fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value)> {
+        let text = body.to_string();
+        let mut s = TcpStream::connect(self.listen)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "POST {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{text}",
+            self.listen,
+            text.len()
+        )?;
+        let mut raw = String::new();
+        std::io::Read::read_to_string(&mut s, &mut raw)?;
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("POST {path}: no header end in {raw:?}"))?;
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("POST {path}: bad status line"))?;
+        let json = serde_json::from_str(body)
+            .with_context(|| format!("POST {path}: body is not JSON: {body:?}"))?;
+        Ok((status, json))
+    }
+
+    /// Wait until execution `id` is in one of `states`; returns its view.
+    pub fn wait_execution(
+        &self,
+        id: &str,
+        within: Duration,
+        states: &[&str],
+    ) -> Result<serde_json::Value> {
+        let path = format!("/api/v1/executions/{id}");
+        poll_json(
+            &format!("execution {id} in {states:?}"),
+            within,
+            || Ok(self.get(&path)?.1),
+            |v| v["state"].as_str().is_some_and(|s| states.contains(&s)),
+        )
+    }
+}

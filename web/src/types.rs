@@ -208,6 +208,11 @@ pub struct StepView {
     pub ended_at: Option<String>,
     pub duration_ms: Option<f64>,
     pub detail: String,
+    /// Why the step failed, if it did (kept after a rollback).
+    pub error: Option<String>,
+    pub rollback: Option<String>,
+    /// niledr's own time around the step (journal commit, scheduling).
+    pub overhead_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -19,6 +19,7 @@ use crate::event_loop::Shared;
 pub struct StepContext {
     pub config: Arc<Config>,
     pub shared: Arc<Shared>,
+    pub store: Arc<crate::store::Store>,
 }
 
 /// A failed step says whether trying again could help.
@@ -95,11 +96,17 @@ impl StepContext {
     }
 
     fn dns(&self) -> Result<&crate::config::DnsConfig> {
-        self.config.dns.as_ref().context("the config has no [dns] section")
+        self.config
+            .dns
+            .as_ref()
+            .context("the config has no [dns] section")
     }
 
     fn tsig(&self) -> Result<&crate::config::tsig::TsigKey> {
-        self.dns()?.tsig.as_ref().context("[dns] has no tsig_key_file")
+        self.dns()?
+            .tsig
+            .as_ref()
+            .context("[dns] has no tsig_key_file")
     }
 
     fn connstr_value(&self, target: &str, service: &str) -> Result<(String, &ConnstrTarget)> {
@@ -132,7 +139,12 @@ impl StepContext {
 
 fn admin(t: &ConnstrTarget) -> Option<PgBouncerAdmin> {
     match t {
-        ConnstrTarget::Pgbouncer { admin, user, password, .. } => Some(PgBouncerAdmin {
+        ConnstrTarget::Pgbouncer {
+            admin,
+            user,
+            password,
+            ..
+        } => Some(PgBouncerAdmin {
             host: admin.ip().to_string(),
             port: admin.port(),
             user: user.clone(),
@@ -143,20 +155,64 @@ fn admin(t: &ConnstrTarget) -> Option<PgBouncerAdmin> {
 }
 
 /// Run `action` once; returns a one-line account of what it found and did.
-pub async fn run(ctx: &StepContext, action: &Action, timeout: Duration) -> Result<String, StepError> {
+pub async fn run(
+    ctx: &StepContext,
+    action: &Action,
+    timeout: Duration,
+) -> Result<String, StepError> {
     match action {
-        Action::PostgresCheckLag { service, max_lag_bytes, max_lag_seconds } => {
+        Action::PostgresCheckLag {
+            service,
+            max_lag_bytes,
+            max_lag_seconds,
+        } => {
             let standby = ctx.pg(service)?;
             let upstream = upstream_of(ctx, service)?;
             let primary = ctx.pg(&upstream)?;
-            let r = actions::postgres::check_lag(&standby, &primary, *max_lag_bytes, max_lag_seconds.map_or(f64::INFINITY, |s| s as f64)).await?;
-            Ok(format!("{r:?}"))
+            let r = actions::postgres::check_lag(
+                &standby,
+                &primary,
+                *max_lag_bytes,
+                max_lag_seconds.map_or(f64::INFINITY, |s| s as f64),
+            )
+            .await?;
+            if r.within_bounds {
+                return Ok(r.reason);
+            }
+            if r.primary_error.is_none() {
+                return Err(StepError {
+                    error: format!("lag gate: {}", r.reason),
+                    retryable: true,
+                });
+            }
+            // The primary is gone, so the lag cannot be measured now: use the last lag the
+            // probes measured while it was alive (that is what the standby has at most lost).
+            let last = ctx
+                .store
+                .probe_history(service, 500)
+                .map_err(|e| fatal(format!("reading probe history: {e:#}")))?
+                .into_iter()
+                .find_map(|p| p.lag.map(|l| (l, p.at)));
+            match last {
+                Some((lag, at)) if lag <= *max_lag_bytes => Ok(format!(
+                    "primary unreachable ({}); last measured lag {lag} B at {at} is within {max_lag_bytes} B",
+                    r.primary_error.unwrap_or_default()
+                )),
+                Some((lag, at)) => Err(fatal(format!(
+                    "lag gate: last measured lag {lag} B at {at} exceeds {max_lag_bytes} B"
+                ))),
+                None => Err(fatal(
+                    "lag gate: the primary is unreachable and no lag was ever measured".to_string(),
+                )),
+            }
         }
         Action::PostgresFence { service, mode } => {
             let mode = match mode {
                 FenceMode::ReadOnly => actions::postgres::FenceMode::ReadOnly,
                 FenceMode::Stop => {
-                    return Err(fatal("fence mode `stop` needs shell access to the old primary's host, which niledr does not have; use `read_only`"));
+                    return Err(fatal(
+                        "fence mode `stop` needs shell access to the old primary's host, which niledr does not have; use `read_only`",
+                    ));
                 }
             };
             let r = actions::postgres::fence(&ctx.pg(service)?, mode).await?;
@@ -167,7 +223,8 @@ pub async fn run(ctx: &StepContext, action: &Action, timeout: Duration) -> Resul
             Ok(r.summary())
         }
         Action::PostgresWaitCaughtUp { service, of } => {
-            let r = actions::postgres::wait_caught_up(&ctx.pg(service)?, &ctx.pg(of)?, timeout).await?;
+            let r =
+                actions::postgres::wait_caught_up(&ctx.pg(service)?, &ctx.pg(of)?, timeout).await?;
             Ok(format!("{r:?}"))
         }
         Action::RedisPromote { service } => {
@@ -176,15 +233,23 @@ pub async fn run(ctx: &StepContext, action: &Action, timeout: Duration) -> Resul
         }
         Action::RedisReplicaOf { service, of } => {
             let up = ctx.service_addr(of)?;
-            let r = actions::redis::replicaof(&ctx.redis(service)?, &up.ip().to_string(), up.port()).await?;
+            let r =
+                actions::redis::replicaof(&ctx.redis(service)?, &up.ip().to_string(), up.port())
+                    .await?;
             Ok(format!("{r:?}"))
         }
         Action::ConnstrSwap { target, to_service } => {
             let (new, t) = ctx.connstr_value(target, to_service)?;
             let old = ctx.current_connstr(t)?;
             match t {
-                ConnstrTarget::File { path, reload_command, .. } => {
-                    let r = actions::connstr::swap_file(path, &old, &new, reload_command.as_deref()).await?;
+                ConnstrTarget::File {
+                    path,
+                    reload_command,
+                    ..
+                } => {
+                    let r =
+                        actions::connstr::swap_file(path, &old, &new, reload_command.as_deref())
+                            .await?;
                     Ok(format!("{r:?}"))
                 }
                 ConnstrTarget::Pgbouncer { ini, database, .. } => {
@@ -197,7 +262,9 @@ pub async fn run(ctx: &StepContext, action: &Action, timeout: Duration) -> Resul
         Action::DnsSetTtl { name, ttl } => {
             let dns = ctx.dns()?;
             let primary = *dns.servers.first().ok_or_else(|| fatal("no DNS servers"))?;
-            let r = actions::dns::set_ttl(primary, &dns.zone, name, *ttl, ctx.tsig()?).await.map_err(tsig_fatal)?;
+            let r = actions::dns::set_ttl(primary, &dns.zone, name, *ttl, ctx.tsig()?)
+                .await
+                .map_err(tsig_fatal)?;
             Ok(format!("{r:?}"))
         }
         Action::DnsCutover { name, from, to } => {
@@ -208,7 +275,11 @@ pub async fn run(ctx: &StepContext, action: &Action, timeout: Duration) -> Resul
                 Some(e) => vec![ctx.endpoint_ip(e)?],
                 None => actions::dns::query_a(primary, name).await?.addrs,
             };
-            let ttl = actions::dns::query_a(primary, name).await.ok().and_then(|r| r.ttl).unwrap_or(60);
+            let ttl = actions::dns::query_a(primary, name)
+                .await
+                .ok()
+                .and_then(|r| r.ttl)
+                .unwrap_or(60);
             let r = actions::dns::cutover(primary, &dns.zone, name, &old, &new, ttl, ctx.tsig()?)
                 .await
                 .map_err(tsig_fatal)?;
@@ -227,20 +298,35 @@ pub async fn run(ctx: &StepContext, action: &Action, timeout: Duration) -> Resul
                 Some(ProbeSpec::Postgres(p)) => p.endpoint.clone(),
                 _ => return Err(fatal(format!("{via} is not a postgres service"))),
             };
-            let r = actions::checks::sql_check(server, name, pg.address.port(), &pg.user, pg.password.as_deref().unwrap_or(""), &pg.database).await?;
+            let r = actions::checks::sql_check(
+                server,
+                name,
+                pg.address.port(),
+                &pg.user,
+                pg.password.as_deref().unwrap_or(""),
+                &pg.database,
+            )
+            .await?;
             Ok(format!("{r:?}"))
         }
         Action::HttpCheck { url, expect_status } => {
             let r = actions::checks::http_check(url, expect_status.unwrap_or(200)).await?;
             Ok(format!("{r:?}"))
         }
-        Action::ManualConfirm { item } => Err(fatal(format!("manual step {item:?} is confirmed by a person, not run"))),
+        Action::ManualConfirm { item } => Err(fatal(format!(
+            "manual step {item:?} is confirmed by a person, not run"
+        ))),
         Action::Wait { until } => wait(ctx, until, timeout).await,
     }
 }
 
 /// Undo a step that succeeded (the kind's inverse).
-pub async fn rollback(ctx: &StepContext, action: &Action, detail_before: &str, timeout: Duration) -> Result<String, StepError> {
+pub async fn rollback(
+    ctx: &StepContext,
+    action: &Action,
+    detail_before: &str,
+    timeout: Duration,
+) -> Result<String, StepError> {
     let _ = detail_before;
     match action {
         Action::PostgresFence { service, .. } => {
@@ -250,8 +336,13 @@ pub async fn rollback(ctx: &StepContext, action: &Action, detail_before: &str, t
         Action::ConnstrSwap { target, to_service } => {
             let (new, t) = ctx.connstr_value(target, to_service)?;
             match t {
-                ConnstrTarget::File { path, reload_command, .. } => {
-                    let r = actions::connstr::rollback_file(path, &new, reload_command.as_deref()).await?;
+                ConnstrTarget::File {
+                    path,
+                    reload_command,
+                    ..
+                } => {
+                    let r = actions::connstr::rollback_file(path, &new, reload_command.as_deref())
+                        .await?;
                     Ok(format!("{r:?}"))
                 }
                 ConnstrTarget::Pgbouncer { ini, database, .. } => {
@@ -267,16 +358,21 @@ pub async fn rollback(ctx: &StepContext, action: &Action, detail_before: &str, t
             let current = vec![ctx.endpoint_ip(to)?];
             let back = match from {
                 Some(e) => vec![ctx.endpoint_ip(e)?],
-                None => return Err(fatal("cannot cut back: the runbook gave no `from` for this cutover")),
+                None => {
+                    return Err(fatal(
+                        "cannot cut back: the runbook gave no `from` for this cutover",
+                    ));
+                }
             };
-            let r = actions::dns::cutover(primary, &dns.zone, name, &current, &back, 60, ctx.tsig()?)
-                .await
-                .map_err(tsig_fatal)?;
+            let r =
+                actions::dns::cutover(primary, &dns.zone, name, &current, &back, 60, ctx.tsig()?)
+                    .await
+                    .map_err(tsig_fatal)?;
             Ok(format!("{r:?}"))
         }
-        Action::RedisPromote { .. } | Action::PostgresPromote { .. } => {
-            Err(fatal("a promotion cannot be undone automatically; plan a failback"))
-        }
+        Action::RedisPromote { .. } | Action::PostgresPromote { .. } => Err(fatal(
+            "a promotion cannot be undone automatically; plan a failback",
+        )),
         other => {
             let _ = timeout;
             Ok(format!("nothing to undo for {}", other.kind().as_str()))
@@ -287,7 +383,8 @@ pub async fn rollback(ctx: &StepContext, action: &Action, detail_before: &str, t
 fn tsig_fatal(e: anyhow::Error) -> StepError {
     let error = format!("{e:#}");
     // A bad key or a refused compare-and-swap will not fix itself: do not retry.
-    let retryable = !(error.contains("TSIG") || error.contains("prerequisite") || error.contains("expected"));
+    let retryable =
+        !(error.contains("TSIG") || error.contains("prerequisite") || error.contains("expected"));
     StepError { error, retryable }
 }
 
@@ -299,11 +396,19 @@ fn upstream_of(ctx: &StepContext, service: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("{service} has no `upstream` in the config to measure lag against"))
 }
 
-async fn wait(ctx: &StepContext, until: &WaitCondition, timeout: Duration) -> Result<String, StepError> {
+async fn wait(
+    ctx: &StepContext,
+    until: &WaitCondition,
+    timeout: Duration,
+) -> Result<String, StepError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let (ok, seen) = {
-            let model = ctx.shared.model.read().map_err(|_| fatal("health model unavailable"))?;
+            let model = ctx
+                .shared
+                .model
+                .read()
+                .map_err(|_| fatal("health model unavailable"))?;
             let status = |id: &str| model.services.get(id).map(|s| (s.status, s.reason.clone()));
             match until {
                 WaitCondition::ServiceUp { service } => match status(service) {
@@ -314,13 +419,28 @@ async fn wait(ctx: &StepContext, until: &WaitCondition, timeout: Duration) -> Re
                     Some((st, why)) => (st == Status::Down, format!("{service} {st}: {why}")),
                     None => return Err(fatal(format!("unknown service {service}"))),
                 },
-                WaitCondition::Replicating { service, of: _, lag_below_bytes } => {
+                WaitCondition::Replicating {
+                    service,
+                    of: _,
+                    lag_below_bytes,
+                } => {
                     let svc = model.services.get(service);
-                    let lag = svc.and_then(|s| s.last.as_ref()).and_then(|r| match &r.observation {
-                        niledr_probes::Observation::Postgres(pg) if pg.in_recovery && pg.wal_receiver_streaming == Some(true) => pg.lag_bytes,
-                        niledr_probes::Observation::Redis(r) if r.master_link_up == Some(true) => r.offset_lag,
-                        _ => None,
-                    });
+                    let lag =
+                        svc.and_then(|s| s.last.as_ref())
+                            .and_then(|r| match &r.observation {
+                                niledr_probes::Observation::Postgres(pg)
+                                    if pg.in_recovery
+                                        && pg.wal_receiver_streaming == Some(true) =>
+                                {
+                                    pg.lag_bytes
+                                }
+                                niledr_probes::Observation::Redis(r)
+                                    if r.master_link_up == Some(true) =>
+                                {
+                                    r.offset_lag
+                                }
+                                _ => None,
+                            });
                     let ok = lag.is_some_and(|l| lag_below_bytes.is_none_or(|b| l <= b));
                     (ok, format!("{service} replication lag {lag:?}"))
                 }
@@ -330,7 +450,10 @@ async fn wait(ctx: &StepContext, until: &WaitCondition, timeout: Duration) -> Re
             return Ok(seen);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(StepError { error: format!("condition not met within {timeout:?}: {seen}"), retryable: true });
+            return Err(StepError {
+                error: format!("condition not met within {timeout:?}: {seen}"),
+                retryable: true,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -1,0 +1,347 @@
+//! API commands against executions: who may do what, and how each becomes a journaled event.
+
+use niledr_runbooks::{
+    Action, Approval, ApprovalError, Decision, Event as MEvent, Machine, State, Status,
+};
+use niledr_web::types::{ExecutionView, PrincipalView};
+use niledr_web::{ApiError, Command};
+
+use super::{Engine, Live, execution_view, now_ms, parse_file};
+
+#[derive(PartialEq, PartialOrd)]
+enum Need {
+    Operator,
+    Approver,
+}
+
+fn require(who: &PrincipalView, need: Need, what: &str) -> Result<(), ApiError> {
+    let rank = match who.role.as_str() {
+        "admin" => 3,
+        "approver" => 2,
+        "operator" => 1,
+        _ => 0,
+    };
+    let (min, name) = match need {
+        Need::Operator => (1, "operator"),
+        Need::Approver => (2, "approver"),
+    };
+    if rank >= min {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{} has role {}, which cannot {what}; it needs {name} or above",
+            who.name, who.role
+        )))
+    }
+}
+
+fn approval_error(e: ApprovalError) -> ApiError {
+    let msg = e.to_string();
+    match e.suggested_http_status() {
+        403 => ApiError::Forbidden(msg),
+        400 => ApiError::BadRequest(msg),
+        _ => ApiError::Conflict(msg),
+    }
+}
+
+impl Engine {
+    pub(super) fn command(
+        &mut self,
+        who: &PrincipalView,
+        command: Command,
+    ) -> Result<ExecutionView, ApiError> {
+        let id = match command {
+            Command::Create(req) => self.create(who, &req.runbook, &req.reason)?,
+            Command::Approve { id, request } => {
+                require(who, Need::Approver, "approve or reject executions")?;
+                self.approve(who, &id, request)?;
+                id
+            }
+            Command::Cancel { id, request } => {
+                require(who, Need::Operator, "cancel executions")?;
+                self.control(who, &id, MEvent::Cancel, "cancel", &request.comment)?;
+                id
+            }
+            Command::Pause { id, request } => {
+                require(who, Need::Operator, "pause executions")?;
+                self.control(who, &id, MEvent::Pause, "pause", &request.comment)?;
+                id
+            }
+            Command::Resume { id, request } => {
+                require(who, Need::Operator, "resume executions")?;
+                self.control(who, &id, MEvent::Resume, "resume", &request.comment)?;
+                id
+            }
+            Command::Confirm { id, request } => {
+                require(who, Need::Operator, "confirm manual steps")?;
+                self.confirm(who, &id, &request.step, &request.comment)?;
+                id
+            }
+        };
+        let rec = match self.live.get(&id) {
+            Some(l) => l.record.clone(),
+            None => self
+                .store
+                .execution(&id)
+                .map_err(|e| ApiError::Internal(format!("{e:#}")))?
+                .ok_or_else(|| ApiError::NotFound(format!("no execution {id}")))?,
+        };
+        Ok(execution_view(&rec))
+    }
+
+    fn create(
+        &mut self,
+        who: &PrincipalView,
+        name: &str,
+        reason: &str,
+    ) -> Result<String, ApiError> {
+        require(who, Need::Operator, "start executions")?;
+        if reason.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "reason is empty: say why this runbook should run".into(),
+            ));
+        }
+        let Some(loaded) = self.runbooks.get(name) else {
+            let known: Vec<&str> = self.runbooks.keys().map(String::as_str).collect();
+            return Err(ApiError::NotFound(format!(
+                "no runbook {name:?}; known runbooks: {}",
+                known.join(", ")
+            )));
+        };
+        let runbook = parse_file(&loaded.file, &self.catalog).map_err(|e| {
+            ApiError::Conflict(format!("the runbook file no longer validates: {e:#}"))
+        })?;
+        // One execution per service at a time.
+        for (other_id, l) in &self.live {
+            if let Some(s) = runbook
+                .services
+                .iter()
+                .find(|s| l.runbook.services.contains(s))
+            {
+                return Err(ApiError::Conflict(format!(
+                    "service {s} is locked by execution {other_id} ({}, {}); wait for it to end or cancel it",
+                    l.runbook.name,
+                    l.machine.state().name()
+                )));
+            }
+        }
+        let world = self.world();
+        let plan = niledr_runbooks::plan(&runbook, &world);
+        let pre = niledr_runbooks::preconditions(&runbook, &world);
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut machine = Machine::new(&runbook);
+        let record = self.new_record(&id, who, &runbook, reason, &plan, &pre, &machine);
+        // Journal the proposal, then submit it for approval.
+        let _ = &mut machine;
+        self.live.insert(
+            id.clone(),
+            Live {
+                machine,
+                record,
+                runbook,
+            },
+        );
+        self.note(
+            &id,
+            "proposed",
+            &format!("{} by {}: {reason}", name, who.name),
+        );
+        self.apply_as(
+            &id,
+            &who.name,
+            MEvent::Submit {
+                digest: plan.digest.clone(),
+            },
+        )?;
+        let auto = self
+            .live
+            .get(&id)
+            .is_some_and(|l| l.runbook.approval.auto_approve);
+        if auto && who.name == "niledr-trigger" {
+            self.note(
+                &id,
+                "auto_approved",
+                "the runbook allows automatic approval of trigger proposals",
+            );
+            self.apply(&id, MEvent::Approved)?;
+            self.start_approved(&id)?;
+        }
+        Ok(id)
+    }
+
+    fn approve(
+        &mut self,
+        who: &PrincipalView,
+        id: &str,
+        req: niledr_web::types::ApprovalRequest,
+    ) -> Result<(), ApiError> {
+        let decision = match req.decision.as_str() {
+            "approve" => Decision::Approve,
+            "reject" => Decision::Reject,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "decision must be \"approve\" or \"reject\", got {other:?}"
+                )));
+            }
+        };
+        let live = self.live.get(id).ok_or_else(|| self.not_live(id))?;
+        if !matches!(live.machine.state(), State::AwaitingApproval {}) {
+            return Err(ApiError::Conflict(format!(
+                "execution {id} is {}, not awaiting approval",
+                live.machine.state().name()
+            )));
+        }
+        // The plan is recomputed from the runbook file as it is now: an edited runbook means a
+        // new digest, and approvals of the old plan stop counting.
+        let file = self
+            .runbooks
+            .get(&live.record.runbook)
+            .map(|l| l.file.clone());
+        if let Some(file) = file {
+            let fresh = parse_file(&file, &self.catalog).map_err(|e| {
+                ApiError::Conflict(format!("the runbook file no longer validates: {e:#}"))
+            })?;
+            let plan = niledr_runbooks::plan(&fresh, &self.world());
+            let changed = self
+                .live
+                .get(id)
+                .is_some_and(|l| l.record.plan_digest != plan.digest);
+            if changed {
+                if let Some(l) = self.live.get_mut(id) {
+                    l.record.plan_digest = plan.digest.clone();
+                    l.record.plan = serde_json::to_value(&plan).unwrap_or_default();
+                    l.runbook = fresh;
+                }
+                self.note(
+                    id,
+                    "plan_changed",
+                    "the runbook changed: earlier approvals are void",
+                );
+                self.apply(
+                    id,
+                    MEvent::Submit {
+                        digest: plan.digest.clone(),
+                    },
+                )?;
+            }
+        }
+        let live = self.live.get(id).ok_or_else(|| self.not_live(id))?;
+        let digest = live.record.plan_digest.clone();
+        let existing: Vec<Approval> = live
+            .record
+            .approvals
+            .iter()
+            .filter_map(|a| serde_json::from_value(a.clone()).ok())
+            .collect();
+        let approval = Approval {
+            user: who.name.clone(),
+            roles: who.tags.clone(),
+            decision,
+            comment: Some(req.comment.clone()).filter(|c| !c.is_empty()),
+            at_ms: now_ms(),
+            digest: req.plan_digest.clone().unwrap_or_else(|| digest.clone()),
+            break_glass_reason: req.break_glass_reason.clone(),
+        };
+        let status = niledr_runbooks::add_approval(
+            &live.runbook.approval,
+            &live.record.requester,
+            &existing,
+            approval.clone(),
+            &digest,
+            now_ms(),
+        )
+        .map_err(approval_error)?;
+        let break_glass = approval.break_glass_reason.is_some();
+        let action = match (decision, break_glass) {
+            (Decision::Reject, _) => "approval.rejected",
+            (_, true) => "approval.break_glass",
+            _ => "approval.approved",
+        };
+        if let Some(l) = self.live.get_mut(id) {
+            l.record
+                .approvals
+                .push(serde_json::to_value(&approval).unwrap_or_default());
+        }
+        if break_glass {
+            tracing::warn!(%id, user = %who.name, reason = ?approval.break_glass_reason, "BREAK-GLASS approval: a single approver overrides the two-person rule");
+        }
+        self.note(
+            id,
+            action,
+            &format!("{} ({}) {}", who.name, who.tags.join(", "), req.comment),
+        );
+        let audit = vec![(
+            who.name.clone(),
+            action.to_string(),
+            serde_json::json!({ "id": id, "digest": digest, "comment": req.comment, "break_glass_reason": approval.break_glass_reason }),
+        )];
+        self.save(id, audit)
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+        match status {
+            Status::Pending { .. } => Ok(()),
+            Status::Rejected { .. } => self.apply_as(id, &who.name, MEvent::Rejected),
+            Status::Approved { .. } => {
+                self.apply_as(id, &who.name, MEvent::Approved)?;
+                self.start_approved(id)
+            }
+        }
+    }
+
+    fn control(
+        &mut self,
+        who: &PrincipalView,
+        id: &str,
+        ev: MEvent,
+        what: &str,
+        comment: &str,
+    ) -> Result<(), ApiError> {
+        if !self.live.contains_key(id) {
+            return Err(self.not_live(id));
+        }
+        self.note(id, what, &format!("{}: {comment}", who.name));
+        self.apply_as(id, &who.name, ev)
+    }
+
+    fn confirm(
+        &mut self,
+        who: &PrincipalView,
+        id: &str,
+        step: &str,
+        comment: &str,
+    ) -> Result<(), ApiError> {
+        let live = self.live.get(id).ok_or_else(|| self.not_live(id))?;
+        let State::Running { step: current } = *live.machine.state() else {
+            return Err(ApiError::Conflict(format!(
+                "execution {id} is {}; nothing waits for confirmation",
+                live.machine.state().name()
+            )));
+        };
+        let Some(s) = live.runbook.steps.get(current) else {
+            return Err(ApiError::Conflict("no current step".into()));
+        };
+        if s.id != step || !matches!(s.action, Action::ManualConfirm { .. }) {
+            return Err(ApiError::Conflict(format!(
+                "the current step is {:?} ({}), not a manual step {step:?}",
+                s.id,
+                s.action.kind().as_str()
+            )));
+        }
+        if let Some(l) = self.live.get_mut(id)
+            && let Some(rec) = l.record.steps.get_mut(current)
+        {
+            rec.outcome_at = Some(jiff::Timestamp::now().to_string());
+            rec.state = "succeeded".into();
+            rec.detail = format!("confirmed by {}: {comment}", who.name);
+        }
+        self.apply_as(id, &who.name, MEvent::StepSucceeded { index: current })
+    }
+
+    fn not_live(&self, id: &str) -> ApiError {
+        match self.store.execution(id) {
+            Ok(Some(r)) => {
+                ApiError::Conflict(format!("execution {id} already ended ({})", r.state))
+            }
+            _ => ApiError::NotFound(format!("no execution {id}")),
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! End-to-end runbooks: the real `niledr` binary executes the shipped runbooks against a real
+//! topology (PostgreSQL primary + standby, Redis, Knot DNS with TSIG, PgBouncer, nginx) with
+//! real people's tokens and two-person approval.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use niledr_tests::daemon::{Niledr, People, create_people, free_listen_addr};
+use niledr_tests::{ConfigOptions, Layout, Site, Topology, ZONE};
+use serde_json::json;
+
+const FAILOVER: &str = "failover-khartoum-to-port-sudan";
+
+struct World {
+    topo: Topology,
+    niledr: Niledr,
+    people: People,
+    runbooks: PathBuf,
+}
+
+/// ERROR lines these tests may cause on purpose (a rollback that leaves irreversible steps).
+const ALLOWED_ERRORS: &[&str] = &["NEEDS AN OPERATOR"];
+
+fn copy_runbooks(to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/nilecare");
+    for e in std::fs::read_dir(from)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&p, to.join(p.file_name().unwrap()))?;
+        }
+    }
+    Ok(())
+}
+
+fn start_with(edit_config: impl FnOnce(&Topology, String) -> Result<String>) -> Result<World> {
+    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let runbooks = topo.base_dir().join("runbooks");
+    copy_runbooks(&runbooks)?;
+    let people = create_people(&topo.base_dir().join("users.toml"))?;
+    let listen = free_listen_addr()?;
+    let opts = ConfigOptions {
+        runbook_dir: Some(runbooks.clone()),
+        ..ConfigOptions::with_listen(listen)
+    };
+    let config = topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?;
+    let text = edit_config(&topo, std::fs::read_to_string(&config)?)?;
+    std::fs::write(&config, text)?;
+    let niledr = Niledr::start(&config, listen, &topo.base_dir().join("niledr.log"))?;
+    niledr.wait_json("/readyz", Duration::from_secs(30), |v| {
+        v["status"] == "ready"
+    })?;
+    // Replication settled before any fault, so the lag gate has a measurement.
+    niledr.wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
+        s["replication"]["lag_bytes"] == 0 && s["status"] == "up"
+    })?;
+    Ok(World {
+        topo,
+        niledr,
+        people,
+        runbooks,
+    })
+}
+
+fn start() -> Result<World> {
+    start_with(|_, t| Ok(t))
+}
+
+fn finish(w: World) -> Result<()> {
+    let errors = w.niledr.unexpected_errors(ALLOWED_ERRORS)?;
+    assert!(
+        errors.is_empty(),
+        "unexpected ERROR lines:\n{}",
+        errors.join("\n")
+    );
+    let (status, v) = w.niledr.get("/api/v1/audit/verify")?;
+    assert_eq!(status, 200, "{v:#}");
+    w.niledr.stop()?;
+    Ok(())
+}
+
+fn propose(w: &World, runbook: &str, token: &str) -> Result<serde_json::Value> {
+    let (status, body) = w.niledr.post(
+        "/api/v1/executions",
+        Some(token),
+        &json!({ "runbook": runbook, "reason": "end-to-end test" }),
+    )?;
+    assert_eq!(status, 201, "{body:#}");
+    assert_eq!(body["state"], "awaiting_approval", "{body:#}");
+    Ok(body)
+}
+
+fn approve(w: &World, id: &str, token: &str, digest: &str) -> Result<(u16, serde_json::Value)> {
+    w.niledr.post(
+        &format!("/api/v1/executions/{id}/approvals"),
+        Some(token),
+        &json!({ "decision": "approve", "comment": "read the plan", "plan_digest": digest }),
+    )
+}
+
+fn answers(w: &World, name: &str) -> Vec<Vec<std::net::Ipv4Addr>> {
+    w.topo
+        .dns_servers()
+        .iter()
+        .map(|s| w.topo.dig_a(name, *s).unwrap())
+        .collect()
+}
+
+#[test]
+fn unplanned_failover_with_two_approvals_moves_everything_to_port_sudan() -> Result<()> {
+    let w = start()?;
+    let port_sudan = w.topo.layout().ip(Site::PortSudan);
+    w.topo.postgres_primary().write_rows(1000)?;
+    w.niledr
+        .wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
+            s["replication"]["lag_bytes"] == 0
+        })?;
+
+    w.topo.postgres_primary().kill()?;
+    w.niledr
+        .wait_service("khartoum-postgres", Duration::from_secs(15), |s| {
+            s["status"] == "down"
+        })?;
+
+    // The dry run names the targets and the digest the approvers will sign.
+    let (status, plan) = w.niledr.get(&format!("/api/v1/runbooks/{FAILOVER}/plan"))?;
+    assert_eq!(status, 200, "{plan:#}");
+    let digest = plan["digest"].as_str().unwrap().to_string();
+
+    let ex = propose(&w, FAILOVER, &w.people.operator)?;
+    let id = ex["id"].as_str().unwrap().to_string();
+    assert_eq!(ex["plan_digest"], digest.as_str());
+    let (status, body) = approve(&w, &id, &w.people.ic, &digest)?;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(
+        body["state"], "awaiting_approval",
+        "one approval is not enough: {body:#}"
+    );
+    let (status, body) = approve(&w, &id, &w.people.lead, &digest)?;
+    assert_eq!(status, 200, "{body:#}");
+
+    let done = w.niledr.wait_execution(
+        &id,
+        Duration::from_secs(90),
+        &["succeeded", "failed", "rolled_back"],
+    )?;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    for step in done["steps"].as_array().unwrap() {
+        assert_eq!(step["state"], "succeeded", "{step:#}");
+        assert!(
+            step["duration_ms"].as_f64().is_some(),
+            "per-step timing: {step:#}"
+        );
+    }
+    println!("FAILOVER steps:");
+    for step in done["steps"].as_array().unwrap() {
+        println!(
+            "  {:<26} {:>9.1} ms  {}",
+            step["id"].as_str().unwrap(),
+            step["duration_ms"].as_f64().unwrap(),
+            step["detail"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .take(100)
+                .collect::<String>()
+        );
+    }
+
+    // The world, checked directly (not through niledr).
+    let standby = w.topo.postgres_standby();
+    assert_eq!(standby.psql("SELECT pg_is_in_recovery()")?.trim(), "f");
+    assert_eq!(
+        standby
+            .psql("SELECT count(*) >= 1000 FROM niledr_harness")?
+            .trim(),
+        "t",
+        "no acknowledged rows lost"
+    );
+    assert_eq!(
+        w.topo
+            .redis_replica()
+            .info_field("replication", "role")?
+            .as_deref(),
+        Some("master")
+    );
+    let env = std::fs::read_to_string(w.topo.base_dir().join("app/database.env"))?;
+    assert!(env.contains(&format!("@{}:", port_sudan)), "{env}");
+    let shown = w.topo.pgbouncer().admin("SHOW DATABASES")?;
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("nilecare|") && l.contains(&port_sudan.to_string())),
+        "{shown}"
+    );
+    for name in ["db", "cache", "api"] {
+        for a in answers(&w, &format!("{name}.{ZONE}")) {
+            assert_eq!(a, vec![port_sudan], "{name} on every authoritative server");
+        }
+    }
+    // A write through the service name: resolve at the authoritative server, connect, commit.
+    let resolved = w
+        .topo
+        .dig_a(&format!("db.{ZONE}"), w.topo.dns_servers()[0])?;
+    let via_name = std::net::SocketAddr::new(
+        resolved[0].into(),
+        w.topo.layout().postgres(Site::PortSudan)?.port(),
+    );
+    assert_eq!(via_name, standby.address());
+    standby.psql(
+        "CREATE TABLE IF NOT EXISTS after_failover(x int); INSERT INTO after_failover VALUES (1)",
+    )?;
+    finish(w)
+}
+
+#[test]
+fn approval_rules_are_enforced() -> Result<()> {
+    let w = start()?;
+    let p = &w.people;
+    // A viewer cannot propose; no token is a 401.
+    let (status, body) = w.niledr.post(
+        "/api/v1/executions",
+        Some(&p.viewer),
+        &json!({"runbook": FAILOVER, "reason": "x"}),
+    )?;
+    assert_eq!(status, 403, "{body:#}");
+    assert!(
+        body["error"].as_str().unwrap().contains("viewer"),
+        "{body:#}"
+    );
+    let (status, _) = w.niledr.post(
+        "/api/v1/executions",
+        None,
+        &json!({"runbook": FAILOVER, "reason": "x"}),
+    )?;
+    assert_eq!(status, 401);
+
+    // The requester (an approver herself) cannot approve her own request.
+    let ex = propose(&w, "dns-revert-to-khartoum", &p.ic)?;
+    let id = ex["id"].as_str().unwrap().to_string();
+    let digest = ex["plan_digest"].as_str().unwrap().to_string();
+    let (status, body) = approve(&w, &id, &p.ic, &digest)?;
+    assert_eq!(status, 403, "{body:#}");
+    assert!(
+        body["error"].as_str().unwrap().contains("requester"),
+        "{body:#}"
+    );
+    // One execution per service: a second proposal touching the same names is refused.
+    let (status, body) = w.niledr.post(
+        "/api/v1/executions",
+        Some(&p.operator),
+        &json!({"runbook": "dns-revert-to-khartoum", "reason": "again"}),
+    )?;
+    assert_eq!(status, 409, "{body:#}");
+    assert!(
+        body["error"].as_str().unwrap().contains("locked"),
+        "{body:#}"
+    );
+    // Rejection ends it.
+    let (status, body) = w.niledr.post(
+        &format!("/api/v1/executions/{id}/approvals"),
+        Some(&p.lead),
+        &json!({"decision": "reject", "comment": "not now", "plan_digest": digest}),
+    )?;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["state"], "rejected", "{body:#}");
+
+    // Same person twice → 409; a second engineering lead when that role is covered → 403.
+    let ex = propose(&w, FAILOVER, &p.operator)?;
+    let id = ex["id"].as_str().unwrap().to_string();
+    let d1 = ex["plan_digest"].as_str().unwrap().to_string();
+    assert_eq!(approve(&w, &id, &p.lead, &d1)?.0, 200);
+    let (status, body) = approve(&w, &id, &p.lead, &d1)?;
+    assert_eq!(status, 409, "{body:#}");
+    let (status, body) = approve(&w, &id, &p.lead2, &d1)?;
+    assert_eq!(status, 403, "{body:#}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("incident_commander"),
+        "says which role is missing: {body:#}"
+    );
+
+    // The runbook changes after the first approval: the old approval is void.
+    let file = w.runbooks.join(format!("{FAILOVER}.toml"));
+    let text = std::fs::read_to_string(&file)?;
+    std::fs::write(
+        &file,
+        text.replacen("timeout = \"15s\"", "timeout = \"20s\"", 1),
+    )?;
+    let (status, body) = approve(&w, &id, &p.ic, &d1)?;
+    assert_eq!(status, 409, "approving the old plan: {body:#}");
+    assert!(body["error"].as_str().unwrap().contains("plan"), "{body:#}");
+    let (_, now) = w.niledr.get(&format!("/api/v1/executions/{id}"))?;
+    let d2 = now["plan_digest"].as_str().unwrap().to_string();
+    assert_ne!(d1, d2);
+    let (status, body) = approve(&w, &id, &p.ic, &d2)?;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(
+        body["state"], "awaiting_approval",
+        "the lead's approval of the old plan no longer counts: {body:#}"
+    );
+    let (status, body) = w.niledr.post(
+        &format!("/api/v1/executions/{id}/cancel"),
+        Some(&p.operator),
+        &json!({"comment": "test over"}),
+    )?;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["state"], "cancelled", "{body:#}");
+
+    // Expiry: a copy of a runbook whose approval window is one second.
+    let quick = std::fs::read_to_string(w.runbooks.join("dns-revert-to-khartoum.toml"))?
+        .replacen(
+            "name = \"dns-revert-to-khartoum\"",
+            "name = \"dns-revert-quick\"",
+            1,
+        )
+        .replacen("expires_after = \"30m\"", "expires_after = \"1s\"", 1);
+    assert!(
+        quick.contains("dns-revert-quick") && quick.contains("\"1s\""),
+        "{quick}"
+    );
+    std::fs::write(w.runbooks.join("dns-revert-quick.toml"), quick)?;
+    // Runbooks are loaded at start: restart to pick up the new file.
+    let World {
+        topo,
+        niledr,
+        people,
+        runbooks,
+    } = w;
+    let (config, listen, log) = (niledr.config.clone(), niledr.listen, niledr.log.clone());
+    niledr.stop()?;
+    let niledr = Niledr::start(&config, listen, &log)?;
+    let w = World {
+        topo,
+        niledr,
+        people,
+        runbooks,
+    };
+    let ex = propose(&w, "dns-revert-quick", &w.people.operator)?;
+    let id = ex["id"].as_str().unwrap().to_string();
+    let done = w
+        .niledr
+        .wait_execution(&id, Duration::from_secs(10), &["expired"])?;
+    assert!(
+        done["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["event"] == "expired"),
+        "{done:#}"
+    );
+    finish(w)
+}
+
+#[test]
+fn wrong_tsig_key_fails_the_dns_step_and_rolls_back_honestly() -> Result<()> {
+    let w = start_with(|topo, text| {
+        let wrong = topo.base_dir().join("wrong.tsig");
+        std::fs::write(
+            &wrong,
+            "key \"niledr-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"d3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nMTI=\";\n};\n",
+        )?;
+        let right = topo.tsig_key_file().display().to_string();
+        Ok(text.replace(&right, &wrong.display().to_string()))
+    })?;
+    let khartoum = w.topo.layout().ip(Site::Khartoum);
+    let env_before = std::fs::read_to_string(w.topo.base_dir().join("app/database.env"))?;
+    let ex = propose(&w, FAILOVER, &w.people.operator)?;
+    let id = ex["id"].as_str().unwrap().to_string();
+    let digest = ex["plan_digest"].as_str().unwrap().to_string();
+    assert_eq!(approve(&w, &id, &w.people.ic, &digest)?.0, 200);
+    assert_eq!(approve(&w, &id, &w.people.lead, &digest)?.0, 200);
+    let done = w.niledr.wait_execution(
+        &id,
+        Duration::from_secs(90),
+        &["rolled_back", "failed", "succeeded"],
+    )?;
+    assert_ne!(done["state"], "succeeded", "{done:#}");
+    let steps = done["steps"].as_array().unwrap();
+    let dns_step = steps
+        .iter()
+        .find(|s| !s["error"].is_null())
+        .unwrap_or_else(|| panic!("a failed step: {:#}", done["steps"]));
+    assert!(
+        dns_step["kind"].as_str().unwrap().starts_with("dns."),
+        "{dns_step:#}"
+    );
+    assert!(
+        dns_step["error"]
+            .as_str()
+            .unwrap()
+            .contains("TSIG authentication failed"),
+        "{dns_step:#}"
+    );
+    // Connection strings restored, nothing half-applied; DNS untouched; khartoum writable again.
+    assert_eq!(
+        std::fs::read_to_string(w.topo.base_dir().join("app/database.env"))?,
+        env_before
+    );
+    let shown = w.topo.pgbouncer().admin("SHOW DATABASES")?;
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("nilecare|") && l.contains(&khartoum.to_string())),
+        "{shown}"
+    );
+    for a in answers(&w, &format!("db.{ZONE}")) {
+        assert_eq!(a, vec![khartoum]);
+    }
+    w.topo.postgres_primary().psql(
+        "CREATE TABLE IF NOT EXISTS after_rollback(x int); INSERT INTO after_rollback VALUES (1)",
+    )?;
+    for s in ["swap-app-env", "swap-pgbouncer", "fence-khartoum-pg"] {
+        let st = steps.iter().find(|x| x["id"] == s).unwrap();
+        assert_eq!(st["state"], "rolled_back", "{st:#}");
+    }
+    // The promotions cannot be undone: the state says so instead of pretending.
+    let timeline = done["timeline"].to_string();
+    assert!(
+        timeline.contains("promote-port-sudan-pg"),
+        "irreversible steps are named: {timeline}"
+    );
+    finish(w)
+}
