@@ -88,14 +88,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
             Ok(c) => {
-                println!(
-                    "{}: OK ({} sites, {} services, store {})",
-                    file.display(),
-                    c.sites.len(),
-                    c.services.len(),
-                    c.store.display()
-                );
-                ExitCode::SUCCESS
+                let catalog = niledr_orchestrator::world::catalog(&c);
+                match niledr_orchestrator::engine::load_runbooks(&c, &catalog) {
+                    Ok(runbooks) => {
+                        println!(
+                            "{}: OK ({} sites, {} services, {} runbooks, store {})",
+                            file.display(),
+                            c.sites.len(),
+                            c.services.len(),
+                            runbooks.len(),
+                            c.store.display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");

@@ -130,7 +130,15 @@ impl Engine {
         let pre = niledr_runbooks::preconditions(&runbook, &world);
         let id = uuid::Uuid::now_v7().to_string();
         let mut machine = Machine::new(&runbook);
-        let record = self.new_record(&id, who, &runbook, reason, &plan, &pre, &machine);
+        let record = self.new_record(super::NewRecord {
+            id: &id,
+            who,
+            runbook: &runbook,
+            reason,
+            plan: &plan,
+            pre: &pre,
+            machine: &machine,
+        });
         // Journal the proposal, then submit it for approval.
         let _ = &mut machine;
         self.live.insert(

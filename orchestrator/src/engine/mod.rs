@@ -51,6 +51,17 @@ pub enum EngineEvent {
     },
 }
 
+/// What a new execution record is made of.
+struct NewRecord<'a> {
+    id: &'a str,
+    who: &'a PrincipalView,
+    runbook: &'a Runbook,
+    reason: &'a str,
+    plan: &'a niledr_runbooks::Plan,
+    pre: &'a niledr_runbooks::Preconditions,
+    machine: &'a Machine,
+}
+
 pub struct LoadedRunbook {
     pub runbook: Runbook,
     pub file: PathBuf,
@@ -447,10 +458,9 @@ impl Engine {
             .live
             .get(id)
             .is_some_and(|l| l.machine.state().is_terminal())
+            && let Some(l) = self.live.remove(id)
         {
-            if let Some(l) = self.live.remove(id) {
-                tracing::info!(%id, state = %l.machine.state(), "execution ended");
-            }
+            tracing::info!(%id, state = %l.machine.state(), "execution ended");
         }
         Ok(())
     }
@@ -714,16 +724,8 @@ impl Engine {
         }
     }
 
-    fn new_record(
-        &self,
-        id: &str,
-        who: &PrincipalView,
-        runbook: &Runbook,
-        reason: &str,
-        plan: &niledr_runbooks::Plan,
-        pre: &niledr_runbooks::Preconditions,
-        machine: &Machine,
-    ) -> ExecutionRecordV1 {
+    fn new_record(&self, p: NewRecord<'_>) -> ExecutionRecordV1 {
+        let NewRecord { id, who, runbook, reason, plan, pre, machine } = p;
         ExecutionRecordV1 {
             v: 1,
             id: id.to_string(),
