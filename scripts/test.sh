@@ -11,9 +11,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The crash-safety suite SIGKILLs niledr at failpoints, which exist only with this feature; the
+# same feature set for build and test keeps cargo from rebuilding niledr without it.
+FEATURES=(--features niledr-orchestrator/failpoints)
 echo "== build binaries used by the end-to-end tests"
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --locked "${FEATURES[@]}"
 echo "== tests"
-# Each end-to-end test starts its own topology (two PostgreSQL servers, two Redis, Knot, nginx):
-# two at a time fits a 2-core machine.
-cargo test --workspace --locked -- --test-threads=2
+# Each end-to-end test starts its own topology (two PostgreSQL servers, two Redis, Knot DNS,
+# PgBouncer, nginx): two at a time fits a 2-core machine.
+cargo test --workspace --locked "${FEATURES[@]}" -- --test-threads=2

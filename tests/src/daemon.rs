@@ -60,6 +60,18 @@ pub struct Niledr {
 impl Niledr {
     /// Start `niledr serve --config CONFIG`, logging to `log` (appended), and wait for /healthz.
     pub fn start(config: &Path, listen: SocketAddr, log: &Path) -> Result<Niledr> {
+        Self::start_env(config, listen, log, &[], false)
+    }
+
+    /// Like `start`, with extra environment (e.g. `NILEDR_FAILPOINTS`). With `may_crash`, a
+    /// daemon killed by a failpoint before it answered is returned rather than an error.
+    pub fn start_env(
+        config: &Path,
+        listen: SocketAddr,
+        log: &Path,
+        env: &[(&str, &str)],
+        may_crash: bool,
+    ) -> Result<Niledr> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -70,6 +82,7 @@ impl Niledr {
             .args(["serve", "--config"])
             .arg(config)
             .env("NILEDR_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
@@ -83,12 +96,36 @@ impl Niledr {
         let deadline = Instant::now() + Duration::from_secs(30);
         wait_until(deadline, || {
             if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                if may_crash {
+                    return Ok(true);
+                }
                 bail!("niledr exited with {status}:\n{}", log_tail(&d.log, 30));
             }
             Ok(http_get(listen, "/healthz").is_ok_and(|r| r.status == 200))
         })
         .with_context(|| format!("niledr did not answer /healthz:\n{}", log_tail(&d.log, 30)))?;
         Ok(d)
+    }
+
+    /// Wait for the process to end on its own (a failpoint's SIGKILL); returns its status.
+    pub fn wait_exit(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("niledr is not running")
+        };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "niledr still running after {within:?}:\n{}",
+                    log_tail(&self.log, 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {

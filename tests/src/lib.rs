@@ -28,6 +28,7 @@ pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod scenario;
 pub mod summary;
 pub mod topology;
 pub mod util;

@@ -4,101 +4,29 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use niledr_tests::daemon::{Niledr, People, create_people, free_listen_addr};
-use niledr_tests::{ConfigOptions, Layout, Site, Topology, ZONE};
+use niledr_tests::daemon::Niledr;
+use niledr_tests::scenario::{self, World, start, start_with};
+use niledr_tests::{Site, ZONE};
 use serde_json::json;
 
 const FAILOVER: &str = "failover-khartoum-to-port-sudan";
 
-struct World {
-    topo: Topology,
-    niledr: Niledr,
-    people: People,
-    runbooks: PathBuf,
-}
-
 /// ERROR lines these tests may cause on purpose (a rollback that leaves irreversible steps).
 const ALLOWED_ERRORS: &[&str] = &["NEEDS AN OPERATOR"];
 
-fn copy_runbooks(to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/nilecare");
-    for e in std::fs::read_dir(from)? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, to.join(p.file_name().unwrap()))?;
-        }
-    }
-    Ok(())
-}
-
-fn start_with(edit_config: impl FnOnce(&Topology, String) -> Result<String>) -> Result<World> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
-    let runbooks = topo.base_dir().join("runbooks");
-    copy_runbooks(&runbooks)?;
-    let people = create_people(&topo.base_dir().join("users.toml"))?;
-    let listen = free_listen_addr()?;
-    let opts = ConfigOptions {
-        runbook_dir: Some(runbooks.clone()),
-        ..ConfigOptions::with_listen(listen)
-    };
-    let config = topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?;
-    let text = edit_config(&topo, std::fs::read_to_string(&config)?)?;
-    std::fs::write(&config, text)?;
-    let niledr = Niledr::start(&config, listen, &topo.base_dir().join("niledr.log"))?;
-    niledr.wait_json("/readyz", Duration::from_secs(30), |v| {
-        v["status"] == "ready"
-    })?;
-    // Replication settled before any fault, so the lag gate has a measurement.
-    niledr.wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
-        s["replication"]["lag_bytes"] == 0 && s["status"] == "up"
-    })?;
-    Ok(World {
-        topo,
-        niledr,
-        people,
-        runbooks,
-    })
-}
-
-fn start() -> Result<World> {
-    start_with(|_, t| Ok(t))
-}
-
-fn finish(w: World) -> Result<()> {
-    let errors = w.niledr.unexpected_errors(ALLOWED_ERRORS)?;
-    assert!(
-        errors.is_empty(),
-        "unexpected ERROR lines:\n{}",
-        errors.join("\n")
-    );
-    let (status, v) = w.niledr.get("/api/v1/audit/verify")?;
-    assert_eq!(status, 200, "{v:#}");
-    w.niledr.stop()?;
-    Ok(())
+fn approve(w: &World, id: &str, token: &str, digest: &str) -> Result<(u16, serde_json::Value)> {
+    scenario::approve(&w.niledr, id, token, digest)
 }
 
 fn propose(w: &World, runbook: &str, token: &str) -> Result<serde_json::Value> {
-    let (status, body) = w.niledr.post(
-        "/api/v1/executions",
-        Some(token),
-        &json!({ "runbook": runbook, "reason": "end-to-end test" }),
-    )?;
-    assert_eq!(status, 201, "{body:#}");
-    assert_eq!(body["state"], "awaiting_approval", "{body:#}");
-    Ok(body)
+    scenario::propose(&w.niledr, runbook, token)
 }
 
-fn approve(w: &World, id: &str, token: &str, digest: &str) -> Result<(u16, serde_json::Value)> {
-    w.niledr.post(
-        &format!("/api/v1/executions/{id}/approvals"),
-        Some(token),
-        &json!({ "decision": "approve", "comment": "read the plan", "plan_digest": digest }),
-    )
+fn finish(w: World) -> Result<()> {
+    scenario::finish(w, ALLOWED_ERRORS)
 }
 
 fn answers(w: &World, name: &str) -> Vec<Vec<std::net::Ipv4Addr>> {
@@ -359,15 +287,18 @@ fn approval_rules_are_enforced() -> Result<()> {
 
 #[test]
 fn wrong_tsig_key_fails_the_dns_step_and_rolls_back_honestly() -> Result<()> {
-    let w = start_with(|topo, text| {
-        let wrong = topo.base_dir().join("wrong.tsig");
-        std::fs::write(
-            &wrong,
-            "key \"niledr-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"d3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nMTI=\";\n};\n",
-        )?;
-        let right = topo.tsig_key_file().display().to_string();
-        Ok(text.replace(&right, &wrong.display().to_string()))
-    })?;
+    let w = start_with(
+        |topo, text| {
+            let wrong = topo.base_dir().join("wrong.tsig");
+            std::fs::write(
+                &wrong,
+                "key \"niledr-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"d3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nMTI=\";\n};\n",
+            )?;
+            let right = topo.tsig_key_file().display().to_string();
+            Ok(text.replace(&right, &wrong.display().to_string()))
+        },
+        &[],
+    )?;
     let khartoum = w.topo.layout().ip(Site::Khartoum);
     let env_before = std::fs::read_to_string(w.topo.base_dir().join("app/database.env"))?;
     let ex = propose(&w, FAILOVER, &w.people.operator)?;

@@ -725,7 +725,15 @@ impl Engine {
     }
 
     fn new_record(&self, p: NewRecord<'_>) -> ExecutionRecordV1 {
-        let NewRecord { id, who, runbook, reason, plan, pre, machine } = p;
+        let NewRecord {
+            id,
+            who,
+            runbook,
+            reason,
+            plan,
+            pre,
+            machine,
+        } = p;
         ExecutionRecordV1 {
             v: 1,
             id: id.to_string(),
