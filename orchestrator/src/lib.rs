@@ -5,6 +5,7 @@ pub mod actions;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event_loop;

@@ -1,4 +1,5 @@
-//! The `niledr` command line: serve, check-config, audit verify.
+//! The `niledr` command line: serve, check-config, user add, audit verify, and the API
+//! client subcommands (plan, runbooks, executions, propose, approve, ...; see `cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Talk to a running daemon (plan, propose, approve, ...).
+    #[command(flatten)]
+    Remote(niledr_orchestrator::cli::RemoteCommand),
 }
 
 #[derive(Subcommand)]
@@ -73,6 +77,7 @@ enum AuditCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Remote(cmd) => niledr_orchestrator::cli::run(cmd),
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(c)
                 if c.users_file

@@ -6,15 +6,15 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
-use crate::bins::Binaries;
+use crate::bins::{Binaries, pg_bindir, postgres_owner};
 use crate::layout::Site;
 use crate::process::{Component, ProcessSpec};
-use crate::util::{Owner, append_file, make_dir, run_capture, run_logged};
+use crate::util::{Owner, append_file, make_dir, run_capture, run_logged, wait_until, write_file};
 
 /// The superuser (and replication user) initdb creates.
 pub const PG_USER: &str = "niledr";
@@ -161,6 +161,193 @@ impl Postgres {
     pub fn wal_lsn(&self) -> Result<String> {
         self.psql("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END")
     }
+
+    /// `default_transaction_read_only` as a new session sees it (niledr's read-only fence).
+    pub fn is_read_only(&self) -> Result<bool> {
+        Ok(self.psql("SHOW default_transaction_read_only")? == "on")
+    }
+
+    /// Standby only: `host:port` its WAL receiver streams from, if it is streaming.
+    pub fn streaming_from(&self) -> Result<Option<String>> {
+        let s = self.psql(
+            "SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        )?;
+        Ok(Some(s).filter(|s| !s.is_empty()))
+    }
+
+    /// `application_name` it uses as a standby (its site's name, as the harness's standby).
+    pub fn application_name(&self) -> String {
+        self.site()
+            .map_or_else(|| self.name().to_string(), |s| s.name().to_string())
+    }
+
+    /// Name of the physical replication slot this server streams from when it is a standby.
+    pub fn slot_name(&self) -> String {
+        self.application_name().replace('-', "_")
+    }
+
+    /// What an operator does before a failback: turn this server (a former primary, or any
+    /// server) into a streaming standby of `primary`, the way the runbooks' manual steps
+    /// describe. Stops it cleanly, re-seeds its data directory with `method`, points it at
+    /// `primary` through a physical replication slot (re-created there), starts it and waits
+    /// until `primary` sees it streaming. Runs the PostgreSQL tools as the `postgres` user.
+    pub fn reseed_as_standby_of(&self, primary: &Postgres, method: Reseed) -> Result<Reseeded> {
+        let t0 = Instant::now();
+        let bindir = pg_bindir()?;
+        let owner = postgres_owner()?;
+        let root = self
+            .data_dir
+            .parent()
+            .context("data dir has no parent")?
+            .to_path_buf();
+        let logs = self
+            .log_path()
+            .parent()
+            .context("log has no directory")?
+            .to_path_buf();
+        let app = self.application_name();
+        let slot = self.slot_name();
+        let up = primary.address();
+        let command = |program: &str| {
+            let mut cmd = Command::new(bindir.join(program));
+            cmd.current_dir(&root).env("PGPASSWORD", self.password());
+            if let Some(o) = owner {
+                std::os::unix::process::CommandExt::uid(&mut cmd, o.uid);
+                std::os::unix::process::CommandExt::gid(&mut cmd, o.gid);
+            }
+            cmd
+        };
+
+        // A clean shutdown (pg_rewind needs one; a base backup replaces everything anyway).
+        self.stop()?;
+        let stopped = t0.elapsed();
+        // A fresh slot on the new primary: an old one (e.g. from before a switchover) would
+        // hold a stale position, or be in use by nobody and pin WAL forever.
+        primary.psql(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = '{slot}' AND NOT active; \
+             SELECT pg_create_physical_replication_slot('{slot}', true) \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
+        ))?;
+        let log = logs.join(format!("{}-reseed.log", self.name()));
+        match method {
+            Reseed::Rewind => {
+                let mut cmd = command("pg_rewind");
+                cmd.arg("--target-pgdata")
+                    .arg(&self.data_dir)
+                    .arg(format!(
+                        "--source-server=host={} port={} user={PG_USER} dbname=postgres",
+                        up.ip(),
+                        up.port()
+                    ))
+                    .args(["--write-recovery-conf", "--no-sync", "--progress"]);
+                run_logged(
+                    &format!("{}: pg_rewind", self.name()),
+                    cmd,
+                    &log,
+                    Duration::from_secs(300),
+                )?;
+            }
+            Reseed::BaseBackup => {
+                std::fs::remove_dir_all(&self.data_dir)
+                    .with_context(|| format!("removing {}", self.data_dir.display()))?;
+                make_dir(&self.data_dir, 0o700, owner)?;
+                let mut cmd = command("pg_basebackup");
+                cmd.arg("-D")
+                    .arg(&self.data_dir)
+                    .args([
+                        "-R",
+                        "-S",
+                        &slot,
+                        "-X",
+                        "stream",
+                        "-c",
+                        "fast",
+                        "-w",
+                        "--no-sync",
+                    ])
+                    .args([
+                        "-h",
+                        &up.ip().to_string(),
+                        "-p",
+                        &up.port().to_string(),
+                        "-U",
+                        PG_USER,
+                    ]);
+                run_logged(
+                    &format!("{}: pg_basebackup", self.name()),
+                    cmd,
+                    &log,
+                    Duration::from_secs(300),
+                )?;
+            }
+        }
+        let copied = t0.elapsed();
+        // The configuration came from the primary: this instance's address wins again, and
+        // it follows the primary (pg_rewind reports "no rewind required" without writing
+        // standby.signal when the histories did not diverge).
+        append_file(
+            &self.data_dir.join("postgresql.conf"),
+            &PgSetup::instance_settings(self.address(), &self.socket_dir),
+        )?;
+        append_file(
+            &self.data_dir.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host={} port={} user={PG_USER} password={} application_name={app}'\n\
+                 primary_slot_name = '{slot}'\n",
+                up.ip(),
+                up.port(),
+                self.password(),
+            ),
+        )?;
+        write_file(&self.data_dir.join("standby.signal"), "", 0o600, owner)?;
+        self.start()?;
+        let mut last = String::new();
+        wait_until(Instant::now() + Duration::from_secs(60), || {
+            let streaming = primary.streaming_replicas().map(|r| r.contains(&app));
+            let recovering = self.is_in_recovery();
+            last = format!("streaming: {streaming:?}, in recovery: {recovering:?}");
+            Ok(matches!((streaming, recovering), (Ok(true), Ok(true))))
+        })
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: not streaming from {} within 60 s ({last}); log:\n{}",
+                self.name(),
+                primary.name(),
+                self.log_tail(20)
+            )
+        })?;
+        Ok(Reseeded {
+            method,
+            stopped,
+            copied: copied - stopped,
+            streaming: t0.elapsed() - copied,
+            total: t0.elapsed(),
+        })
+    }
+}
+
+/// How to re-seed a server as a standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseed {
+    /// `pg_rewind --source-server` (needs `wal_log_hints`, set by the harness): copies only
+    /// what changed since the histories diverged.
+    Rewind,
+    /// Wipe the data directory and take a fresh `pg_basebackup -R -S SLOT`.
+    BaseBackup,
+}
+
+/// What a re-seed took.
+#[derive(Debug, Clone, Copy)]
+pub struct Reseeded {
+    pub method: Reseed,
+    /// Clean shutdown of the server.
+    pub stopped: Duration,
+    /// pg_rewind or pg_basebackup.
+    pub copied: Duration,
+    /// Start until the primary sees it streaming.
+    pub streaming: Duration,
+    pub total: Duration,
 }
 
 /// Everything the PostgreSQL set-up steps share.
@@ -274,6 +461,7 @@ impl PgSetup<'_> {
                 "\n# niledr harness: replication and archiving\n\
                  wal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n\
                  wal_keep_size = 64MB\nwal_receiver_status_interval = 1s\n\
+                 wal_log_hints = on\n\
                  archive_mode = on\narchive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'\n\
                  shared_buffers = 16MB\nmax_connections = 50\nlog_line_prefix = '%m [%p] '\n{}",
                 Self::instance_settings(address, &dirs.socket)

@@ -212,6 +212,124 @@ pub async fn observe(target: &PgTarget) -> Result<PgState> {
 }
 
 // ---------------------------------------------------------------------------------------
+// replication (whom a standby streams from, measured live)
+
+/// A standby's WAL receiver as the standby itself reports it, and its lag against one
+/// given upstream (both read now, not from the probes, whose config names one fixed
+/// upstream per service: after a switchover the replication direction is reversed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replication {
+    pub in_recovery: bool,
+    /// `pg_stat_wal_receiver.status` (`streaming`, ...); `None` without a WAL receiver.
+    pub receiver_status: Option<String>,
+    /// `sender_host:sender_port` of the WAL receiver.
+    pub sender: Option<String>,
+    /// The sender is `upstream` (same host and port).
+    pub from_upstream: bool,
+    pub replay_lsn: Option<Lsn>,
+    /// `upstream`'s current position (received position if it is itself a standby).
+    pub upstream_lsn: Option<Lsn>,
+    pub lag_bytes: Option<u64>,
+}
+
+impl Replication {
+    /// In recovery and streaming from `upstream`.
+    pub fn streaming(&self) -> bool {
+        self.in_recovery
+            && self.from_upstream
+            && self.receiver_status.as_deref() == Some("streaming")
+    }
+}
+
+impl fmt::Display for Replication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.in_recovery {
+            return write!(f, "not in recovery");
+        }
+        write!(
+            f,
+            "WAL receiver {} from {}, lag {}",
+            self.receiver_status.as_deref().unwrap_or("absent"),
+            self.sender.as_deref().unwrap_or("nobody"),
+            self.lag_bytes
+                .map_or("unknown".to_string(), |b| format!("{b} bytes"))
+        )
+    }
+}
+
+/// The sender (`host`, `port`) a standby's WAL receiver is connected to, if it has one.
+pub async fn wal_sender(standby: &PgTarget) -> Result<Option<(String, u16)>> {
+    let r = receiver(standby).await?;
+    Ok(r.2.zip(r.3))
+}
+
+type ReceiverRow = (
+    bool,
+    Option<String>,
+    Option<String>,
+    Option<u16>,
+    Option<Lsn>,
+);
+
+async fn receiver(standby: &PgTarget) -> Result<ReceiverRow> {
+    let mut conn = standby.connect().await?;
+    let row: (
+        bool,
+        Option<String>,
+        Option<String>,
+        Option<i32>,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT pg_is_in_recovery(), \
+             (SELECT status FROM pg_stat_wal_receiver), \
+             (SELECT sender_host FROM pg_stat_wal_receiver), \
+             (SELECT sender_port FROM pg_stat_wal_receiver), \
+             pg_last_wal_replay_lsn()::text",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .with_context(|| format!("{standby}: reading pg_stat_wal_receiver"))?;
+    let _ = conn.close().await;
+    let replay = row.4.map(|s| s.parse()).transpose()?;
+    Ok((
+        row.0,
+        row.1,
+        row.2,
+        row.3.and_then(|p| u16::try_from(p).ok()),
+        replay,
+    ))
+}
+
+/// Is `standby` streaming from `upstream`, and how far behind it is it?
+pub async fn replication(standby: &PgTarget, upstream: &PgTarget) -> Result<Replication> {
+    let (in_recovery, receiver_status, host, port, replay_lsn) = receiver(standby).await?;
+    let from_upstream =
+        host.as_deref() == Some(upstream.host.as_str()) && port == Some(upstream.port);
+    let sender = host.map(|h| format!("{h}:{}", port.unwrap_or_default()));
+    let up = observe(upstream)
+        .await
+        .with_context(|| format!("upstream {upstream}"))?;
+    let upstream_lsn = if up.in_recovery {
+        up.receive_lsn
+    } else {
+        Some(up.lsn)
+    };
+    let lag_bytes = match (upstream_lsn, replay_lsn) {
+        (Some(u), Some(r)) if in_recovery => Some(u.0.saturating_sub(r.0)),
+        _ => None,
+    };
+    Ok(Replication {
+        in_recovery,
+        receiver_status,
+        sender,
+        from_upstream,
+        replay_lsn,
+        upstream_lsn,
+        lag_bytes,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
 // check_lag
 
 /// Result of the lag guard. A guard that does not hold is data, not an error.

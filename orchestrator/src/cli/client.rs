@@ -200,7 +200,7 @@ impl Client {
         if e.is_connect() {
             return CliError::Unreachable {
                 url: self.base.to_string(),
-                cause: chain(&e),
+                cause: root_cause(&e),
             };
         }
         CliError::Other(format!("request to {url} failed: {}", chain(&e)))
@@ -225,6 +225,15 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+/// The innermost cause ("Connection refused (os error 111)").
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(s) = cur.source() {
+        cur = s;
+    }
+    cur.to_string()
 }
 
 fn shorten(s: &str) -> String {

@@ -89,7 +89,7 @@ impl Engine {
         Ok(execution_view(&rec))
     }
 
-    fn create(
+    pub(super) fn create(
         &mut self,
         who: &PrincipalView,
         name: &str,
@@ -165,7 +165,7 @@ impl Engine {
             .live
             .get(&id)
             .is_some_and(|l| l.runbook.approval.auto_approve);
-        if auto && who.name == "niledr-trigger" {
+        if auto && who.name == super::triggers::TRIGGER {
             self.note(
                 &id,
                 "auto_approved",

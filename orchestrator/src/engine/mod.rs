@@ -5,6 +5,7 @@
 
 mod commands;
 pub mod steps;
+mod triggers;
 mod view;
 
 use std::collections::BTreeMap;
@@ -121,6 +122,8 @@ pub struct Engine {
     rt: tokio::runtime::Handle,
     ctx: Arc<StepContext>,
     events: broadcast::Sender<StatusEventView>,
+    /// Runbook → the start of the outage it last proposed for (one proposal per outage).
+    triggered: BTreeMap<String, u64>,
 }
 
 /// Engine-internal errors surface in the loop as anyhow errors.
@@ -165,6 +168,7 @@ impl Engine {
             rt: d.rt,
             ctx,
             events: d.events,
+            triggered: BTreeMap::new(),
         }
     }
 
@@ -305,6 +309,7 @@ impl Engine {
 
     /// Timer: expire proposals whose approval window passed.
     pub fn tick(&mut self) -> Result<()> {
+        self.check_triggers();
         let now = now_ms();
         let expired: Vec<String> = self
             .live

@@ -167,7 +167,13 @@ pub async fn run(
             max_lag_seconds,
         } => {
             let standby = ctx.pg(service)?;
-            let upstream = upstream_of(ctx, service)?;
+            // Whom it streams from right now; the config's `upstream` when it does not stream
+            // (the primary is down). After a switchover the direction is reversed, so the
+            // static config alone would measure against the wrong server.
+            let upstream = match live_upstream(ctx, service).await {
+                Some(u) => u,
+                None => upstream_of(ctx, service)?,
+            };
             let primary = ctx.pg(&upstream)?;
             let r = actions::postgres::check_lag(
                 &standby,
@@ -388,6 +394,26 @@ fn tsig_fatal(e: anyhow::Error) -> StepError {
     StepError { error, retryable }
 }
 
+/// The configured PostgreSQL service `service`'s WAL receiver is connected to, if any.
+async fn live_upstream(ctx: &StepContext, service: &str) -> Option<String> {
+    let (host, port) = actions::postgres::wal_sender(&ctx.pg(service).ok()?)
+        .await
+        .ok()??;
+    ctx.config
+        .services
+        .iter()
+        .find_map(|(id, s)| match &s.spec {
+            ProbeSpec::Postgres(p)
+                if id != service
+                    && p.endpoint.address.port() == port
+                    && p.endpoint.address.ip().to_string() == host =>
+            {
+                Some(id.clone())
+            }
+            _ => None,
+        })
+}
+
 fn upstream_of(ctx: &StepContext, service: &str) -> Result<String> {
     ctx.config
         .services
@@ -403,46 +429,29 @@ async fn wait(
 ) -> Result<String, StepError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let (ok, seen) = {
-            let model = ctx
-                .shared
-                .model
-                .read()
-                .map_err(|_| fatal("health model unavailable"))?;
-            let status = |id: &str| model.services.get(id).map(|s| (s.status, s.reason.clone()));
-            match until {
-                WaitCondition::ServiceUp { service } => match status(service) {
-                    Some((st, why)) => (st == Status::Up, format!("{service} {st}: {why}")),
+        let (ok, seen) = match until {
+            WaitCondition::Replicating {
+                service,
+                of,
+                lag_below_bytes,
+            } => replicating(ctx, service, of, *lag_below_bytes).await?,
+            WaitCondition::ServiceUp { service } | WaitCondition::ServiceDown { service } => {
+                let model = ctx
+                    .shared
+                    .model
+                    .read()
+                    .map_err(|_| fatal("health model unavailable"))?;
+                let want = if matches!(until, WaitCondition::ServiceUp { .. }) {
+                    Status::Up
+                } else {
+                    Status::Down
+                };
+                match model.services.get(service) {
+                    Some(s) => (
+                        s.status == want,
+                        format!("{service} {}: {}", s.status, s.reason),
+                    ),
                     None => return Err(fatal(format!("unknown service {service}"))),
-                },
-                WaitCondition::ServiceDown { service } => match status(service) {
-                    Some((st, why)) => (st == Status::Down, format!("{service} {st}: {why}")),
-                    None => return Err(fatal(format!("unknown service {service}"))),
-                },
-                WaitCondition::Replicating {
-                    service,
-                    of: _,
-                    lag_below_bytes,
-                } => {
-                    let svc = model.services.get(service);
-                    let lag =
-                        svc.and_then(|s| s.last.as_ref())
-                            .and_then(|r| match &r.observation {
-                                niledr_probes::Observation::Postgres(pg)
-                                    if pg.in_recovery
-                                        && pg.wal_receiver_streaming == Some(true) =>
-                                {
-                                    pg.lag_bytes
-                                }
-                                niledr_probes::Observation::Redis(r)
-                                    if r.master_link_up == Some(true) =>
-                                {
-                                    r.offset_lag
-                                }
-                                _ => None,
-                            });
-                    let ok = lag.is_some_and(|l| lag_below_bytes.is_none_or(|b| l <= b));
-                    (ok, format!("{service} replication lag {lag:?}"))
                 }
             }
         };
@@ -455,6 +464,72 @@ async fn wait(
                 retryable: true,
             });
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(REPLICATION_POLL).await;
     }
+}
+
+/// How often a wait re-checks (a replication check opens connections: not too often).
+const REPLICATION_POLL: Duration = Duration::from_millis(250);
+
+/// Is `service` replicating from `of`, checked live on the servers themselves (the probes'
+/// lag is measured against the config's fixed `upstream`, which a switchover reverses)?
+/// PostgreSQL: in recovery, WAL receiver streaming from `of`'s address, lag against `of`.
+/// Redis: `ROLE` says replica of `of`'s address with the link connected.
+async fn replicating(
+    ctx: &StepContext,
+    service: &str,
+    of: &str,
+    lag_below_bytes: Option<u64>,
+) -> Result<(bool, String), StepError> {
+    if let (Ok(standby), Ok(upstream)) = (ctx.pg(service), ctx.pg(of)) {
+        return Ok(
+            match actions::postgres::replication(&standby, &upstream).await {
+                Ok(r) => {
+                    let ok = r.streaming()
+                        && r.lag_bytes
+                            .is_some_and(|l| lag_below_bytes.is_none_or(|b| l <= b));
+                    (ok, format!("{service}: {r} (of {of} at {upstream})"))
+                }
+                Err(e) => (false, format!("{service}: {e:#}")),
+            },
+        );
+    }
+    let (replica, up) = match (ctx.redis(service), ctx.service_addr(of)) {
+        (Ok(r), Ok(a)) => (r, a),
+        _ => {
+            return Err(fatal(format!(
+                "{service} and {of} are neither both postgres nor both redis services"
+            )));
+        }
+    };
+    let role = match actions::redis::role(&replica).await {
+        Ok(r) => r,
+        Err(e) => return Ok((false, format!("{service}: {e:#}"))),
+    };
+    let linked = matches!(&role, actions::redis::RedisRole::Replica { primary_host, primary_port, link }
+        if *primary_host == up.ip().to_string() && *primary_port == up.port() && link == "connected");
+    // A byte bound needs the probes' offset lag (measured against the config's upstream).
+    let lag = {
+        let model = ctx
+            .shared
+            .model
+            .read()
+            .map_err(|_| fatal("health model unavailable"))?;
+        model
+            .services
+            .get(service)
+            .and_then(|s| s.last.as_ref())
+            .and_then(|r| match &r.observation {
+                niledr_probes::Observation::Redis(r) => r.offset_lag,
+                _ => None,
+            })
+    };
+    let within = match lag_below_bytes {
+        None => true,
+        Some(b) => lag.is_some_and(|l| l <= b),
+    };
+    Ok((
+        linked && within,
+        format!("{service}: {role} (of {of} at {up}), offset lag {lag:?}"),
+    ))
 }

@@ -1,0 +1,372 @@
+//! `niledr` subcommands that talk to a running daemon over its HTTP API: plan, runbooks,
+//! executions, execution, propose, approve, reject, cancel, pause, resume, confirm.
+//! Each takes `--url` / `NILEDR_URL` and `--token-file` / `NILEDR_TOKEN` (see `conn`).
+//! Exit codes: 0 done, 1 the daemon refused or could not be reached, 2 bad usage.
+
+pub mod client;
+pub mod conn;
+pub mod render;
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use niledr_web::types::{ExecutionView, RunbookSummaryView};
+use serde_json::{Value, json};
+
+pub use client::{CliError, Client};
+pub use conn::Connection;
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteCommand {
+    /// Dry-run RUNBOOK: what it would do now (changes nothing).
+    ///
+    /// Every step with its targets, guards (evaluated against live probes), changes
+    /// before → after and rollback; then warnings and the plan digest approvals are bound to.
+    Plan {
+        runbook: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List the runbooks the daemon loaded.
+    Runbooks {
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List executions, newest first, one line each.
+    Executions {
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one execution: state, approvals, steps, timeline.
+    Execution {
+        id: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Propose running RUNBOOK (operator or above); prints the id and plan digest.
+    Propose {
+        runbook: String,
+        /// Why (kept in the audit log and shown to approvers).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Approve execution ID (approver), bound to the plan digest you read.
+    Approve {
+        id: String,
+        /// The plan digest you read (`niledr plan` / `niledr execution`). Without it, the
+        /// digest the daemon holds now is used, and the command says so.
+        #[arg(long, value_name = "D")]
+        digest: Option<String>,
+        /// A comment for the timeline and the audit log.
+        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+        comment: String,
+        /// Approve alone, with a written reason (only where the runbook allows it; audited
+        /// and announced).
+        #[arg(long, value_name = "REASON")]
+        break_glass: Option<String>,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Reject execution ID: a single rejection ends it.
+    Reject {
+        id: String,
+        /// A comment for the timeline and the audit log.
+        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+        comment: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Cancel execution ID (a running one rolls back after its current step).
+    Cancel {
+        id: String,
+        /// A comment for the timeline and the audit log.
+        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+        comment: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Pause execution ID after its current step.
+    Pause {
+        id: String,
+        /// A comment for the timeline and the audit log.
+        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+        comment: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Resume a paused execution ID.
+    Resume {
+        id: String,
+        /// A comment for the timeline and the audit log.
+        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+        comment: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Confirm manual step STEP of execution ID (the checklist item is done).
+    Confirm {
+        id: String,
+        step: String,
+        /// A comment for the timeline and the audit log.
+        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+        comment: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Run one remote subcommand: print its output, or `error: ...` on stderr.
+pub fn run(cmd: RemoteCommand) -> ExitCode {
+    match execute(cmd) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn connect(conn: &Connection, need_token: bool) -> Result<Client, CliError> {
+    let token = if need_token {
+        Some(conn.required_token()?)
+    } else {
+        conn.token()?
+    };
+    Client::new(conn.base_url()?, token)
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    s.push('\n');
+    s
+}
+
+fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
+    match cmd {
+        RemoteCommand::Plan {
+            runbook,
+            json,
+            conn,
+        } => {
+            let c = connect(&conn, false)?;
+            let v = c.get(&["api", "v1", "runbooks", &runbook, "plan"])?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            match serde_json::from_value::<niledr_runbooks::Plan>(v.clone()) {
+                Ok(p) => Ok(render::plan(&p)),
+                // A daemon of another version: still show everything it said.
+                Err(e) => Ok(format!(
+                    "(this plan's format is not the one this niledr knows: {e}; raw JSON follows)\n{}",
+                    pretty(&v)
+                )),
+            }
+        }
+        RemoteCommand::Runbooks { json, conn } => {
+            let c = connect(&conn, false)?;
+            let v = c.get(&["api", "v1", "runbooks"])?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let list: Vec<RunbookSummaryView> = client::decode(v, "runbook list")?;
+            Ok(render::runbooks(&list))
+        }
+        RemoteCommand::Executions { json, conn } => {
+            let c = connect(&conn, false)?;
+            let v = c.get(&["api", "v1", "executions"])?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let list: Vec<ExecutionView> = client::decode(v, "execution list")?;
+            Ok(render::executions(&list))
+        }
+        RemoteCommand::Execution { id, json, conn } => {
+            let c = connect(&conn, false)?;
+            let v = c.get(&["api", "v1", "executions", &id])?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            Ok(render::execution(&client::decode(v, "execution")?))
+        }
+        RemoteCommand::Propose {
+            runbook,
+            reason,
+            json,
+            conn,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(CliError::Usage(
+                    "--reason must say why (approvers and the audit log read it)".into(),
+                ));
+            }
+            let c = connect(&conn, true)?;
+            let v = c.post(
+                &["api", "v1", "executions"],
+                &json!({ "runbook": runbook, "reason": reason }),
+            )?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            Ok(render::proposed(&client::decode(v, "execution")?))
+        }
+        RemoteCommand::Approve {
+            id,
+            digest,
+            comment,
+            break_glass,
+            json,
+            conn,
+        } => {
+            let c = connect(&conn, true)?;
+            if break_glass.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                return Err(CliError::Usage(
+                    "--break-glass needs a written reason".into(),
+                ));
+            }
+            let digest = match digest {
+                Some(d) => d,
+                None => {
+                    let current: ExecutionView =
+                        client::decode(c.get(&["api", "v1", "executions", &id])?, "execution")?;
+                    eprintln!(
+                        "note: no --digest given: approving the plan the daemon holds now, digest {} \
+                         (pass --digest to bind your approval to the plan you read)",
+                        current.plan_digest
+                    );
+                    current.plan_digest
+                }
+            };
+            if let Some(r) = &break_glass {
+                eprintln!(
+                    "BREAK-GLASS: approving {id} alone because: {r} — this is audited and announced"
+                );
+            }
+            let v = c.post(
+                &["api", "v1", "executions", &id, "approvals"],
+                &json!({
+                    "decision": "approve",
+                    "comment": comment,
+                    "plan_digest": digest,
+                    "break_glass_reason": break_glass,
+                }),
+            )?;
+            mutation_output("approved", v, json)
+        }
+        RemoteCommand::Reject {
+            id,
+            comment,
+            json,
+            conn,
+        } => {
+            let c = connect(&conn, true)?;
+            let v = c.post(
+                &["api", "v1", "executions", &id, "approvals"],
+                &json!({ "decision": "reject", "comment": comment }),
+            )?;
+            mutation_output("rejected", v, json)
+        }
+        RemoteCommand::Cancel {
+            id,
+            comment,
+            json,
+            conn,
+        } => control(&conn, &id, "cancel", "cancel requested for", &comment, json),
+        RemoteCommand::Pause {
+            id,
+            comment,
+            json,
+            conn,
+        } => control(&conn, &id, "pause", "pause requested for", &comment, json),
+        RemoteCommand::Resume {
+            id,
+            comment,
+            json,
+            conn,
+        } => control(&conn, &id, "resume", "resumed", &comment, json),
+        RemoteCommand::Confirm {
+            id,
+            step,
+            comment,
+            json,
+            conn,
+        } => {
+            let c = connect(&conn, true)?;
+            let v = c.post(
+                &["api", "v1", "executions", &id, "confirm"],
+                &json!({ "step": step, "comment": comment }),
+            )?;
+            mutation_output(&format!("confirmed step {step} of"), v, json)
+        }
+    }
+}
+
+fn control(
+    conn: &Connection,
+    id: &str,
+    endpoint: &str,
+    verb: &str,
+    comment: &str,
+    json: bool,
+) -> Result<String, CliError> {
+    let c = connect(conn, true)?;
+    let v = c.post(
+        &["api", "v1", "executions", id, endpoint],
+        &json!({ "comment": comment }),
+    )?;
+    mutation_output(verb, v, json)
+}
+
+fn mutation_output(verb: &str, v: Value, json: bool) -> Result<String, CliError> {
+    if json {
+        return Ok(pretty(&v));
+    }
+    let e: ExecutionView = client::decode(v, "execution")?;
+    let mut out = render::outcome_line(verb, &e);
+    let approvals: Vec<String> = e
+        .approvals
+        .iter()
+        .map(|a| format!("{} {} [{}]", a.decision, a.user, a.tags.join(", ")))
+        .collect();
+    if !approvals.is_empty() {
+        out.push_str(&format!("approvals: {}\n", approvals.join("; ")));
+    }
+    Ok(out)
+}

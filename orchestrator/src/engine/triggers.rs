@@ -1,0 +1,59 @@
+//! Runbook triggers: a service down long enough (with the standby's lag within bounds) opens a
+//! proposal for the runbook, once per outage, announced and audited. It runs without people
+//! only when the runbook says `auto_approve = true`.
+
+use niledr_probes::Status;
+use niledr_web::types::PrincipalView;
+
+use super::{Engine, now_ms};
+
+/// The principal proposals opened by triggers are attributed to.
+pub const TRIGGER: &str = "niledr-trigger";
+
+impl Engine {
+    /// Called on every timer tick.
+    pub(super) fn check_triggers(&mut self) {
+        let now = now_ms();
+        let mut due = Vec::new();
+        {
+            let Ok(model) = self.shared.model.read() else { return };
+            for (name, loaded) in &self.runbooks {
+                let Some(t) = &loaded.runbook.trigger else { continue };
+                let Some(svc) = model.services.get(&t.service_down) else { continue };
+                if svc.status != Status::Down {
+                    // The outage is over: the next one may propose again.
+                    self.triggered.remove(name);
+                    continue;
+                }
+                let since = u64::try_from(svc.since.as_millisecond()).unwrap_or(u64::MAX);
+                if now < since.saturating_add(t.for_ms) || self.triggered.get(name) == Some(&since) {
+                    continue;
+                }
+                due.push((name.clone(), since, t.standby.clone(), t.max_standby_lag_bytes, svc.reason.clone()));
+            }
+        }
+        for (name, since, standby, max_lag, why) in due {
+            self.triggered.insert(name.clone(), since);
+            if let (Some(standby), Some(max)) = (&standby, max_lag) {
+                let last = self
+                    .store
+                    .probe_history(standby, 500)
+                    .ok()
+                    .and_then(|h| h.into_iter().find_map(|p| p.lag));
+                match last {
+                    Some(lag) if lag <= max => {}
+                    other => {
+                        tracing::warn!(runbook = %name, "trigger fired but the standby's last lag {other:?} is not within {max} B: no proposal");
+                        continue;
+                    }
+                }
+            }
+            let who = PrincipalView { name: TRIGGER.into(), role: "operator".into(), tags: Vec::new() };
+            let reason = format!("trigger: {why}");
+            match self.create(&who, &name, &reason) {
+                Ok(id) => tracing::warn!(runbook = %name, %id, "trigger opened a failover proposal: {reason}"),
+                Err(e) => tracing::info!(runbook = %name, "trigger did not open a proposal: {e:?}"),
+            }
+        }
+    }
+}
