@@ -19,6 +19,7 @@
 //! ```
 
 pub mod bins;
+pub mod cli_helpers;
 pub mod config;
 pub mod daemon;
 pub mod dns;

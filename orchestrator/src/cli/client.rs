@@ -150,13 +150,15 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
-        let (status, bytes) = self.rt.block_on(async {
-            let resp = req.send().await?;
-            let status = resp.status().as_u16();
-            let bytes = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, bytes))
-        })
-        .map_err(|e| self.transport_error(&url, e))?;
+        let (status, bytes) = self
+            .rt
+            .block_on(async {
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                let bytes = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, bytes))
+            })
+            .map_err(|e| self.transport_error(&url, e))?;
         let json: Result<Value, _> = serde_json::from_slice(&bytes);
         if !(200..300).contains(&status) {
             let message = match &json {

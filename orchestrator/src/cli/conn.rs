@@ -67,9 +67,8 @@ impl Connection {
 }
 
 fn read_token_file(path: &Path) -> Result<String, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::Usage(format!("cannot read token file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read token file {}: {e}", path.display())))?;
     let token = text.trim();
     if token.is_empty() {
         return Err(CliError::Usage(format!(

@@ -12,6 +12,11 @@ fn dur_ms(ms: u64) -> String {
     humantime::format_duration(Duration::from_millis(ms)).to_string()
 }
 
+/// A value on one line: connection strings read from files end in a newline.
+fn one_line(s: &str) -> String {
+    s.trim_end().replace('\n', "\\n")
+}
+
 fn target(t: &Target) -> String {
     match &t.address {
         Some(a) => format!("{} {} ({a})", t.kind, t.id),
@@ -73,7 +78,10 @@ pub fn plan(p: &Plan) -> String {
     if p.ready {
         let _ = writeln!(o, "Ready: yes (no guard fails now)");
     } else {
-        let _ = writeln!(o, "Ready: NO — {failing} guard(s) fail now (see FAIL below)");
+        let _ = writeln!(
+            o,
+            "Ready: NO — {failing} guard(s) fail now (see FAIL below)"
+        );
     }
     let approval = serde_json::to_value(&p.approval).unwrap_or_default();
     let _ = writeln!(o, "Approval: {}", policy(&approval));
@@ -96,10 +104,22 @@ pub fn plan(p: &Plan) -> String {
             let _ = writeln!(o, "    target:  {}", target(t));
         }
         for g in &s.guards {
-            let _ = writeln!(o, "    guard:   {:<7} {} — {}", outcome(g.outcome), g.check, g.why);
+            let _ = writeln!(
+                o,
+                "    guard:   {:<7} {} — {}",
+                outcome(g.outcome),
+                g.check,
+                g.why
+            );
         }
         for c in &s.changes {
-            let _ = writeln!(o, "    change:  {}: {} → {}", c.what, c.before, c.after);
+            let _ = writeln!(
+                o,
+                "    change:  {}: {} → {}",
+                c.what,
+                one_line(&c.before),
+                one_line(&c.after)
+            );
         }
         for n in &s.notes {
             let _ = writeln!(o, "    note:    {n}");
@@ -170,7 +190,7 @@ fn preconditions(o: &mut String, p: &Plan) {
         let _ = writeln!(
             o,
             "  connection string {target}: {}",
-            value.as_deref().unwrap_or("not read")
+            value.as_deref().map_or("not read".into(), one_line)
         );
     }
 }
@@ -262,7 +282,11 @@ pub fn executions(list: &[ExecutionView]) -> String {
     }
     let mut o = String::new();
     for e in list {
-        let approvals = e.approvals.iter().filter(|a| a.decision == "approve").count();
+        let approvals = e
+            .approvals
+            .iter()
+            .filter(|a| a.decision == "approve")
+            .count();
         let required = e
             .plan
             .get("approval")
@@ -290,7 +314,13 @@ pub fn runbooks(list: &[RunbookSummaryView]) -> String {
     }
     let mut o = String::new();
     for r in list {
-        let _ = writeln!(o, "{}  ({} steps; {})", r.name, r.steps, policy(&r.approval));
+        let _ = writeln!(
+            o,
+            "{}  ({} steps; {})",
+            r.name,
+            r.steps,
+            policy(&r.approval)
+        );
         let _ = writeln!(o, "    {}", r.description);
         if !r.services.is_empty() {
             let _ = writeln!(o, "    services: {}", r.services.join(", "));
@@ -306,11 +336,7 @@ pub fn outcome_line(verb: &str, e: &ExecutionView) -> String {
     if let Some(n) = &e.needs_operator {
         let _ = writeln!(o, "NEEDS AN OPERATOR: {n}");
     }
-    if let Some(s) = e
-        .steps
-        .iter()
-        .find(|s| s.state == "waiting_confirmation")
-    {
+    if let Some(s) = e.steps.iter().find(|s| s.state == "waiting_confirmation") {
         let _ = writeln!(
             o,
             "waiting for a person: niledr confirm {} {}  ({})",
