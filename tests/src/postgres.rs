@@ -232,6 +232,10 @@ impl Postgres {
         let log = logs.join(format!("{}-reseed.log", self.name()));
         match method {
             Reseed::Rewind => {
+                // A just-promoted primary's control file still names the old timeline until
+                // its first checkpoint; pg_rewind (15) reads it there and would wrongly say
+                // "no rewind required".
+                primary.psql("CHECKPOINT")?;
                 let mut cmd = command("pg_rewind");
                 cmd.arg("--target-pgdata")
                     .arg(&self.data_dir)

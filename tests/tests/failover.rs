@@ -358,3 +358,51 @@ fn wrong_tsig_key_fails_the_dns_step_and_rolls_back_honestly() -> Result<()> {
     );
     finish(w)
 }
+
+#[test]
+fn drifted_preconditions_void_the_approvals() -> Result<()> {
+    let w = start()?;
+    let ex = propose(
+        &w,
+        "redis-failover-khartoum-to-port-sudan",
+        &w.people.operator,
+    )?;
+    let id = ex["id"].as_str().unwrap().to_string();
+    let digest = ex["plan_digest"].as_str().unwrap().to_string();
+    assert_eq!(approve(&w, &id, &w.people.ic, &digest)?.0, 200);
+    // The world moves between the approvals: someone repoints cache.nilecare.sd. by hand.
+    let port_sudan = w.topo.layout().ip(Site::PortSudan);
+    w.topo.knsupdate(&format!(
+        "update delete cache.{ZONE} A\nupdate add cache.{ZONE} 60 A {port_sudan}\nsend"
+    ))?;
+    w.niledr
+        .wait_service("dns-cache", Duration::from_secs(15), |s| {
+            s["dns"]["matches_expected"] == false
+        })?;
+    let (status, body) = approve(&w, &id, &w.people.lead, &digest)?;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(
+        body["state"], "awaiting_approval",
+        "drift sends it back for fresh approval: {body:#}"
+    );
+    assert!(
+        body["timeline"]
+            .to_string()
+            .contains("preconditions_drifted"),
+        "{body:#}"
+    );
+    assert_eq!(
+        body["approvals"].as_array().map(Vec::len),
+        Some(0),
+        "old approvals void: {body:#}"
+    );
+    assert_eq!(
+        w.topo
+            .redis_replica()
+            .info_field("replication", "role")?
+            .as_deref(),
+        Some("slave"),
+        "nothing ran"
+    );
+    finish(w)
+}

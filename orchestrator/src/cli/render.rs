@@ -69,6 +69,7 @@ pub fn plan(p: &Plan) -> String {
         "Plan for {} ({mode}) — a dry run: nothing was changed.",
         p.runbook
     );
+    let _ = writeln!(o, "Guards are judged on the probes' latest results.");
     let failing = p
         .steps
         .iter()

@@ -74,6 +74,54 @@ fn wipe(dir: &Path) -> Result<()> {
     }
 }
 
+/// Demo people for the sandbox's two-person approvals; their tokens go to DIR/tokens.txt
+/// (mode 0600), since each is shown only once.
+fn demo_people(bin: &std::path::Path, dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let users = dir.join("users.toml");
+    let mut lines = String::new();
+    for (name, role, tag) in [
+        ("amira", "approver", Some("incident_commander")),
+        ("omar", "approver", Some("engineering_lead")),
+        ("khalid", "operator", None),
+        ("nour", "viewer", None),
+    ] {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["user", "add", "--users-file"])
+            .arg(&users)
+            .args([name, "--role", role]);
+        if let Some(t) = tag {
+            cmd.args(["--tag", t]);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {} user add", bin.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "niledr user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        lines.push_str(&format!(
+            "{name}\t{role}\t{}\t{token}\n",
+            tag.unwrap_or("-")
+        ));
+    }
+    let path = dir.join("tokens.txt");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::io::Write::write_all(&mut f, lines.as_bytes())?;
+    println!(
+        "demo people (amira: incident commander, omar: engineering lead, khalid: operator, nour: viewer); tokens in {}",
+        path.display()
+    );
+    Ok(())
+}
+
 fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -102,6 +150,7 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
 
         let mut child = match &niledr {
             Some(bin) => {
+                demo_people(bin, &dir)?;
                 println!(
                     "starting: {} serve --config {}",
                     bin.display(),
