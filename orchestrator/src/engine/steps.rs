@@ -231,18 +231,23 @@ pub async fn run(
         Action::PostgresWaitCaughtUp { service, of } => {
             let r =
                 actions::postgres::wait_caught_up(&ctx.pg(service)?, &ctx.pg(of)?, timeout).await?;
-            Ok(format!("{r:?}"))
+            Ok(format!(
+                "{service} replayed {} ≥ {of}'s {} after {:.1} ms",
+                r.replay_lsn,
+                r.target_lsn,
+                r.waited.as_secs_f64() * 1000.0
+            ))
         }
         Action::RedisPromote { service } => {
             let r = actions::redis::promote(&ctx.redis(service)?).await?;
-            Ok(format!("{r:?}"))
+            Ok(role_change(&r))
         }
         Action::RedisReplicaOf { service, of } => {
             let up = ctx.service_addr(of)?;
             let r =
                 actions::redis::replicaof(&ctx.redis(service)?, &up.ip().to_string(), up.port())
                     .await?;
-            Ok(format!("{r:?}"))
+            Ok(role_change(&r))
         }
         Action::ConnstrSwap { target, to_service } => {
             let (new, t) = ctx.connstr_value(target, to_service)?;
@@ -256,12 +261,33 @@ pub async fn run(
                     let r =
                         actions::connstr::swap_file(path, &old, &new, reload_command.as_deref())
                             .await?;
-                    Ok(format!("{r:?}"))
+                    Ok(format!(
+                        "{}: {} (previous kept as {}){}",
+                        r.path.display(),
+                        if r.already_done {
+                            "already held the new value"
+                        } else {
+                            "swapped"
+                        },
+                        r.previous.display(),
+                        took(r.took)
+                    ))
                 }
                 ConnstrTarget::Pgbouncer { ini, database, .. } => {
                     let admin = admin(t).ok_or_else(|| fatal("pgbouncer admin missing"))?;
                     let r = actions::pgbouncer::swap(ini, database, &old, &new, &admin).await?;
-                    Ok(format!("{r:?}"))
+                    Ok(format!(
+                        "pgbouncer [{}]: {} → {}{}{}",
+                        r.database,
+                        r.before,
+                        r.after,
+                        if r.already_done {
+                            " (already done)"
+                        } else {
+                            ""
+                        },
+                        took(r.took)
+                    ))
                 }
             }
         }
@@ -271,7 +297,14 @@ pub async fn run(
             let r = actions::dns::set_ttl(primary, &dns.zone, name, *ttl, ctx.tsig()?)
                 .await
                 .map_err(tsig_fatal)?;
-            Ok(format!("{r:?}"))
+            Ok(format!(
+                "{} TTL {:?} → {}{}{}",
+                r.name,
+                r.ttl_before,
+                r.ttl_after,
+                if r.already_done { " (already set)" } else { "" },
+                took(r.took)
+            ))
         }
         Action::DnsCutover { name, from, to } => {
             let dns = ctx.dns()?;
@@ -289,13 +322,18 @@ pub async fn run(
             let r = actions::dns::cutover(primary, &dns.zone, name, &old, &new, ttl, ctx.tsig()?)
                 .await
                 .map_err(tsig_fatal)?;
-            Ok(format!("{r:?}"))
+            Ok(cutover(&r))
         }
         Action::DnsVerify { name, expect } => {
             let dns = ctx.dns()?;
             let want = vec![ctx.endpoint_ip(expect)?];
             let r = actions::dns::verify(&dns.servers, name, &want, timeout).await?;
-            Ok(format!("{r:?}"))
+            Ok(format!(
+                "{name} answers {} on all {} authoritative servers; converged in {:.1} ms",
+                addrs(&want),
+                r.per_server.len(),
+                r.converged_in.as_secs_f64() * 1000.0
+            ))
         }
         Action::SqlCheck { name, via } => {
             let dns = ctx.dns()?;
@@ -313,11 +351,17 @@ pub async fn run(
                 &pg.database,
             )
             .await?;
-            Ok(format!("{r:?}"))
+            Ok(format!(
+                "{name} → {} ({}): wrote and read back row {}{}",
+                addrs(&r.resolved),
+                r.server,
+                r.row_id,
+                took(r.resolve_took + r.connect_took + r.write_took)
+            ))
         }
         Action::HttpCheck { url, expect_status } => {
             let r = actions::checks::http_check(url, expect_status.unwrap_or(200)).await?;
-            Ok(format!("{r:?}"))
+            Ok(format!("{url}: HTTP {}{}", r.status, took(r.took)))
         }
         Action::ManualConfirm { item } => Err(fatal(format!(
             "manual step {item:?} is confirmed by a person, not run"
@@ -337,7 +381,11 @@ pub async fn rollback(
     match action {
         Action::PostgresFence { service, .. } => {
             let r = actions::postgres::unfence(&ctx.pg(service)?).await?;
-            Ok(format!("{r:?}"))
+            Ok(format!(
+                "{service} writable again (was read-only: {}){}",
+                r.was_read_only,
+                took(r.took)
+            ))
         }
         Action::ConnstrSwap { target, to_service } => {
             let (new, t) = ctx.connstr_value(target, to_service)?;
@@ -349,12 +397,21 @@ pub async fn rollback(
                 } => {
                     let r = actions::connstr::rollback_file(path, &new, reload_command.as_deref())
                         .await?;
-                    Ok(format!("{r:?}"))
+                    Ok(format!(
+                        "{}: previous value restored{}",
+                        r.path.display(),
+                        took(r.took)
+                    ))
                 }
                 ConnstrTarget::Pgbouncer { ini, database, .. } => {
                     let admin = admin(t).ok_or_else(|| fatal("pgbouncer admin missing"))?;
                     let r = actions::pgbouncer::rollback(ini, database, &new, &admin).await?;
-                    Ok(format!("{r:?}"))
+                    Ok(format!(
+                        "pgbouncer [{}]: restored {}{}",
+                        r.database,
+                        r.after,
+                        took(r.took)
+                    ))
                 }
             }
         }
@@ -374,7 +431,7 @@ pub async fn rollback(
                 actions::dns::cutover(primary, &dns.zone, name, &current, &back, 60, ctx.tsig()?)
                     .await
                     .map_err(tsig_fatal)?;
-            Ok(format!("{r:?}"))
+            Ok(cutover(&r))
         }
         Action::RedisPromote { .. } | Action::PostgresPromote { .. } => Err(fatal(
             "a promotion cannot be undone automatically; plan a failback",
@@ -384,6 +441,46 @@ pub async fn rollback(
             Ok(format!("nothing to undo for {}", other.kind().as_str()))
         }
     }
+}
+
+fn took(d: Duration) -> String {
+    format!(" in {:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn addrs(a: &[Ipv4Addr]) -> String {
+    a.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn cutover(r: &actions::dns::CutoverOutcome) -> String {
+    format!(
+        "{}: {} → {}{}{}",
+        r.name,
+        addrs(&r.before),
+        addrs(&r.after),
+        if r.already_done {
+            " (already done)"
+        } else {
+            ""
+        },
+        took(r.took)
+    )
+}
+
+fn role_change(r: &actions::redis::RoleChange) -> String {
+    format!(
+        "{:?} → {:?}{}{}",
+        r.before,
+        r.after,
+        if r.already_done {
+            " (already done)"
+        } else {
+            ""
+        },
+        took(r.took)
+    )
 }
 
 fn tsig_fatal(e: anyhow::Error) -> StepError {
