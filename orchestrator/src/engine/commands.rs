@@ -50,6 +50,27 @@ impl Engine {
         who: &PrincipalView,
         command: Command,
     ) -> Result<ExecutionView, ApiError> {
+        let what = format!("{command:?}");
+        let r = self.command_inner(who, command);
+        if let Err(e) = &r {
+            // Refused requests are audited too: who tried what, and why it was refused.
+            let entry = crate::store::AuditEvent {
+                actor: &who.name,
+                action: "request.refused",
+                detail: serde_json::json!({ "request": what, "refused": format!("{e:?}") }),
+            };
+            if let Err(err) = self.store.append_audit(vec![entry]) {
+                tracing::error!("audit of a refused request failed: {err:#}");
+            }
+        }
+        r
+    }
+
+    fn command_inner(
+        &mut self,
+        who: &PrincipalView,
+        command: Command,
+    ) -> Result<ExecutionView, ApiError> {
         let id = match command {
             Command::Create(req) => self.create(who, &req.runbook, &req.reason)?,
             Command::Approve { id, request } => {

@@ -124,6 +124,8 @@ pub struct Engine {
     events: broadcast::Sender<StatusEventView>,
     /// Runbook → the start of the outage it last proposed for (one proposal per outage).
     triggered: BTreeMap<String, u64>,
+    /// Audit entries to commit with the next journal write (step intents and outcomes).
+    pending_audit: Vec<(String, String, serde_json::Value)>,
 }
 
 /// Engine-internal errors surface in the loop as anyhow errors.
@@ -169,6 +171,7 @@ impl Engine {
             ctx,
             events: d.events,
             triggered: BTreeMap::new(),
+            pending_audit: Vec::new(),
         }
     }
 
@@ -345,10 +348,15 @@ impl Engine {
     }
 
     /// Persist the record (fsync) with audit entries.
-    fn save(&mut self, id: &str, audit: Vec<(String, String, serde_json::Value)>) -> Result<()> {
+    fn save(
+        &mut self,
+        id: &str,
+        mut audit: Vec<(String, String, serde_json::Value)>,
+    ) -> Result<()> {
         let Some(l) = self.live.get_mut(id) else {
             return Ok(());
         };
+        audit.append(&mut self.pending_audit);
         l.record.state = l.machine.state().name().to_string();
         l.record.machine = serde_json::to_value(&l.machine)?;
         let events = audit
@@ -401,6 +409,11 @@ impl Engine {
                         l.runbook.steps.get(*index).map(|s| &s.action),
                         Some(Action::ManualConfirm { .. })
                     );
+                    audit.push((
+                        "niledr".to_string(),
+                        "step.intent".to_string(),
+                        serde_json::json!({ "id": id, "step": l.runbook.steps.get(*index).map(|s| s.id.clone()), "attempt": attempt }),
+                    ));
                     if let Some(s) = l.record.steps.get_mut(*index) {
                         s.attempts = *attempt;
                         s.intent_at = Some(now_str());
@@ -413,6 +426,11 @@ impl Engine {
                     }
                 }
                 Effect::RollbackStep { index, .. } => {
+                    audit.push((
+                        "niledr".to_string(),
+                        "step.rollback_intent".to_string(),
+                        serde_json::json!({ "id": id, "step": l.runbook.steps.get(*index).map(|s| s.id.clone()) }),
+                    ));
                     if let Some(s) = l.record.steps.get_mut(*index) {
                         s.state = "rolling_back".into();
                         s.intent_at = Some(now_str());
@@ -668,6 +686,21 @@ impl Engine {
             }
             .into();
         }
+        let outcome = l
+            .record
+            .steps
+            .get(index)
+            .map(|s| (s.state.clone(), s.detail.clone(), s.rollback_detail.clone()));
+        self.pending_audit.push((
+            "niledr".to_string(),
+            if rollback {
+                "step.rollback_outcome"
+            } else {
+                "step.outcome"
+            }
+            .to_string(),
+            serde_json::json!({ "id": id, "step": step_id, "outcome": outcome }),
+        ));
         let ev = match (rollback, result) {
             (false, Ok(_)) => MEvent::StepSucceeded { index },
             (false, Err(e)) => MEvent::StepFailed {

@@ -16,20 +16,33 @@ impl Engine {
         let now = now_ms();
         let mut due = Vec::new();
         {
-            let Ok(model) = self.shared.model.read() else { return };
+            let Ok(model) = self.shared.model.read() else {
+                return;
+            };
             for (name, loaded) in &self.runbooks {
-                let Some(t) = &loaded.runbook.trigger else { continue };
-                let Some(svc) = model.services.get(&t.service_down) else { continue };
+                let Some(t) = &loaded.runbook.trigger else {
+                    continue;
+                };
+                let Some(svc) = model.services.get(&t.service_down) else {
+                    continue;
+                };
                 if svc.status != Status::Down {
                     // The outage is over: the next one may propose again.
                     self.triggered.remove(name);
                     continue;
                 }
                 let since = u64::try_from(svc.since.as_millisecond()).unwrap_or(u64::MAX);
-                if now < since.saturating_add(t.for_ms) || self.triggered.get(name) == Some(&since) {
+                if now < since.saturating_add(t.for_ms) || self.triggered.get(name) == Some(&since)
+                {
                     continue;
                 }
-                due.push((name.clone(), since, t.standby.clone(), t.max_standby_lag_bytes, svc.reason.clone()));
+                due.push((
+                    name.clone(),
+                    since,
+                    t.standby.clone(),
+                    t.max_standby_lag_bytes,
+                    svc.reason.clone(),
+                ));
             }
         }
         for (name, since, standby, max_lag, why) in due {
@@ -48,10 +61,16 @@ impl Engine {
                     }
                 }
             }
-            let who = PrincipalView { name: TRIGGER.into(), role: "operator".into(), tags: Vec::new() };
+            let who = PrincipalView {
+                name: TRIGGER.into(),
+                role: "operator".into(),
+                tags: Vec::new(),
+            };
             let reason = format!("trigger: {why}");
             match self.create(&who, &name, &reason) {
-                Ok(id) => tracing::warn!(runbook = %name, %id, "trigger opened a failover proposal: {reason}"),
+                Ok(id) => {
+                    tracing::warn!(runbook = %name, %id, "trigger opened a failover proposal: {reason}")
+                }
                 Err(e) => tracing::info!(runbook = %name, "trigger did not open a proposal: {e:?}"),
             }
         }
