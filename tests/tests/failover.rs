@@ -141,6 +141,24 @@ fn unplanned_failover_with_two_approvals_moves_everything_to_port_sudan() -> Res
     standby.psql(
         "CREATE TABLE IF NOT EXISTS after_failover(x int); INSERT INTO after_failover VALUES (1)",
     )?;
+    // The old primary comes back (it was down when the fence ran): niledr fences it at once, so
+    // it is never given writes again without a failback plan.
+    w.topo.postgres_primary().restart()?;
+    niledr_tests::wait_until(std::time::Instant::now() + Duration::from_secs(20), || {
+        Ok(w.topo
+            .postgres_primary()
+            .psql("SHOW default_transaction_read_only")
+            .is_ok_and(|v| v.trim() == "on"))
+    })?;
+    assert!(
+        w.topo
+            .postgres_primary()
+            .psql("CREATE TABLE split_brain(x int)")
+            .is_err(),
+        "the returning old primary refuses writes"
+    );
+    let log = std::fs::read_to_string(&w.niledr.log)?;
+    assert!(log.contains("making it read-only"), "announced");
     finish(w)
 }
 

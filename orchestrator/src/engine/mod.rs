@@ -4,6 +4,7 @@
 //! one execution per service, and resumes in-doubt steps after a restart.
 
 mod commands;
+mod fencing;
 pub mod steps;
 mod triggers;
 mod view;
@@ -48,6 +49,11 @@ pub enum EngineEvent {
     },
     VerifyDone {
         id: String,
+        result: Result<String, String>,
+    },
+    /// A returning old primary was fenced again.
+    Refenced {
+        service: String,
         result: Result<String, String>,
     },
 }
@@ -126,6 +132,10 @@ pub struct Engine {
     triggered: BTreeMap<String, u64>,
     /// Audit entries to commit with the next journal write (step intents and outcomes).
     pending_audit: Vec<(String, String, serde_json::Value)>,
+    /// Old primaries a succeeded failover fenced: kept read-only if they come back.
+    keep_fenced: std::collections::BTreeSet<String>,
+    /// Service → the up-episode (status `since`, ms) it was last re-fenced in.
+    fencing: BTreeMap<String, i64>,
 }
 
 /// Engine-internal errors surface in the loop as anyhow errors.
@@ -172,6 +182,8 @@ impl Engine {
             events: d.events,
             triggered: BTreeMap::new(),
             pending_audit: Vec::new(),
+            keep_fenced: Default::default(),
+            fencing: Default::default(),
         }
     }
 
@@ -195,6 +207,7 @@ impl Engine {
     /// flight. Steps with intent but no outcome are in doubt; their actions check the world
     /// before acting, so nothing runs twice blindly.
     pub fn resume(&mut self) -> Result<()> {
+        self.refresh_fence_list();
         for rec in self.store.executions()? {
             let machine: Machine = match serde_json::from_value(rec.machine.clone()) {
                 Ok(m) => m,
@@ -294,6 +307,20 @@ impl Engine {
                     self.apply(&id, MEvent::RetryDue { index }).map_err(api)?;
                 }
             }
+            EngineEvent::Refenced { service, result } => {
+                let entry = crate::store::AuditEvent {
+                    actor: "niledr",
+                    action: "fence.returning_primary.outcome",
+                    detail: serde_json::json!({ "service": service, "result": format!("{result:?}") }),
+                };
+                self.store.append_audit(vec![entry])?;
+                match result {
+                    Ok(d) => tracing::warn!(%service, "returning old primary fenced: {d}"),
+                    Err(e) => {
+                        tracing::error!(%service, "could not fence the returning old primary: {e}")
+                    }
+                }
+            }
             EngineEvent::VerifyDone { id, result } => {
                 if self.live.contains_key(&id) {
                     let ev = match result {
@@ -313,6 +340,7 @@ impl Engine {
     /// Timer: expire proposals whose approval window passed.
     pub fn tick(&mut self) -> Result<()> {
         self.check_triggers();
+        self.check_returning_primaries();
         let now = now_ms();
         let expired: Vec<String> = self
             .live
@@ -484,6 +512,7 @@ impl Engine {
             && let Some(l) = self.live.remove(id)
         {
             tracing::info!(%id, state = %l.machine.state(), "execution ended");
+            self.refresh_fence_list();
         }
         Ok(())
     }
