@@ -128,6 +128,11 @@ impl Niledr {
         }
     }
 
+    /// The daemon's base URL, for CLI commands (`NILEDR_URL`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

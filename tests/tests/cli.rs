@@ -5,79 +5,37 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use niledr_tests::cli_helpers::{CliRun, niledr_cli, niledr_command_env};
-use niledr_tests::daemon::{Niledr, People, create_people, free_listen_addr};
-use niledr_tests::{ConfigOptions, Layout, Topology};
+use niledr_tests::daemon::free_listen_addr;
+use niledr_tests::scenario::{self, World};
 
 const REVERT: &str = "dns-revert-to-khartoum";
 const MANUAL_STEP: &str = "confirm-khartoum-primary";
 
-struct World {
-    topo: Topology,
-    niledr: Niledr,
-    people: People,
-    url: String,
-}
-
-fn copy_runbooks(to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/nilecare");
-    for e in std::fs::read_dir(from)? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, to.join(p.file_name().unwrap()))?;
-        }
-    }
-    Ok(())
-}
-
 fn start() -> Result<World> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
-    let runbooks = topo.base_dir().join("runbooks");
-    copy_runbooks(&runbooks)?;
-    let people = create_people(&topo.base_dir().join("users.toml"))?;
-    let listen = free_listen_addr()?;
-    let opts = ConfigOptions {
-        runbook_dir: Some(runbooks),
-        ..ConfigOptions::with_listen(listen)
-    };
-    let config = topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?;
-    let niledr = Niledr::start(&config, listen, &topo.base_dir().join("niledr.log"))?;
-    niledr.wait_json("/readyz", Duration::from_secs(30), |v| {
-        v["status"] == "ready"
-    })?;
-    niledr.wait_service("khartoum-postgres", Duration::from_secs(20), |s| {
-        s["status"] == "up"
-    })?;
-    Ok(World {
-        topo,
-        niledr,
-        people,
-        url: format!("http://{listen}"),
-    })
+    scenario::start()
 }
 
 fn finish(w: World) -> Result<()> {
-    let errors = w.niledr.unexpected_errors(&[])?;
-    assert!(
-        errors.is_empty(),
-        "unexpected ERROR lines:\n{}",
-        errors.join("\n")
-    );
-    let (status, v) = w.niledr.get("/api/v1/audit/verify")?;
-    assert_eq!(status, 200, "{v:#}");
-    w.niledr.stop()?;
-    Ok(())
+    scenario::finish(w, &[])
 }
 
-impl World {
+/// The CLI suite's vocabulary on top of the shared world.
+trait Cli {
+    fn cli(&self, token: Option<&str>, args: &[&str]) -> Result<CliRun>;
+    fn token_file(&self, name: &str, token: &str) -> Result<PathBuf>;
+    fn propose(&self, runbook: &str, reason: &str) -> Result<(String, String)>;
+    fn execution_json(&self, id: &str) -> Result<serde_json::Value>;
+}
+
+impl Cli for World {
     /// `niledr ARGS` as the holder of `token`.
     fn cli(&self, token: Option<&str>, args: &[&str]) -> Result<CliRun> {
-        niledr_cli(&self.url, token, args)
+        niledr_cli(&self.niledr.url(), token, args)
     }
 
     /// A token file only its owner can read, as an engineer keeps it.
@@ -154,7 +112,7 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
             "--token-file",
             ic_file.to_str().unwrap(),
             "--url",
-            &w.url,
+            &w.niledr.url(),
         ],
         &[],
     )?
@@ -369,7 +327,7 @@ fn refusals_and_an_absent_daemon_are_explained() -> Result<()> {
             "cancel",
             "x",
             "--url",
-            &w.url,
+            &w.niledr.url(),
             "--token-file",
             missing.to_str().unwrap(),
         ],

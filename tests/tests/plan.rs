@@ -7,67 +7,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use niledr_tests::cli_helpers::{CliRun, niledr_cli};
-use niledr_tests::daemon::{Niledr, People, create_people, free_listen_addr};
-use niledr_tests::{ConfigOptions, Layout, Site, Topology, ZONE};
+use niledr_tests::scenario::{self, World};
+use niledr_tests::{Site, ZONE};
 use serde_json::Value;
 
 const FAILOVER: &str = "failover-khartoum-to-port-sudan";
 
-struct World {
-    topo: Topology,
-    niledr: Niledr,
-    people: People,
-    runbooks: PathBuf,
-    url: String,
-}
-
-fn copy_runbooks(to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/nilecare");
-    for e in std::fs::read_dir(from)? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, to.join(p.file_name().unwrap()))?;
-        }
-    }
-    Ok(())
-}
-
 fn start() -> Result<World> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
-    let runbooks = topo.base_dir().join("runbooks");
-    copy_runbooks(&runbooks)?;
-    let people = create_people(&topo.base_dir().join("users.toml"))?;
-    let listen = free_listen_addr()?;
-    let opts = ConfigOptions {
-        runbook_dir: Some(runbooks.clone()),
-        ..ConfigOptions::with_listen(listen)
-    };
-    let config = topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?;
-    let niledr = Niledr::start(&config, listen, &topo.base_dir().join("niledr.log"))?;
-    niledr.wait_json("/readyz", Duration::from_secs(30), |v| {
-        v["status"] == "ready"
-    })?;
-    // Every guard has a measurement to judge: replication settled, names answered.
-    niledr.wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
-        s["replication"]["lag_bytes"] == 0 && s["status"] == "up"
-    })?;
-    niledr.wait_service("port-sudan-redis", Duration::from_secs(20), |s| {
-        s["status"] == "up"
-    })?;
-    Ok(World {
-        topo,
-        niledr,
-        people,
-        runbooks,
-        url: format!("http://{listen}"),
-    })
+    scenario::start()
 }
 
 /// Files in `dir` (not recursive), name → bytes, so an added `.prev` or temp file shows too.
@@ -185,7 +137,7 @@ fn snapshot(w: &World) -> Result<BTreeMap<String, String>> {
 }
 
 fn cli(w: &World, token: Option<&str>, args: &[&str]) -> Result<CliRun> {
-    niledr_cli(&w.url, token, args)?.ok()
+    niledr_cli(&w.niledr.url(), token, args)?.ok()
 }
 
 fn plan_api(w: &World, runbook: &str) -> Result<Value> {

@@ -13,15 +13,14 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use niledr_tests::daemon::{Niledr, People, create_people, free_listen_addr};
-use niledr_tests::{ConfigOptions, Layout, Postgres, Reseed, Site, Topology, ZONE, wait_until};
+use niledr_tests::scenario::{self, World};
+use niledr_tests::{Postgres, Reseed, Site, Topology, ZONE, wait_until};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -31,64 +30,15 @@ const FAILBACK: &str = "failback-port-sudan-to-khartoum";
 const CANARY_TABLE: &str = "canary_switchover";
 const CANARY_INSERT: &str = "INSERT INTO canary_switchover (seq) VALUES ($1)";
 
-struct World {
-    topo: Topology,
-    niledr: Niledr,
-    people: People,
-}
-
 /// ERROR lines these tests may cause on purpose: none.
 const ALLOWED_ERRORS: &[&str] = &[];
 
-fn copy_runbooks(to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/nilecare");
-    for e in std::fs::read_dir(from)? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, to.join(p.file_name().unwrap()))?;
-        }
-    }
-    Ok(())
-}
-
 fn start() -> Result<World> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
-    let runbooks: PathBuf = topo.base_dir().join("runbooks");
-    copy_runbooks(&runbooks)?;
-    let people = create_people(&topo.base_dir().join("users.toml"))?;
-    let listen = free_listen_addr()?;
-    let opts = ConfigOptions {
-        runbook_dir: Some(runbooks),
-        ..ConfigOptions::with_listen(listen)
-    };
-    let config = topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?;
-    let niledr = Niledr::start(&config, listen, &topo.base_dir().join("niledr.log"))?;
-    niledr.wait_json("/readyz", Duration::from_secs(30), |v| {
-        v["status"] == "ready"
-    })?;
-    // Replication settled, so the lag gate and the approval snapshot have a measurement.
-    niledr.wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
-        s["replication"]["lag_bytes"] == 0 && s["status"] == "up"
-    })?;
-    Ok(World {
-        topo,
-        niledr,
-        people,
-    })
+    scenario::start()
 }
 
 fn finish(w: World) -> Result<()> {
-    let errors = w.niledr.unexpected_errors(ALLOWED_ERRORS)?;
-    assert!(
-        errors.is_empty(),
-        "unexpected ERROR lines:\n{}",
-        errors.join("\n")
-    );
-    let (status, v) = w.niledr.get("/api/v1/audit/verify")?;
-    assert_eq!(status, 200, "{v:#}");
-    w.niledr.stop()?;
-    Ok(())
+    scenario::finish(w, ALLOWED_ERRORS)
 }
 
 /// Propose as the operator, approve as the incident commander and the engineering lead.
