@@ -82,7 +82,9 @@ fn main() -> ExitCode {
             Ok(c)
                 if c.users_file
                     .as_ref()
-                    .is_some_and(|f| auth::load_users(f).is_err()) =>
+                    // A missing users file is allowed (the daemon warns and refuses every
+                    // mutation); a malformed one is refused.
+                    .is_some_and(|f| f.exists() && auth::load_users(f).is_err()) =>
             {
                 let f = c.users_file.as_deref().unwrap_or(std::path::Path::new(""));
                 let e = auth::load_users(f)
