@@ -60,7 +60,7 @@ function addEvent(ev) {
 }
 
 // ---- executions: what waits for approval, approve/reject after reading the plan, watch live.
-let selected = null;
+let selected = location.hash.slice(1) || null; // #<execution id> opens it
 let shown = "";
 const token = () => sessionStorage.getItem("niledr-token") || "";
 
