@@ -16,49 +16,21 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// An error at a byte span of `source`.
+    /// An error at a byte span of `source` (rendered like a runbook error: one renderer for
+    /// every file niledr reads).
     pub fn at(
         file: &Path,
         source: &str,
         span: Option<Range<usize>>,
         message: impl Into<String>,
     ) -> Self {
-        let message = message.into();
-        let Some(span) = span else {
-            return ConfigError {
-                file: file.to_path_buf(),
-                line: 1,
-                column: 1,
-                message,
-                snippet: None,
-            };
-        };
-        let start = span.start.min(source.len());
-        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_no = source[..start].matches('\n').count() + 1;
-        let line_end = source[start..]
-            .find('\n')
-            .map_or(source.len(), |i| start + i);
-        let text = &source[line_start..line_end];
-        let column = source[line_start..start].chars().count() + 1;
-        let width = source[start..span.end.min(line_end).max(start)]
-            .chars()
-            .count()
-            .max(1);
-        let gutter = line_no.to_string().len();
-        let snippet = format!(
-            "{:gutter$} |\n{line_no} | {text}\n{:gutter$} | {}{}",
-            "",
-            "",
-            " ".repeat(column - 1),
-            "^".repeat(width),
-        );
+        let e = niledr_runbooks::RunbookError::at(file, source, span, message);
         ConfigError {
-            file: file.to_path_buf(),
-            line: line_no,
-            column,
-            message,
-            snippet: Some(snippet),
+            file: e.file,
+            line: e.line,
+            column: e.column,
+            message: e.message,
+            snippet: e.snippet,
         }
     }
 
