@@ -185,8 +185,14 @@ fn approval_rules_are_enforced() -> Result<()> {
     assert_eq!(status, 401);
 
     // The requester (an approver herself) cannot approve her own request.
+    let events = w.niledr.watch_events()?;
     let ex = propose(&w, "dns-revert-to-khartoum", &p.ic)?;
     let id = ex["id"].as_str().unwrap().to_string();
+    // Every transition is announced on the event stream.
+    let ev = events.wait_for(Duration::from_secs(5), |e| {
+        e["scope"] == "execution" && e["id"] == id.as_str()
+    })?;
+    assert_eq!(ev["to"], "awaiting_approval", "{ev:#}");
     let digest = ex["plan_digest"].as_str().unwrap().to_string();
     let (status, body) = approve(&w, &id, &p.ic, &digest)?;
     assert_eq!(status, 403, "{body:#}");
