@@ -29,6 +29,7 @@ pub struct DaemonBackend {
     pub catalog: niledr_runbooks::Catalog,
     pub runbook_files: std::collections::BTreeMap<String, std::path::PathBuf>,
     pub runbook_summaries: Vec<RunbookSummaryView>,
+    pub drills: std::collections::BTreeMap<String, crate::drills::LoadedDrill>,
 }
 
 impl DaemonBackend {
@@ -244,6 +245,14 @@ impl Backend for DaemonBackend {
 
     fn runbooks(&self) -> Vec<RunbookSummaryView> {
         self.runbook_summaries.clone()
+    }
+
+    fn drills(&self) -> Vec<DrillView> {
+        let now = jiff::Timestamp::now();
+        self.drills
+            .values()
+            .map(|d| crate::drills::drill_view(d, now, 3))
+            .collect()
     }
 
     fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError> {

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod drills;
 pub mod engine;
 pub mod event_loop;
 pub mod failpoint;

@@ -96,14 +96,21 @@ fn main() -> ExitCode {
             }
             Ok(c) => {
                 let catalog = niledr_orchestrator::world::catalog(&c);
-                match niledr_orchestrator::engine::load_runbooks(&c, &catalog) {
-                    Ok(runbooks) => {
+                let loaded =
+                    niledr_orchestrator::engine::load_runbooks(&c, &catalog).and_then(|rb| {
+                        let names: Vec<String> = rb.keys().cloned().collect();
+                        niledr_orchestrator::drills::load_drills(&c, &catalog, &names)
+                            .map(|d| (rb, d))
+                    });
+                match loaded {
+                    Ok((runbooks, drills)) => {
                         println!(
-                            "{}: OK ({} sites, {} services, {} runbooks, store {})",
+                            "{}: OK ({} sites, {} services, {} runbooks, {} drills, store {})",
                             file.display(),
                             c.sites.len(),
                             c.services.len(),
                             runbooks.len(),
+                            drills.len(),
                             c.store.display()
                         );
                         ExitCode::SUCCESS

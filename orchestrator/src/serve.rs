@@ -98,6 +98,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .map(|(n, l)| (n.clone(), l.file.clone()))
         .collect();
     let runbook_summaries = crate::engine::Engine::runbook_summaries(&runbooks);
+    let runbook_names: Vec<String> = runbooks.keys().cloned().collect();
+    let drills = crate::drills::load_drills(&config, &catalog, &runbook_names)?;
+    if !drills.is_empty() {
+        tracing::info!(count = drills.len(), "drills loaded");
+    }
     if !config.runbook_dirs.is_empty() {
         tracing::info!(count = runbooks.len(), "runbooks loaded");
         event_loop.engine = Some(crate::engine::Engine::new(
@@ -167,6 +172,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         catalog,
         runbook_files,
         runbook_summaries,
+        drills,
     });
     let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");

@@ -196,6 +196,8 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
             d.canonicalize().unwrap_or(d)
         }
     };
+    let drills_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../drills/nilecare");
+    let drills_dir = drills_dir.canonicalize().unwrap_or(drills_dir);
     let khartoum_pg = layout.postgres(Site::Khartoum)?;
     let app_env = topo.base_dir().join("app").join("database.env");
     if !app_env.exists() {
@@ -211,11 +213,12 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
     let pgb = topo.pgbouncer();
     let _ = write!(
         s,
-        "\n[auth]\nusers_file = {users}\n\n[runbooks]\ndirs = [{rb}]\n\n\
+        "\n[auth]\nusers_file = {users}\n\n[runbooks]\ndirs = [{rb}]\n\n[drills]\ndirs = [{drills}]\n\n\
          [connstr.app-env]\nkind = \"file\"\npath = {env}\ntemplate = {tpl}\n\n\
          [connstr.pgbouncer]\nkind = \"pgbouncer\"\nini = {ini}\ndatabase = {db}\nadmin = {admin}\nuser = {user}\npassword_file = {pw}\n",
         users = qp(&topo.base_dir().join("users.toml")),
         rb = qp(&runbooks_dir),
+        drills = qp(&drills_dir),
         env = qp(&app_env),
         tpl = q(APP_ENV_TEMPLATE),
         ini = qp(pgb.ini_file()),

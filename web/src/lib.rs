@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use types::{
     ApprovalRequest, AuditVerifyView, ConfirmRequest, ControlRequest, CreateExecutionRequest,
-    ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView, SiteView,
-    StatusEventView,
+    DrillView, ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView,
+    SiteView, StatusEventView,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -72,6 +72,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Check `Authorization: Bearer ...`; 401 with a reason when missing or invalid.
     fn authenticate(&self, authorization: Option<&str>) -> Result<PrincipalView, ApiError>;
     fn runbooks(&self) -> Vec<RunbookSummaryView>;
+    /// Drill definitions with their next scheduled runs.
+    fn drills(&self) -> Vec<DrillView>;
     /// A dry run: resolved steps, guards against live probes, before → after, digest.
     fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError>;
     fn executions(&self) -> Result<Vec<ExecutionView>, ApiError>;

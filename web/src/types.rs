@@ -221,3 +221,31 @@ pub struct TimelineView {
     pub event: String,
     pub detail: String,
 }
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DrillView {
+    pub name: String,
+    pub description: String,
+    pub file: String,
+    pub runbook: String,
+    /// Cron (5 fields) in `timezone`; `None`: on demand only.
+    pub schedule: Option<String>,
+    pub timezone: String,
+    /// `live` or `standing`.
+    pub approval: String,
+    pub digest: String,
+    pub scenario: serde_json::Value,
+    pub objectives: serde_json::Value,
+    /// Next scheduled slots: due, or skipped with the reason (blackout).
+    pub upcoming: Vec<DrillSlotView>,
+    /// The verdict of the last run (`met`, `missed`, `aborted`), once drills have run.
+    pub last_verdict: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DrillSlotView {
+    /// Local time in the drill's time zone, with offset and zone.
+    pub at: String,
+    pub due: bool,
+    pub skipped_because: Option<String>,
+}

@@ -36,6 +36,7 @@ pub struct Config {
     pub dns: Option<DnsConfig>,
     pub users_file: Option<PathBuf>,
     pub runbook_dirs: Vec<PathBuf>,
+    pub drill_dirs: Vec<PathBuf>,
     pub connstr: BTreeMap<String, ConnstrTarget>,
 }
 
@@ -239,6 +240,11 @@ impl Loader<'_> {
             .as_ref()
             .map(|r| r.dirs.iter().map(|d| self.resolve(d.get_ref())).collect())
             .unwrap_or_default();
+        let drill_dirs = raw
+            .drills
+            .as_ref()
+            .map(|r| r.dirs.iter().map(|d| self.resolve(d.get_ref())).collect())
+            .unwrap_or_default();
         let mut connstr = BTreeMap::new();
         for (id, c) in &raw.connstr {
             self.check_id(id, "connstr target")?;
@@ -248,6 +254,7 @@ impl Loader<'_> {
         Ok(Config {
             users_file,
             runbook_dirs,
+            drill_dirs,
             connstr,
             path: self.path.to_path_buf(),
             digest: hex::encode(Sha256::digest(self.source.as_bytes())),

@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub dns: Option<Spanned<RawDns>>,
     pub auth: Option<RawAuth>,
     pub runbooks: Option<RawRunbooks>,
+    pub drills: Option<RawRunbooks>,
     #[serde(default)]
     pub connstr: BTreeMap<Spanned<String>, Spanned<RawConnstr>>,
 }

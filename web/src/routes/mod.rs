@@ -35,6 +35,7 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/whoami", get(executions::whoami))
         .route("/api/v1/runbooks", get(executions::runbooks))
+        .route("/api/v1/drills", get(drills))
         .route("/api/v1/runbooks/{name}/plan", get(executions::plan))
         .route(
             "/api/v1/executions",
@@ -154,6 +155,10 @@ async fn audit_verify(State(b): State<SharedBackend>) -> Result<Response, ApiErr
         StatusCode::CONFLICT
     };
     Ok((status, Json(report)).into_response())
+}
+
+async fn drills(State(b): State<SharedBackend>) -> Json<Vec<crate::types::DrillView>> {
+    Json(b.drills())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -103,6 +103,9 @@ impl Backend for FixtureBackend {
     fn runbooks(&self) -> Vec<RunbookSummaryView> {
         vec![]
     }
+    fn drills(&self) -> Vec<DrillView> {
+        vec![]
+    }
     fn plan(&self, runbook: &str) -> Result<serde_json::Value, crate::ApiError> {
         Err(crate::ApiError::NotFound(format!("no runbook {runbook:?}")))
     }
