@@ -377,3 +377,56 @@ fn no_acknowledged_write_lost_when_streaming() -> Result<()> {
     assert!(!rd.rto.outage_observed);
     Ok(())
 }
+
+#[test]
+fn hung_primary_is_noticed_by_timeout() -> Result<()> {
+    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let rt = runtime()?;
+    let ps = topo.layout().ip(Site::PortSudan);
+    let (primary, standby) = (topo.postgres_primary(), topo.postgres_standby());
+    let canary = start_canary(&rt, &topo)?;
+
+    // T0: SIGSTOP — connections stay open, nothing answers (the topology SIGCONTs on drop).
+    let t0 = Instant::now();
+    primary.sigstop()?;
+    rt.block_on(fail_over_postgres(&topo))?;
+    let failed_over = t0.elapsed();
+    let p = canary.acked(Store::Postgres);
+    wait_acked(&canary, Store::Postgres, p + 100, "after failover")?;
+    let log = rt.block_on(canary.stop());
+
+    let m = rt.block_on(measure::measure(&log, t0, Some(&pg_source(standby)), None))?;
+    print(
+        &format!(
+            "hang case (SIGSTOP at T0, promote + cutover done {} after T0):",
+            ms(failed_over)
+        ),
+        &m,
+        &log,
+    );
+    let pg = m.postgres.as_ref().unwrap();
+    let pg_rpo = pg.rpo.as_ref().unwrap();
+    assert_eq!(
+        pg_rpo.lost,
+        own_lost(&log, Store::Postgres, &psql_seqs(standby)?),
+        "measured lost == the test's own count"
+    );
+    assert_rto_measured(pg, ps);
+    // Only a timeout can tell a hung server: the first failure comes no later than one
+    // write timeout (plus scheduling) after T0.
+    let detected = pg.rto.first_failure_after_t0.unwrap();
+    assert!(
+        detected <= log.timeout + Duration::from_millis(200),
+        "{detected:?}"
+    );
+    assert!(
+        log.postgres
+            .as_ref()
+            .unwrap()
+            .failures
+            .iter()
+            .any(|f| f.error.contains("no answer within")),
+        "a timeout was recorded"
+    );
+    Ok(())
+}
