@@ -405,7 +405,7 @@ impl Shared {
         }
     }
 
-    /// Resolve the name; `Err` is already recorded.
+    /// Resolve the name; a failure is recorded and gives `None`.
     async fn resolve(&mut self, name: &str) -> Option<(SocketAddr, Vec<Ipv4Addr>)> {
         match resolve_a(&self.config.dns_servers, name, self.config.timeout).await {
             Ok(r) => Some(r),

@@ -1,7 +1,8 @@
-//! niledr-drills: pure drill logic — drill files (schema + validation with `FILE:LINE:COL`
-//! errors), schedule maths (cron in Africa/Khartoum, blackout skips, missed runs) and RTO/RPO
-//! run reports with verdicts and Markdown. Those modules do no I/O: text comes in as `&str`, time
-//! as jiff values.
+//! niledr-drills: drill files (schema + validation with `FILE:LINE:COL` errors), schedule maths
+//! (cron in Africa/Khartoum, blackout skips, missed runs), RTO/RPO run reports with verdicts and
+//! Markdown — those do no I/O: text comes in as `&str`, time as jiff values — and the
+//! measurement side, which does: the canary writer (`canary`) and RTO/RPO from its log and the
+//! new primary's contents (`measure`).
 
 mod raw;
 pub mod report;
