@@ -56,6 +56,17 @@ impl RunbookError {
         }
     }
 
+    /// An error about the file as a whole (unreadable, ...).
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        RunbookError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+            snippet: None,
+        }
+    }
+
     /// The error toml reported while reading the text (syntax, unknown key, wrong type).
     pub(crate) fn from_toml(file: &Path, source: &str, e: &toml::de::Error) -> Self {
         let message = tidy_toml_message(e.message().trim_end());

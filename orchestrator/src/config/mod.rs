@@ -108,7 +108,7 @@ pub struct DnsConfig {
 /// Read and check a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let source = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::file(path, format!("cannot read config file: {e}")))?;
+        .map_err(|e| ConfigError::whole_file(path, format!("cannot read config file: {e}")))?;
     parse(path, &source)
 }
 
@@ -150,7 +150,7 @@ impl Loader<'_> {
             Some(a) => a.get_ref().0,
             None => DEFAULT_LISTEN
                 .parse()
-                .map_err(|_| ConfigError::file(self.path, "bad default listen"))?,
+                .map_err(|_| ConfigError::whole_file(self.path, "bad default listen"))?,
         };
         let store = self.resolve(
             raw.daemon
