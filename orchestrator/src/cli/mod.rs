@@ -9,7 +9,7 @@ pub mod render;
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use niledr_web::types::{ExecutionView, RunbookSummaryView};
 use serde_json::{Value, json};
 
@@ -88,53 +88,13 @@ pub enum RemoteCommand {
         conn: Connection,
     },
     /// Reject execution ID: a single rejection ends it.
-    Reject {
-        id: String,
-        /// A comment for the timeline and the audit log.
-        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
-        comment: String,
-        /// Print the API's JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Reject(OnExecution),
     /// Cancel execution ID (a running one rolls back after its current step).
-    Cancel {
-        id: String,
-        /// A comment for the timeline and the audit log.
-        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
-        comment: String,
-        /// Print the API's JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Cancel(OnExecution),
     /// Pause execution ID after its current step.
-    Pause {
-        id: String,
-        /// A comment for the timeline and the audit log.
-        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
-        comment: String,
-        /// Print the API's JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Pause(OnExecution),
     /// Resume a paused execution ID.
-    Resume {
-        id: String,
-        /// A comment for the timeline and the audit log.
-        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
-        comment: String,
-        /// Print the API's JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    Resume(OnExecution),
     /// Confirm manual step STEP of execution ID (the checklist item is done).
     Confirm {
         id: String,
@@ -148,6 +108,20 @@ pub enum RemoteCommand {
         #[command(flatten)]
         conn: Connection,
     },
+}
+
+/// Arguments shared by the commands that act on one execution with an optional comment.
+#[derive(Args, Debug)]
+pub struct OnExecution {
+    id: String,
+    /// A comment for the timeline and the audit log.
+    #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+    comment: String,
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 /// Run one remote subcommand: print its output, or `error: ...` on stderr.
@@ -290,12 +264,12 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             )?;
             mutation_output("approved", v, json)
         }
-        RemoteCommand::Reject {
+        RemoteCommand::Reject(OnExecution {
             id,
             comment,
             json,
             conn,
-        } => {
+        }) => {
             let c = connect(&conn, true)?;
             let v = c.post(
                 &["api", "v1", "executions", &id, "approvals"],
@@ -303,24 +277,24 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             )?;
             mutation_output("rejected", v, json)
         }
-        RemoteCommand::Cancel {
+        RemoteCommand::Cancel(OnExecution {
             id,
             comment,
             json,
             conn,
-        } => control(&conn, &id, "cancel", "cancel requested for", &comment, json),
-        RemoteCommand::Pause {
+        }) => control(&conn, &id, "cancel", "cancel requested for", &comment, json),
+        RemoteCommand::Pause(OnExecution {
             id,
             comment,
             json,
             conn,
-        } => control(&conn, &id, "pause", "pause requested for", &comment, json),
-        RemoteCommand::Resume {
+        }) => control(&conn, &id, "pause", "pause requested for", &comment, json),
+        RemoteCommand::Resume(OnExecution {
             id,
             comment,
             json,
             conn,
-        } => control(&conn, &id, "resume", "resumed", &comment, json),
+        }) => control(&conn, &id, "resume", "resumed", &comment, json),
         RemoteCommand::Confirm {
             id,
             step,

@@ -150,7 +150,7 @@ impl Engine {
         let plan = niledr_runbooks::plan(&runbook, &world);
         let pre = niledr_runbooks::preconditions(&runbook, &world);
         let id = uuid::Uuid::now_v7().to_string();
-        let mut machine = Machine::new(&runbook);
+        let machine = Machine::new(&runbook);
         let record = self.new_record(super::NewRecord {
             id: &id,
             who,
@@ -161,7 +161,6 @@ impl Engine {
             machine: &machine,
         });
         // Journal the proposal, then submit it for approval.
-        let _ = &mut machine;
         self.live.insert(
             id.clone(),
             Live {
