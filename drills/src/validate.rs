@@ -50,14 +50,7 @@ struct Checker<'a> {
     runbooks: &'a [String],
 }
 
-fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    let v: Vec<&str> = items.into_iter().collect();
-    if v.is_empty() {
-        "none".to_string()
-    } else {
-        v.join(", ")
-    }
-}
+use niledr_runbooks::validate::list;
 
 impl Checker<'_> {
     fn err(&self, span: Range<usize>, message: impl Into<String>) -> RunbookError {

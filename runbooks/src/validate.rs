@@ -45,8 +45,9 @@ struct Checker<'a> {
     targets: Catalog,
 }
 
-fn list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
-    let v: Vec<&str> = items.into_iter().map(String::as_str).collect();
+/// "a, b, c" (or "none") for "known ...:" hints in error messages; also used by drill files.
+pub fn list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    let v: Vec<String> = items.into_iter().map(|s| s.as_ref().to_string()).collect();
     if v.is_empty() {
         "none".to_string()
     } else {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use niledr_tests::scenario::{self, approve, propose, start};
+use niledr_tests::scenario::{self, start};
 
 const FAILOVER: &str = "failover-khartoum-to-port-sudan";
 
@@ -31,21 +31,8 @@ fn main() -> Result<()> {
     let mut per_step: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     for run in 1..=runs {
         let w = start()?;
-        w.topo.postgres_primary().write_rows(1000)?;
-        w.niledr
-            .wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
-                s["replication"]["lag_bytes"] == 0
-            })?;
-        w.topo.postgres_primary().kill()?;
-        w.niledr
-            .wait_service("khartoum-postgres", Duration::from_secs(15), |s| {
-                s["status"] == "down"
-            })?;
-        let ex = propose(&w.niledr, FAILOVER, &w.people.operator)?;
-        let id = ex["id"].as_str().context("id")?.to_string();
-        let digest = ex["plan_digest"].as_str().context("digest")?.to_string();
-        approve(&w.niledr, &id, &w.people.ic, &digest)?;
-        approve(&w.niledr, &id, &w.people.lead, &digest)?;
+        scenario::kill_primary_after_writes(&w, 1000)?;
+        let id = scenario::propose_and_approve(&w, FAILOVER)?;
         let done = w.niledr.wait_execution(
             &id,
             Duration::from_secs(120),

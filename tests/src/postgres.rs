@@ -270,14 +270,7 @@ impl Postgres {
                         "-w",
                         "--no-sync",
                     ])
-                    .args([
-                        "-h",
-                        &up.ip().to_string(),
-                        "-p",
-                        &up.port().to_string(),
-                        "-U",
-                        PG_USER,
-                    ]);
+                    .args(upstream_args(up));
                 run_logged(
                     &format!("{}: pg_basebackup", self.name()),
                     cmd,
@@ -507,14 +500,7 @@ impl PgSetup<'_> {
                 "-w",
                 "--no-sync",
             ])
-            .args([
-                "-h",
-                &up.ip().to_string(),
-                "-p",
-                &up.port().to_string(),
-                "-U",
-                PG_USER,
-            ]);
+            .args(upstream_args(up));
         let log = self.logs.join(format!("{name}-basebackup.log"));
         run_logged(
             &format!("{name}: pg_basebackup"),
@@ -549,14 +535,7 @@ impl PgSetup<'_> {
         bb.arg("-D")
             .arg(dest)
             .args(["-X", "none", "-c", "fast", "-w", "--no-sync"])
-            .args([
-                "-h",
-                &up.ip().to_string(),
-                "-p",
-                &up.port().to_string(),
-                "-U",
-                PG_USER,
-            ]);
+            .args(upstream_args(up));
         let log = self.logs.join("dr-cold-basebackup.log");
         run_logged("dr-cold: pg_basebackup", bb, &log, Duration::from_secs(300))
     }
@@ -581,4 +560,16 @@ impl InstanceDirs {
         make_dir(&d.socket, 0o755, owner)?;
         Ok(d)
     }
+}
+
+/// `-h HOST -p PORT -U niledr` for a client of the server at `up` (pg_basebackup, pg_rewind).
+fn upstream_args(up: std::net::SocketAddr) -> [String; 6] {
+    [
+        "-h".into(),
+        up.ip().to_string(),
+        "-p".into(),
+        up.port().to_string(),
+        "-U".into(),
+        PG_USER.into(),
+    ]
 }

@@ -136,3 +136,19 @@ pub fn propose_and_approve(w: &World, runbook: &str) -> Result<String> {
     }
     Ok(id)
 }
+
+/// Write `rows` on the khartoum primary, wait until the standby has them all, then `kill -9`
+/// the primary and wait until niledr sees it down: the starting point of a failover.
+pub fn kill_primary_after_writes(w: &World, rows: u64) -> Result<()> {
+    w.topo.postgres_primary().write_rows(rows)?;
+    w.niledr
+        .wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
+            s["replication"]["lag_bytes"] == 0
+        })?;
+    w.topo.postgres_primary().kill()?;
+    w.niledr
+        .wait_service("khartoum-postgres", Duration::from_secs(15), |s| {
+            s["status"] == "down"
+        })?;
+    Ok(())
+}

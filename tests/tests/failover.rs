@@ -41,17 +41,7 @@ fn answers(w: &World, name: &str) -> Vec<Vec<std::net::Ipv4Addr>> {
 fn unplanned_failover_with_two_approvals_moves_everything_to_port_sudan() -> Result<()> {
     let w = start()?;
     let port_sudan = w.topo.layout().ip(Site::PortSudan);
-    w.topo.postgres_primary().write_rows(1000)?;
-    w.niledr
-        .wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
-            s["replication"]["lag_bytes"] == 0
-        })?;
-
-    w.topo.postgres_primary().kill()?;
-    w.niledr
-        .wait_service("khartoum-postgres", Duration::from_secs(15), |s| {
-            s["status"] == "down"
-        })?;
+    scenario::kill_primary_after_writes(&w, 1000)?;
 
     // The dry run names the targets and the digest the approvers will sign.
     let (status, plan) = w.niledr.get(&format!("/api/v1/runbooks/{FAILOVER}/plan"))?;

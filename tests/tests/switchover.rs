@@ -432,20 +432,9 @@ fn switchover_loses_no_acknowledged_write() -> Result<()> {
         "a write on fenced khartoum is refused: {refused:?}"
     );
     assert_dns_everywhere(&w, Site::PortSudan);
+    assert_eq!(redis_role(&w, Site::PortSudan)?.as_deref(), Some("master"));
     assert_eq!(
-        w.topo
-            .redis(Site::PortSudan)
-            .unwrap()
-            .info_field("replication", "role")?
-            .as_deref(),
-        Some("master")
-    );
-    assert_eq!(
-        w.topo
-            .redis(Site::Khartoum)
-            .unwrap()
-            .info_field("replication", "role")?
-            .as_deref(),
+        redis_role(&w, Site::Khartoum)?.as_deref(),
         Some("slave"),
         "khartoum Redis follows port-sudan"
     );
@@ -584,22 +573,8 @@ fn failback_restores_khartoum_as_primary_with_port_sudan_replicating() -> Result
     })
     .context("a write on khartoum never reached port-sudan")?;
     assert_dns_everywhere(&w, Site::Khartoum);
-    assert_eq!(
-        w.topo
-            .redis(Site::Khartoum)
-            .unwrap()
-            .info_field("replication", "role")?
-            .as_deref(),
-        Some("master")
-    );
-    assert_eq!(
-        w.topo
-            .redis(Site::PortSudan)
-            .unwrap()
-            .info_field("replication", "role")?
-            .as_deref(),
-        Some("slave")
-    );
+    assert_eq!(redis_role(&w, Site::Khartoum)?.as_deref(), Some("master"));
+    assert_eq!(redis_role(&w, Site::PortSudan)?.as_deref(), Some("slave"));
     let env = std::fs::read_to_string(w.topo.base_dir().join("app/database.env"))?;
     assert!(env.contains(&format!("@{k_ip}:")), "{env}");
     // A write through the service name lands on khartoum.
@@ -620,4 +595,12 @@ fn failback_restores_khartoum_as_primary_with_port_sudan_replicating() -> Result
     );
     print_steps("FAILBACK", &done);
     finish(w)
+}
+
+/// Redis's `role` at a site, as `INFO replication` says (`master` / `slave`).
+fn redis_role(w: &World, site: Site) -> Result<Option<String>> {
+    w.topo
+        .redis(site)
+        .context("no redis at that site")?
+        .info_field("replication", "role")
 }
