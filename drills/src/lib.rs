@@ -17,9 +17,9 @@ pub use report::{
 };
 pub use schedule::{ScheduleError, Slot, announce_at, missed_runs, next_runs};
 pub use schema::{
-    AbortPolicy, ApprovalMode, BlackoutWindow, Cleanup, Drill, FaultKind, Objectives, Scenario,
-    Store,
+    AbortPolicy, ApprovalMode, Automation, BlackoutWindow, Cleanup, Drill, FaultKind, HostAction,
+    Objectives, Scenario, Store,
 };
-pub use validate::parse_drill;
+pub use validate::{RunbookInfo, parse_drill};
 pub mod canary;
 pub mod measure;

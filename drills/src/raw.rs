@@ -19,6 +19,7 @@ pub(crate) struct RawDrill {
     pub objectives: Spanned<RawObjectives>,
     pub abort: Option<Spanned<RawAbort>>,
     pub cleanup: Option<Spanned<RawCleanup>>,
+    pub automate: Option<Vec<RawAutomation>>,
 }
 
 #[derive(Deserialize)]
@@ -49,4 +50,14 @@ pub(crate) struct RawAbort {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCleanup {
     pub runbook: Str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAutomation {
+    pub step: Str,
+    pub target: Option<Str>,
+    pub action: Str,
+    pub of: Option<Str>,
+    pub note: Option<String>,
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::civil::Time;
+use niledr_runbooks::{Catalog, ServiceKind, SiteRole};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -24,6 +25,12 @@ pub struct Drill {
     pub objectives: Objectives,
     pub abort: AbortPolicy,
     pub cleanup: Option<Cleanup>,
+    /// The manual steps (`manual.confirm`) of `runbook` and of the cleanup runbook that the drill
+    /// performs itself, through the host agent or by confirming them, instead of a person.
+    /// Omitted from the canonical JSON when empty, so a file without `[[automate]]` keeps the
+    /// digest it had before the key existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub automate: Vec<Automation>,
     /// `sha256:<hex>` of the canonical drill (everything above); standing approvals bind to it.
     pub digest: String,
 }
@@ -39,6 +46,12 @@ impl Drill {
         h.update(b"niledr-drill-v1\n");
         h.update(&json);
         format!("sha256:{}", hex::encode(h.finalize()))
+    }
+
+    /// How the drill performs the manual step `step` (of its runbook or its cleanup runbook), if
+    /// the file says so. A step id both runbooks use is performed the same way in both.
+    pub fn automation_for(&self, step: &str) -> Option<&Automation> {
+        self.automate.iter().find(|a| a.step == step)
     }
 }
 
@@ -82,19 +95,36 @@ impl fmt::Display for BlackoutWindow {
     }
 }
 
+/// The fault a drill injects at T0. What each one asks of the host agent (and how the drill
+/// undoes it before the cleanup runbook) is `Scenario::fault_actions`:
+///
+/// | fault                   | inject                                   | undo     |
+/// |-------------------------|------------------------------------------|----------|
+/// | `kill_primary_postgres` | `kill` the target service                | `start`  |
+/// | `hang_primary_postgres` | `hang` the target service                | `resume` |
+/// | `stop_redis`            | `stop` the target service                | `start`  |
+/// | `site_down`             | `kill` the target site                   | `start`  |
+/// | `planned_switchover`    | nothing                                  | nothing  |
+/// | `cold_restore`          | `kill` every postgres service at a primary or hot-standby site | `start` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// SIGKILL the primary PostgreSQL.
+    /// SIGKILL the primary PostgreSQL: host agent `kill` on the target service (undo: `start`).
     KillPrimaryPostgres,
-    /// SIGSTOP the primary PostgreSQL: detection must come from timeouts.
+    /// SIGSTOP the primary PostgreSQL, so detection must come from timeouts: host agent `hang` on
+    /// the target service (undo: `resume`).
     HangPrimaryPostgres,
+    /// Stop the Redis server: host agent `stop` on the target service (undo: `start`).
     StopRedis,
-    /// Every service of the site down at once.
+    /// Every service of the site down at once: host agent `kill` on the target site (undo:
+    /// `start`).
     SiteDown,
-    /// No fault: the runbook moves the primary role on purpose.
+    /// No fault: the runbook moves the primary role on purpose. Nothing for the host agent.
     PlannedSwitchover,
-    /// Restore the latest base backup + WAL archive at a cold site.
+    /// Restore the latest base backup + WAL archive at a cold site. So that the restored site is
+    /// the only writable PostgreSQL, the drill first asks the host agent to `kill` every postgres
+    /// service at a primary or hot-standby site (undo: `start`); the restore itself is the
+    /// runbook's work (`restore`, `recover` in `[[automate]]`).
     ColdRestore,
 }
 
@@ -145,6 +175,167 @@ pub struct Scenario {
     pub target: String,
     /// Pause standby WAL receipt this long before the fault, so that RPO > 0 can be measured.
     pub lag_before_fault_ms: Option<u64>,
+}
+
+impl Scenario {
+    /// What the host agent does to inject the fault at T0, as `(target, inject, undo)`, in order;
+    /// the undo actions run before the cleanup runbook (e.g. `start` the killed primary so the
+    /// failback can re-seed it). Targets are catalog services or sites; `planned_switchover`
+    /// injects nothing. `lag_before_fault` is not part of this list.
+    pub fn fault_actions(&self, catalog: &Catalog) -> Vec<(String, HostAction, HostAction)> {
+        let one = |inject, undo| vec![(self.target.clone(), inject, undo)];
+        match self.fault {
+            FaultKind::KillPrimaryPostgres => one(HostAction::Kill, HostAction::Start),
+            FaultKind::HangPrimaryPostgres => one(HostAction::Hang, HostAction::Resume),
+            FaultKind::StopRedis => one(HostAction::Stop, HostAction::Start),
+            FaultKind::SiteDown => one(HostAction::Kill, HostAction::Start),
+            FaultKind::PlannedSwitchover => Vec::new(),
+            FaultKind::ColdRestore => catalog
+                .services
+                .iter()
+                .filter(|(_, svc)| svc.kind == ServiceKind::Postgres)
+                .filter(|(_, svc)| {
+                    svc.site
+                        .as_ref()
+                        .and_then(|site| catalog.sites.get(site))
+                        .is_some_and(|site| {
+                            matches!(site.role, SiteRole::Primary | SiteRole::HotStandby)
+                        })
+                })
+                .map(|(id, _)| (id.clone(), HostAction::Kill, HostAction::Start))
+                .collect(),
+        }
+    }
+}
+
+/// What the drill asks the host agent (an HTTP service on the hosts) to do to a server or site,
+/// or `confirm`: no host action, the drill confirms a manual step itself.
+///
+/// Which actions fit which targets (`fits_service`, `fits_site`):
+/// - a postgres service: `kill`, `hang`, `resume`, `stop`, `start`, `detach_wal`, `attach_wal`,
+///   `reseed` (with `of`, the postgres service to follow);
+/// - a redis service: `kill`, `hang`, `resume`, `stop`, `start`;
+/// - a primary or hot-standby site: `kill`, `start`;
+/// - a cold-standby site: `restore`, `recover`, `retire`;
+/// - `confirm` takes no target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostAction {
+    /// SIGKILL the server (every server of a site).
+    Kill,
+    /// SIGSTOP the server: it holds its connections and answers nothing.
+    Hang,
+    /// SIGCONT a hung server.
+    Resume,
+    /// Stop the server cleanly.
+    Stop,
+    /// Start the server (every server of a site) again with its data as it is.
+    Start,
+    /// Stop the standby receiving WAL (replication lag on purpose).
+    DetachWal,
+    /// Let the standby receive WAL again.
+    AttachWal,
+    /// Rebuild the server as a streaming standby of `of` (pg_rewind or a fresh base backup)
+    /// and start it.
+    Reseed,
+    /// Restore the latest base backup into a fresh data directory at a cold site.
+    Restore,
+    /// Replay the WAL archive to its end at a cold site, promote and start PostgreSQL there.
+    Recover,
+    /// Stop the restored PostgreSQL at a cold site: it goes back to backups only.
+    Retire,
+    /// No host action: the drill confirms the manual step itself (see `Automation::note`).
+    Confirm,
+}
+
+impl HostAction {
+    pub const ALL: [HostAction; 12] = [
+        HostAction::Kill,
+        HostAction::Hang,
+        HostAction::Resume,
+        HostAction::Stop,
+        HostAction::Start,
+        HostAction::DetachWal,
+        HostAction::AttachWal,
+        HostAction::Reseed,
+        HostAction::Restore,
+        HostAction::Recover,
+        HostAction::Retire,
+        HostAction::Confirm,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostAction::Kill => "kill",
+            HostAction::Hang => "hang",
+            HostAction::Resume => "resume",
+            HostAction::Stop => "stop",
+            HostAction::Start => "start",
+            HostAction::DetachWal => "detach_wal",
+            HostAction::AttachWal => "attach_wal",
+            HostAction::Reseed => "reseed",
+            HostAction::Restore => "restore",
+            HostAction::Recover => "recover",
+            HostAction::Retire => "retire",
+            HostAction::Confirm => "confirm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// Whether the host agent can do this to a service of `kind`.
+    pub fn fits_service(self, kind: ServiceKind) -> bool {
+        use HostAction::*;
+        match kind {
+            ServiceKind::Postgres => matches!(
+                self,
+                Kill | Hang | Resume | Stop | Start | DetachWal | AttachWal | Reseed
+            ),
+            ServiceKind::Redis => matches!(self, Kill | Hang | Resume | Stop | Start),
+            ServiceKind::Http | ServiceKind::Tcp | ServiceKind::Dns => false,
+        }
+    }
+
+    /// Whether the host agent can do this to a whole site of `role`.
+    pub fn fits_site(self, role: SiteRole) -> bool {
+        use HostAction::*;
+        match role {
+            SiteRole::Primary | SiteRole::HotStandby => matches!(self, Kill | Start),
+            SiteRole::ColdStandby => matches!(self, Restore | Recover | Retire),
+        }
+    }
+
+    /// Every action but `confirm` acts on a `target`.
+    pub fn needs_target(self) -> bool {
+        self != HostAction::Confirm
+    }
+
+    /// Only `reseed` names the service to follow (`of`).
+    pub fn needs_of(self) -> bool {
+        self == HostAction::Reseed
+    }
+}
+
+impl fmt::Display for HostAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[automate]]` table: a manual step the drill performs instead of a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Automation {
+    /// The id of a `manual.confirm` step of the drill's runbook or its cleanup runbook.
+    pub step: String,
+    /// The catalog service or site the host agent acts on; `None` for `confirm`.
+    pub target: Option<String>,
+    pub action: HostAction,
+    /// For `reseed` only: the postgres service the target follows afterwards.
+    pub of: Option<String>,
+    /// Free text: why the step holds without a host action (for `confirm`), or any remark.
+    pub note: Option<String>,
 }
 
 /// A data store the canary writes markers to.

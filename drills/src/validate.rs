@@ -1,19 +1,20 @@
 //! `parse_drill`: TOML text → checked `Drill`, refusing with file, line, column and what to fix
 //! anything a scheduler could not run safely (unknown names, bad cron or time zone, faults that
-//! do not fit their target, zero objectives).
+//! do not fit their target, zero objectives, `[[automate]]` entries that name no manual step or
+//! ask the host agent for something it cannot do to their target).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
 use jiff::civil::Time;
-use niledr_runbooks::{Catalog, RunbookError, ServiceKind, SiteRole};
+use niledr_runbooks::{Action, Catalog, Runbook, RunbookError, ServiceKind, SiteRole};
 
-use crate::raw::{RawAbort, RawDrill, RawObjectives, RawScenario, Str};
+use crate::raw::{RawAbort, RawAutomation, RawDrill, RawObjectives, RawScenario, Str};
 use crate::schedule;
 use crate::schema::{
-    AbortPolicy, ApprovalMode, BlackoutWindow, Cleanup, Drill, FaultKind, Objectives, Scenario,
-    Store,
+    AbortPolicy, ApprovalMode, Automation, BlackoutWindow, Cleanup, Drill, FaultKind, HostAction,
+    Objectives, Scenario, Store,
 };
 
 /// The time zone drills run in unless they say otherwise.
@@ -24,13 +25,36 @@ pub const DEFAULT_RTO_FACTOR: f64 = 2.0;
 
 type R<T> = Result<T, RunbookError>;
 
-/// Parse and check a drill. `file` is only used in messages; `runbooks` are the names of the
-/// runbooks the orchestrator loaded.
+/// What `parse_drill` needs to know of a loaded runbook: its name and the ids of its manual
+/// (`manual.confirm`) steps, in runbook order. Build it with `RunbookInfo::from(&runbook)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookInfo {
+    pub name: String,
+    pub manual_steps: Vec<String>,
+}
+
+impl From<&Runbook> for RunbookInfo {
+    fn from(runbook: &Runbook) -> Self {
+        RunbookInfo {
+            name: runbook.name.clone(),
+            manual_steps: runbook
+                .steps
+                .iter()
+                .filter(|s| matches!(s.action, Action::ManualConfirm { .. }))
+                .map(|s| s.id.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Parse and check a drill. `file` is only used in messages; `runbooks` are the runbooks the
+/// orchestrator loaded (the drill's runbook and cleanup runbook must be among them; its
+/// `[[automate]]` steps must be their manual steps).
 pub fn parse_drill(
     file: &Path,
     text: &str,
     catalog: &Catalog,
-    runbooks: &[String],
+    runbooks: &[RunbookInfo],
 ) -> Result<Drill, RunbookError> {
     let raw: RawDrill = toml::from_str(text)
         .map_err(|e| RunbookError::at(file, text, e.span(), e.message().trim_end().to_string()))?;
@@ -47,7 +71,7 @@ struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
     catalog: &'a Catalog,
-    runbooks: &'a [String],
+    runbooks: &'a [RunbookInfo],
 }
 
 use niledr_runbooks::validate::list;
@@ -55,6 +79,14 @@ use niledr_runbooks::validate::list;
 impl Checker<'_> {
     fn err(&self, span: Range<usize>, message: impl Into<String>) -> RunbookError {
         RunbookError::at(self.file, self.text, Some(span), message)
+    }
+
+    /// 1-based line of a byte offset, for "first on line N" hints.
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn drill(&self, raw: RawDrill) -> R<Drill> {
@@ -129,6 +161,11 @@ impl Checker<'_> {
                     .map(|runbook| Cleanup { runbook })
             })
             .transpose()?;
+        let automate = self.automate(
+            raw.automate.as_deref().unwrap_or_default(),
+            &runbook,
+            cleanup.as_ref(),
+        )?;
         let mut drill = Drill {
             name,
             description: raw.description.unwrap_or_default().trim().to_string(),
@@ -141,6 +178,7 @@ impl Checker<'_> {
             objectives,
             abort,
             cleanup,
+            automate,
             digest: String::new(),
         };
         drill.digest = drill.compute_digest();
@@ -149,16 +187,233 @@ impl Checker<'_> {
 
     fn runbook_name(&self, s: &Str) -> R<String> {
         let name = s.get_ref().trim();
-        if self.runbooks.iter().any(|r| r == name) {
+        if self.runbooks.iter().any(|r| r.name == name) {
             Ok(name.to_string())
         } else {
             Err(self.err(
                 s.span(),
                 format!(
                     "unknown runbook {name:?}; loaded runbooks: {}",
-                    list(self.runbooks.iter().map(String::as_str))
+                    list(self.runbooks.iter().map(|r| r.name.as_str()))
                 ),
             ))
+        }
+    }
+
+    /// `[[automate]]`: each names a manual step of the runbook or the cleanup runbook, once,
+    /// with a host action that fits its target.
+    fn automate(
+        &self,
+        raw: &[RawAutomation],
+        runbook: &str,
+        cleanup: Option<&Cleanup>,
+    ) -> R<Vec<Automation>> {
+        let mut sources: Vec<(&str, &RunbookInfo)> = Vec::new();
+        for (role, name) in [
+            ("runbook", Some(runbook)),
+            ("cleanup runbook", cleanup.map(|c| c.runbook.as_str())),
+        ] {
+            if let Some(info) = name.and_then(|n| self.runbooks.iter().find(|r| r.name == n)) {
+                sources.push((role, info));
+            }
+        }
+        let mut seen: BTreeMap<String, Range<usize>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for a in raw {
+            let step = a.step.get_ref().trim().to_string();
+            if !sources.iter().any(|(_, r)| r.manual_steps.contains(&step)) {
+                let of = sources
+                    .iter()
+                    .map(|(role, r)| format!("{role} `{}`", r.name))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                let manual = sources
+                    .iter()
+                    .map(|(role, r)| format!("{role} `{}`: {}", r.name, list(&r.manual_steps)))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(self.err(
+                    a.step.span(),
+                    format!(
+                        "{step:?} is not a manual step of {of}: `[[automate]]` names `manual.confirm` steps (steps of other kinds run by themselves); manual steps of {manual}"
+                    ),
+                ));
+            }
+            if let Some(first) = seen.get(&step) {
+                return Err(self.err(
+                    a.step.span(),
+                    format!(
+                        "step `{step}` is automated twice (first on line {}); keep one `[[automate]]` table per step",
+                        self.line_of(first)
+                    ),
+                ));
+            }
+            seen.insert(step.clone(), a.step.span());
+            let action_name = a.action.get_ref().trim();
+            let Some(action) = HostAction::parse(action_name) else {
+                return Err(self.err(
+                    a.action.span(),
+                    format!(
+                        "unknown action {action_name:?}; expected one of {}",
+                        list(HostAction::ALL.iter().map(|k| k.as_str()))
+                    ),
+                ));
+            };
+            let target = self.host_target(a, action)?;
+            let of = self.reseed_of(a, action, target.as_deref())?;
+            out.push(Automation {
+                step,
+                target,
+                action,
+                of,
+                note: a.note.as_ref().map(|n| n.trim().to_string()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The target of an automation: none for `confirm`, else a service or site it fits.
+    fn host_target(&self, a: &RawAutomation, action: HostAction) -> R<Option<String>> {
+        if !action.needs_target() {
+            return match &a.target {
+                None => Ok(None),
+                Some(t) => Err(self.err(
+                    t.span(),
+                    "`confirm` takes no `target`: the drill confirms the step itself and no host acts; remove `target`, or pick the host action that performs the step",
+                )),
+            };
+        }
+        let Some(t) = &a.target else {
+            return Err(self.err(
+                a.action.span(),
+                format!(
+                    "`{action}` needs a `target`; targets that fit `{action}`: {}",
+                    self.targets_for(action)
+                ),
+            ));
+        };
+        let target = t.get_ref().trim();
+        let (fits, what) = if let Some(s) = self.catalog.services.get(target) {
+            (
+                action.fits_service(s.kind),
+                format!("a {} service", s.kind.as_str()),
+            )
+        } else if let Some(s) = self.catalog.sites.get(target) {
+            (
+                action.fits_site(s.role),
+                format!("a {} site", role_str(s.role)),
+            )
+        } else {
+            let services = list(self.catalog.services.keys());
+            let sites = list(self.catalog.sites.keys());
+            return Err(self.err(
+                t.span(),
+                format!("unknown target {target:?}; services: {services}; sites: {sites}"),
+            ));
+        };
+        if !fits {
+            return Err(self.err(
+                a.action.span(),
+                format!(
+                    "action `{action}` does not fit target {target:?} ({what}); actions that fit {target:?}: {}; targets that fit `{action}`: {}",
+                    self.actions_for(target),
+                    self.targets_for(action)
+                ),
+            ));
+        }
+        Ok(Some(target.to_string()))
+    }
+
+    /// `of`: required by `reseed` (another postgres service), refused elsewhere.
+    fn reseed_of(
+        &self,
+        a: &RawAutomation,
+        action: HostAction,
+        target: Option<&str>,
+    ) -> R<Option<String>> {
+        let others = || {
+            list(
+                self.catalog
+                    .services
+                    .iter()
+                    .filter(|(id, s)| {
+                        s.kind == ServiceKind::Postgres && Some(id.as_str()) != target
+                    })
+                    .map(|(id, _)| id.as_str()),
+            )
+        };
+        match (&a.of, action.needs_of()) {
+            (None, false) => Ok(None),
+            (Some(o), false) => Err(self.err(
+                o.span(),
+                format!(
+                    "`of` only goes with `reseed` (the service to follow); remove it from this `{action}`"
+                ),
+            )),
+            (None, true) => Err(self.err(
+                a.action.span(),
+                format!(
+                    "`{action}` needs `of`: the postgres service the target follows once re-seeded; one of {}",
+                    others()
+                ),
+            )),
+            (Some(o), true) => {
+                let of = o.get_ref().trim();
+                let is_pg = self
+                    .catalog
+                    .services
+                    .get(of)
+                    .is_some_and(|s| s.kind == ServiceKind::Postgres);
+                if !is_pg || Some(of) == target {
+                    return Err(self.err(
+                        o.span(),
+                        format!(
+                            "`of` is the postgres service the target follows once re-seeded, other than the target itself; {of:?} is not one; one of {}",
+                            others()
+                        ),
+                    ));
+                }
+                Ok(Some(of.to_string()))
+            }
+        }
+    }
+
+    fn targets_for(&self, action: HostAction) -> String {
+        let services = self
+            .catalog
+            .services
+            .iter()
+            .filter(|(_, s)| action.fits_service(s.kind))
+            .map(|(id, _)| id.as_str());
+        let sites = self
+            .catalog
+            .sites
+            .iter()
+            .filter(|(_, s)| action.fits_site(s.role))
+            .map(|(id, _)| id.as_str());
+        list(services.chain(sites))
+    }
+
+    fn actions_for(&self, target: &str) -> String {
+        let fits = |a: HostAction| {
+            if let Some(s) = self.catalog.services.get(target) {
+                a.fits_service(s.kind)
+            } else {
+                self.catalog
+                    .sites
+                    .get(target)
+                    .is_some_and(|s| a.fits_site(s.role))
+            }
+        };
+        let actions: Vec<&str> = HostAction::ALL
+            .into_iter()
+            .filter(|a| fits(*a))
+            .map(HostAction::as_str)
+            .collect();
+        if actions.is_empty() {
+            "none (the host agent acts on postgres and redis services and on sites)".to_string()
+        } else {
+            actions.join(", ")
         }
     }
 
@@ -314,6 +569,14 @@ impl Checker<'_> {
             ));
         }
         Ok(ms)
+    }
+}
+
+fn role_str(role: SiteRole) -> &'static str {
+    match role {
+        SiteRole::Primary => "primary",
+        SiteRole::HotStandby => "hot_standby",
+        SiteRole::ColdStandby => "cold_standby",
     }
 }
 

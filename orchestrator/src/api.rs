@@ -29,7 +29,7 @@ pub struct DaemonBackend {
     pub catalog: niledr_runbooks::Catalog,
     pub runbook_files: std::collections::BTreeMap<String, std::path::PathBuf>,
     pub runbook_summaries: Vec<RunbookSummaryView>,
-    pub drills: std::collections::BTreeMap<String, crate::drills::LoadedDrill>,
+    pub drills: Arc<crate::drills::DrillService>,
 }
 
 impl DaemonBackend {
@@ -248,11 +248,39 @@ impl Backend for DaemonBackend {
     }
 
     fn drills(&self) -> Vec<DrillView> {
-        let now = jiff::Timestamp::now();
-        self.drills
-            .values()
-            .map(|d| crate::drills::drill_view(d, now, 3))
-            .collect()
+        self.drills.views()
+    }
+
+    fn drill_runs(&self, drill: Option<&str>, limit: usize) -> Result<Vec<DrillRunView>, ApiError> {
+        self.drills.runs(drill, limit)
+    }
+
+    fn drill_run(&self, id: &str) -> Result<DrillRunView, ApiError> {
+        self.drills.run(id)
+    }
+
+    fn drill_run_markdown(&self, id: &str) -> Result<String, ApiError> {
+        self.drills.markdown(id)
+    }
+
+    fn start_drill(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        request: DrillRunRequest,
+    ) -> BoxFuture<'_, Result<DrillRunView, ApiError>> {
+        let r = self.drills.start(&who, name, &request, None);
+        Box::pin(async move { r })
+    }
+
+    fn approve_drill(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        request: DrillApprovalRequest,
+    ) -> BoxFuture<'_, Result<DrillView, ApiError>> {
+        let r = self.drills.approve(&who, name, &request);
+        Box::pin(async move { r })
     }
 
     fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError> {

@@ -98,8 +98,10 @@ fn main() -> ExitCode {
                 let catalog = niledr_orchestrator::world::catalog(&c);
                 let loaded =
                     niledr_orchestrator::engine::load_runbooks(&c, &catalog).and_then(|rb| {
-                        let names: Vec<String> = rb.keys().cloned().collect();
-                        niledr_orchestrator::drills::load_drills(&c, &catalog, &names)
+                        let infos = niledr_orchestrator::drills::runbook_infos(
+                            rb.values().map(|l| &l.runbook),
+                        );
+                        niledr_orchestrator::drills::load_drills(&c, &catalog, &infos)
                             .map(|d| (rb, d))
                     });
                 match loaded {

@@ -44,3 +44,35 @@ pub fn record_status(service: &str, status: Status) {
             .set(if st == status { 1.0 } else { 0.0 });
     }
 }
+
+/// The last finished run of a drill: RTO, RPO and lost writes per store, and its verdict.
+pub fn drill_finished(run: &crate::records::DrillRunRecordV1) {
+    let Some(report) = run
+        .report
+        .as_ref()
+        .and_then(|r| serde_json::from_value::<niledr_drills::DrillReport>(r.clone()).ok())
+    else {
+        return;
+    };
+    let drill = run.drill.clone();
+    if let Some(rto) = &report.rto {
+        gauge!("niledr_drill_last_rto_seconds", "drill" => drill.clone())
+            .set(rto.total_ms as f64 / 1000.0);
+    }
+    for loss in &report.rpo {
+        let labels = [
+            ("drill", drill.clone()),
+            ("store", loss.store.to_string()),
+        ];
+        if let Some(ms) = loss.rpo_ms() {
+            gauge!("niledr_drill_last_rpo_seconds", &labels).set(ms as f64 / 1000.0);
+        }
+        gauge!("niledr_drill_last_lost_writes", &labels).set(loss.lost as f64);
+    }
+    for v in ["met", "missed", "aborted", "not_measured"] {
+        gauge!("niledr_drill_last_verdict", "drill" => drill.clone(), "verdict" => v)
+            .set(if report.overall.as_str() == v { 1.0 } else { 0.0 });
+    }
+    gauge!("niledr_drill_last_run_timestamp_seconds", "drill" => drill)
+        .set(jiff::Timestamp::now().as_second() as f64);
+}

@@ -117,3 +117,42 @@ pub struct TimelineEntryV1 {
     pub event: String,
     pub detail: String,
 }
+
+/// A standing pre-approval of a drill file, bound to the drill's digest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StandingApprovalV1 {
+    pub v: u32,
+    pub drill: String,
+    pub user: String,
+    pub roles: Vec<String>,
+    /// The drill digest the person approved.
+    pub digest: String,
+    pub at: String,
+    pub comment: String,
+}
+
+/// One drill run, or a scheduled slot that was missed or skipped.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DrillRunRecordV1 {
+    pub v: u32,
+    /// UUIDv7: sorts by creation time.
+    pub id: String,
+    pub drill: String,
+    pub digest: String,
+    /// `on_demand` or `schedule`.
+    pub trigger: String,
+    pub requested_by: String,
+    /// `running`, `finished`, `aborted`, `failed`, `interrupted`, `missed`, `skipped`.
+    pub state: String,
+    pub phase: String,
+    pub scheduled_for: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub execution: Option<String>,
+    pub cleanup_execution: Option<String>,
+    pub error: Option<String>,
+    pub verdict: Option<String>,
+    /// `niledr_drills::DrillReport` as JSON.
+    pub report: Option<serde_json::Value>,
+    pub notes: Vec<TimelineEntryV1>,
+}

@@ -98,8 +98,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .map(|(n, l)| (n.clone(), l.file.clone()))
         .collect();
     let runbook_summaries = crate::engine::Engine::runbook_summaries(&runbooks);
-    let runbook_names: Vec<String> = runbooks.keys().cloned().collect();
-    let drills = crate::drills::load_drills(&config, &catalog, &runbook_names)?;
+    let runbook_infos = crate::drills::runbook_infos(runbooks.values().map(|l| &l.runbook));
+    let policies = runbooks
+        .iter()
+        .map(|(n, l)| (n.clone(), l.runbook.approval.clone()))
+        .collect();
+    let drills = crate::drills::load_drills(&config, &catalog, &runbook_infos)?;
     if !drills.is_empty() {
         tracing::info!(count = drills.len(), "drills loaded");
     }
@@ -160,6 +164,20 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     });
 
+    let drills = Arc::new(crate::drills::DrillService::new(
+        crate::drills::DrillDeps {
+            config: config.clone(),
+            store: store.clone(),
+            shared: shared.clone(),
+            engine_tx: engine_tx.clone(),
+            events: events_tx.clone(),
+            catalog: catalog.clone(),
+            shutdown: shutdown.clone(),
+        },
+        drills,
+        policies,
+    )?);
+    let drill_scheduler = tokio::spawn(crate::drills::scheduler::run(drills.clone()));
     let backend = Arc::new(DaemonBackend {
         config: config.clone(),
         shared,
@@ -201,6 +219,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     scheduler.shutdown().await;
     let _ = forward.await;
     let _ = flusher.await;
+    let _ = drill_scheduler.await;
     let _ = tx.send(Event::Shutdown).await;
     drop(tx);
     let loop_result = tokio::task::spawn_blocking(move || loop_thread.join())

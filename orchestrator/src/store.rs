@@ -17,7 +17,8 @@ use redb::{
 
 use crate::audit::{self, VerifyReport};
 use crate::records::{
-    AuditRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION, StatusChangeV1, check_version,
+    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION,
+    StandingApprovalV1, StatusChangeV1, check_version,
 };
 
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
@@ -25,6 +26,9 @@ const STATUS: TableDefinition<u64, &str> = TableDefinition::new("status_changes"
 const PROBES: TableDefinition<(&str, u64), &str> = TableDefinition::new("probe_history");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const EXECUTIONS: TableDefinition<&str, &str> = TableDefinition::new("executions");
+const DRILL_RUNS: TableDefinition<&str, &str> = TableDefinition::new("drill_runs");
+/// Drill name → JSON list of `StandingApprovalV1`.
+const DRILL_APPROVALS: TableDefinition<&str, &str> = TableDefinition::new("drill_approvals");
 
 pub struct Store {
     db: Database,
@@ -83,6 +87,8 @@ impl Store {
             tx.open_table(STATUS)?;
             tx.open_table(PROBES)?;
             tx.open_table(EXECUTIONS)?;
+            tx.open_table(DRILL_RUNS)?;
+            tx.open_table(DRILL_APPROVALS)?;
         }
         tx.commit()?;
         Ok(())
@@ -250,6 +256,96 @@ impl Store {
                 Ok(Some(rec))
             }
         }
+    }
+
+    /// Write a drill run and its audit entries in one fsync'd transaction.
+    pub fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(DRILL_RUNS)?;
+            t.insert(rec.id.as_str(), serde_json::to_string(rec)?.as_str())?;
+            let mut a = tx.open_table(AUDIT)?;
+            append_audit_in(&mut a, audit)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every drill run, oldest first.
+    pub fn drill_runs(&self) -> Result<Vec<DrillRunRecordV1>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(DRILL_RUNS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            let rec: DrillRunRecordV1 = serde_json::from_str(v.value())?;
+            check_version(rec.v, "drill run")?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    pub fn drill_run(&self, id: &str) -> Result<Option<DrillRunRecordV1>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(DRILL_RUNS)?;
+        match t.get(id)? {
+            None => Ok(None),
+            Some(v) => {
+                let rec: DrillRunRecordV1 = serde_json::from_str(v.value())?;
+                check_version(rec.v, "drill run")?;
+                Ok(Some(rec))
+            }
+        }
+    }
+
+    pub fn standing_approvals(&self, drill: &str) -> Result<Vec<StandingApprovalV1>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(DRILL_APPROVALS)?;
+        let list: Vec<StandingApprovalV1> = match t.get(drill)? {
+            None => Vec::new(),
+            Some(v) => serde_json::from_str(v.value())?,
+        };
+        for a in &list {
+            check_version(a.v, "standing approval")?;
+        }
+        Ok(list)
+    }
+
+    /// Replace a drill's standing approvals (with the audit entry) in one fsync'd transaction.
+    pub fn save_standing_approvals(
+        &self,
+        drill: &str,
+        list: &[StandingApprovalV1],
+        audit: Vec<AuditEvent<'_>>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(DRILL_APPROVALS)?;
+            t.insert(drill, serde_json::to_string(list)?.as_str())?;
+            let mut a = tx.open_table(AUDIT)?;
+            append_audit_in(&mut a, audit)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_string()))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(META)?;
+            t.insert(key, value)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Take the next failover generation (fencing token), durably.

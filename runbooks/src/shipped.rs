@@ -27,6 +27,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "activate-dr-cold.toml",
         include_str!("../nilecare/activate-dr-cold.toml"),
     ),
+    (
+        "redis-failback-port-sudan-to-khartoum.toml",
+        include_str!("../nilecare/redis-failback-port-sudan-to-khartoum.toml"),
+    ),
+    (
+        "revert-dr-cold-to-khartoum.toml",
+        include_str!("../nilecare/revert-dr-cold-to-khartoum.toml"),
+    ),
 ];
 
 /// The sandbox topology as a `Catalog`: what the orchestrator builds from the sandbox config,

@@ -14,7 +14,7 @@ use niledr_runbooks::{Rollback, SiteRole, parse_runbook, shipped::SHIPPED};
 #[test]
 fn every_shipped_runbook_validates() {
     let catalog = sandbox_catalog();
-    assert_eq!(SHIPPED.len(), 6);
+    assert_eq!(SHIPPED.len(), 8);
     for (file, text) in SHIPPED {
         let rb = parse_runbook(Path::new(file), text, &catalog).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(

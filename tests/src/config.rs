@@ -27,6 +27,17 @@ pub struct ConfigOptions {
     pub history: u32,
     /// Runbook directory (default: the repository's `runbooks/nilecare`).
     pub runbook_dir: Option<PathBuf>,
+    /// The host agent drills inject faults through (`[drills] agent`, `agent_token_file`).
+    pub agent: Option<AgentRef>,
+}
+
+/// Where niledr reaches the host agent (`crate::agent::HostAgent::agent_ref`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRef {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// File holding the agent's bearer token.
+    pub token_file: PathBuf,
 }
 
 impl Default for ConfigOptions {
@@ -40,6 +51,7 @@ impl Default for ConfigOptions {
             success_threshold: 2,
             history: 500,
             runbook_dir: None,
+            agent: None,
         }
     }
 }
@@ -211,14 +223,30 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
         .with_context(|| format!("writing {}", app_env.display()))?;
     }
     let pgb = topo.pgbouncer();
+    // The canary writes through the service names (as applications do), with the
+    // credentials and port of the khartoum services.
+    let mut drills = format!(
+        "dirs = [{drills}]\ncanary_postgres = {cpg}\ncanary_postgres_via = \"khartoum-postgres\"\n\
+         canary_redis = {credis}\ncanary_redis_via = \"khartoum-redis\"\n",
+        drills = qp(&drills_dir),
+        cpg = q(&format!("db.{ZONE}")),
+        credis = q(&format!("cache.{ZONE}")),
+    );
+    if let Some(agent) = &opts.agent {
+        let _ = write!(
+            drills,
+            "agent = {}\nagent_token_file = {}\n",
+            q(&agent.url),
+            qp(&agent.token_file)
+        );
+    }
     let _ = write!(
         s,
-        "\n[auth]\nusers_file = {users}\n\n[runbooks]\ndirs = [{rb}]\n\n[drills]\ndirs = [{drills}]\n\n\
+        "\n[auth]\nusers_file = {users}\n\n[runbooks]\ndirs = [{rb}]\n\n[drills]\n{drills}\n\
          [connstr.app-env]\nkind = \"file\"\npath = {env}\ntemplate = {tpl}\n\n\
          [connstr.pgbouncer]\nkind = \"pgbouncer\"\nini = {ini}\ndatabase = {db}\nadmin = {admin}\nuser = {user}\npassword_file = {pw}\n",
         users = qp(&topo.base_dir().join("users.toml")),
         rb = qp(&runbooks_dir),
-        drills = qp(&drills_dir),
         env = qp(&app_env),
         tpl = q(APP_ENV_TEMPLATE),
         ini = qp(pgb.ini_file()),

@@ -26,17 +26,36 @@ pub struct HttpResponse {
 
 /// `GET path` with HTTP/1.0 (the server closes the connection; no chunking).
 pub fn http_get(address: SocketAddr, path: &str) -> Result<HttpResponse> {
+    http_request(address, "GET", path, &[], None, IO_TIMEOUT)
+}
+
+/// One HTTP/1.0 request with extra `headers` and an optional `body`; `timeout` bounds each
+/// read and write (the server closes the connection; no chunking).
+pub fn http_request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<HttpResponse> {
     let mut s = TcpStream::connect_timeout(&address, IO_TIMEOUT)
         .with_context(|| format!("http {address}: connect"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT))
+    s.set_read_timeout(Some(timeout))
         .context("set_read_timeout")?;
-    s.set_write_timeout(Some(IO_TIMEOUT))
+    s.set_write_timeout(Some(timeout))
         .context("set_write_timeout")?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .with_context(|| format!("http {address}: write"))?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("\r\n");
+    head.push_str(body.unwrap_or_default());
+    s.write_all(head.as_bytes())
+        .with_context(|| format!("http {address}: write"))?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
         .with_context(|| format!("http {address}: read"))?;

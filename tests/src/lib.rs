@@ -18,6 +18,7 @@
 //! // Dropping `topo` kills every process and removes the temp dir.
 //! ```
 
+pub mod agent;
 pub mod bins;
 pub mod cli_helpers;
 pub mod config;
@@ -34,7 +35,8 @@ pub mod summary;
 pub mod topology;
 pub mod util;
 
-pub use config::ConfigOptions;
+pub use agent::HostAgent;
+pub use config::{AgentRef, ConfigOptions};
 pub use dns::{Dns, DnsServer, TsigKey, ZONE};
 pub use http::{HttpHealth, HttpResponse, http_get};
 pub use layout::{Layout, Site, SitePorts};

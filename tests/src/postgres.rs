@@ -34,6 +34,20 @@ pub struct PgConn {
 }
 
 impl PgConn {
+    /// A `psql` connection to the server at `address` as the `niledr` superuser (e.g. the
+    /// restored dr-cold server, which no harness handle of a test owns).
+    pub fn new(address: SocketAddr, password: &str) -> Result<PgConn> {
+        Ok(PgConn {
+            psql: pg_bindir()?.join("psql"),
+            address,
+            password: password.into(),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// Run `sql` with `psql -X -At -v ON_ERROR_STOP=1`; stdout without the final newline.
     pub fn query(&self, sql: &str) -> Result<String> {
         let mut cmd = Command::new(&self.psql);
@@ -395,6 +409,19 @@ impl PgSetup<'_> {
         dirs: &InstanceDirs,
         role: PgRole,
     ) -> Result<Postgres> {
+        self.component_within(name, site, address, dirs, role, Duration::from_secs(60))
+    }
+
+    /// Like `component`, waiting up to `start_timeout` until it accepts connections.
+    fn component_within(
+        &self,
+        name: &str,
+        site: Site,
+        address: SocketAddr,
+        dirs: &InstanceDirs,
+        role: PgRole,
+        start_timeout: Duration,
+    ) -> Result<Postgres> {
         let conn = self.conn(address);
         let probe = conn.clone();
         let spec = ProcessSpec {
@@ -405,7 +432,7 @@ impl PgSetup<'_> {
             owner: self.owner,
             log: self.logs.join(format!("{name}.log")),
             graceful: Signal::SIGINT,
-            start_timeout: Duration::from_secs(60),
+            start_timeout,
             // After kill -9: the dead server's shared memory / lock file linger for a moment.
             retry_when_log_says: &["shared memory", "lock file", "already in use"],
             ready: Box::new(move || probe.query("SELECT 1").map(drop)),
@@ -460,6 +487,7 @@ impl PgSetup<'_> {
                  wal_keep_size = 64MB\nwal_receiver_status_interval = 1s\n\
                  wal_log_hints = on\n\
                  archive_mode = on\narchive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'\n\
+                 archive_timeout = '10s'\n\
                  shared_buffers = 16MB\nmax_connections = 50\nlog_line_prefix = '%m [%p] '\n{}",
                 Self::instance_settings(address, &dirs.socket)
             ),
@@ -538,6 +566,74 @@ impl PgSetup<'_> {
             .args(upstream_args(up));
         let log = self.logs.join("dr-cold-basebackup.log");
         run_logged("dr-cold: pg_basebackup", bb, &log, Duration::from_secs(300))
+    }
+}
+
+impl PgSetup<'_> {
+    /// The cold site's restore (what an operator does at dr-cold): a fresh data directory in
+    /// `root` (anything there before is removed) holding a copy of the plain-format
+    /// `base_backup`, set to replay the WAL archive (`restore_command`, latest timeline) and
+    /// promote at its end (`recovery.signal`), listening on `address`, archiving nothing. Not
+    /// started: see `start_cold`.
+    pub fn restore_cold(&self, base_backup: &Path, root: &Path, address: SocketAddr) -> Result<()> {
+        if root.exists() {
+            std::fs::remove_dir_all(root)
+                .with_context(|| format!("removing the previous restore {}", root.display()))?;
+        }
+        let dirs = InstanceDirs::create(root, self.owner)?;
+        if !base_backup.join("PG_VERSION").is_file() {
+            bail!("{} holds no base backup", base_backup.display());
+        }
+        // As the postgres user, so everything copied is owned by it (and modes are kept).
+        let mut cp = self.command(&crate::bins::find("cp")?, &dirs.root);
+        let mut from = base_backup.as_os_str().to_owned();
+        from.push("/.");
+        cp.arg("-a").arg(from).arg(&dirs.data);
+        let log = self.logs.join("dr-cold-postgres-restore.log");
+        run_logged(
+            "dr-cold: copying the base backup",
+            cp,
+            &log,
+            Duration::from_secs(300),
+        )?;
+        for stale in ["postmaster.pid", "postmaster.opts", "standby.signal"] {
+            let p = dirs.data.join(stale);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+        let archive = self.wal_archive.display();
+        append_file(
+            &dirs.data.join("postgresql.conf"),
+            &format!(
+                "\n# niledr harness: dr-cold restore from the base backup and the WAL archive\n\
+                 archive_mode = off\nrestore_command = 'cp {archive}/%f %p'\n\
+                 recovery_target_timeline = 'latest'\nrecovery_target_action = 'promote'\n\
+                 primary_conninfo = ''\nprimary_slot_name = ''\n{}",
+                Self::instance_settings(address, &dirs.socket)
+            ),
+        )?;
+        write_file(&dirs.data.join("recovery.signal"), "", 0o600, self.owner)
+    }
+
+    /// Start the instance `restore_cold` prepared in `root`; returns once it accepts
+    /// connections (a hot standby during archive recovery), waiting up to `within`.
+    pub fn start_cold(
+        &self,
+        name: &str,
+        root: &Path,
+        address: SocketAddr,
+        within: Duration,
+    ) -> Result<Postgres> {
+        let dirs = InstanceDirs {
+            root: root.to_path_buf(),
+            data: root.join("data"),
+            socket: root.join("socket"),
+        };
+        if !dirs.data.join("PG_VERSION").is_file() {
+            bail!("{name}: nothing restored in {}", dirs.data.display());
+        }
+        self.component_within(name, Site::DrCold, address, &dirs, PgRole::Standby, within)
     }
 }
 

@@ -9,11 +9,14 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::daemon::{Niledr, People, create_people, free_listen_addr};
-use crate::{ConfigOptions, Layout, Topology};
+use crate::{ConfigOptions, HostAgent, Layout, Topology};
 
+/// Fields drop in declaration order: niledr first, then the host agent, then the topology.
 pub struct World {
-    pub topo: Topology,
     pub niledr: Niledr,
+    /// The host agent niledr's drills act through (`[drills] agent`).
+    pub agent: HostAgent,
+    pub topo: Topology,
     pub people: People,
     /// The runbook directory niledr loads (a copy of the repository's `runbooks/nilecare`).
     pub runbooks: PathBuf,
@@ -33,19 +36,22 @@ pub fn copy_runbooks(to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A topology, people, and niledr ready with replication settled. `edit_config` may change the
-/// generated config text before niledr reads it; `env` is passed to the daemon.
+/// A topology, its host agent, people, and niledr ready with replication settled.
+/// `edit_config` may change the generated config text before niledr reads it; `env` is
+/// passed to the daemon.
 pub fn start_with(
     edit_config: impl FnOnce(&Topology, String) -> Result<String>,
     env: &[(&str, &str)],
 ) -> Result<World> {
     let topo = Topology::start(Layout::free_ports()?, None)?;
+    let agent = HostAgent::start(&topo)?;
     let runbooks = topo.base_dir().join("runbooks");
     copy_runbooks(&runbooks)?;
     let people = create_people(&topo.base_dir().join("users.toml"))?;
     let listen = free_listen_addr()?;
     let opts = ConfigOptions {
         runbook_dir: Some(runbooks.clone()),
+        agent: Some(agent.agent_ref()),
         ..ConfigOptions::with_listen(listen)
     };
     let config = topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?;
@@ -66,8 +72,9 @@ pub fn start_with(
         s["replication"]["lag_bytes"] == 0 && s["status"] == "up"
     })?;
     Ok(World {
-        topo,
         niledr,
+        agent,
+        topo,
         people,
         runbooks,
     })

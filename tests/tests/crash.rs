@@ -53,8 +53,9 @@ fn sigkill_at_every_step_boundary_resumes_safely() -> Result<()> {
 
     // Re-start niledr with the first failpoint armed, then propose and approve: it dies there.
     let scenario::World {
-        topo,
         niledr,
+        agent,
+        topo,
         people,
         runbooks,
     } = w;
@@ -70,8 +71,9 @@ fn sigkill_at_every_step_boundary_resumes_safely() -> Result<()> {
         v["status"] == "ready"
     })?;
     let mut w = scenario::World {
-        topo,
         niledr: first,
+        agent,
+        topo,
         people,
         runbooks,
     };
@@ -146,7 +148,12 @@ fn sigkill_at_every_step_boundary_resumes_safely() -> Result<()> {
         "unexpected ERROR lines:\n{}",
         errors.join("\n")
     );
-    let scenario::World { topo, niledr, .. } = w;
+    let scenario::World {
+        niledr,
+        agent,
+        topo,
+        ..
+    } = w;
     niledr.stop()?;
     // The chain verifies from the CLI with the daemon stopped (the topology is still there).
     let out = niledr_command(&["audit", "verify", "--config", config.to_str().unwrap()])?;
@@ -157,6 +164,7 @@ fn sigkill_at_every_step_boundary_resumes_safely() -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{stdout}");
+    drop(agent);
     drop(topo);
     Ok(())
 }

@@ -269,8 +269,9 @@ fn approval_rules_are_enforced() -> Result<()> {
     std::fs::write(w.runbooks.join("dns-revert-quick.toml"), quick)?;
     // Runbooks are loaded at start: restart to pick up the new file.
     let World {
-        topo,
         niledr,
+        agent,
+        topo,
         people,
         runbooks,
     } = w;
@@ -278,8 +279,9 @@ fn approval_rules_are_enforced() -> Result<()> {
     niledr.stop()?;
     let niledr = Niledr::start(&config, listen, &log)?;
     let w = World {
-        topo,
         niledr,
+        agent,
+        topo,
         people,
         runbooks,
     };

@@ -25,8 +25,9 @@ fn edit_runbook(w: &World, file: &str, edits: &[(&str, &str)]) -> Result<()> {
 /// Runbooks are loaded at start: restart niledr on the same config.
 fn restart(w: World) -> Result<World> {
     let World {
-        topo,
         niledr,
+        agent,
+        topo,
         people,
         runbooks,
     } = w;
@@ -37,8 +38,9 @@ fn restart(w: World) -> Result<World> {
         v["status"] == "ready"
     })?;
     Ok(World {
-        topo,
         niledr,
+        agent,
+        topo,
         people,
         runbooks,
     })

@@ -21,6 +21,21 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl ApiError {
+    /// The message, without the status.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::NotFound(m)
+            | ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::Conflict(m)
+            | ApiError::Internal(m)
+            | ApiError::Unavailable(m) => m,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, msg) = match self {

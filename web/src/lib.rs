@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use types::{
     ApprovalRequest, AuditVerifyView, ConfirmRequest, ControlRequest, CreateExecutionRequest,
-    DrillView, ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView,
+    DrillApprovalRequest, DrillRunRequest, DrillRunView, DrillView, ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView,
     SiteView, StatusEventView,
 };
 
@@ -74,6 +74,25 @@ pub trait Backend: Send + Sync + 'static {
     fn runbooks(&self) -> Vec<RunbookSummaryView>;
     /// Drill definitions with their next scheduled runs.
     fn drills(&self) -> Vec<DrillView>;
+    /// Drill runs, newest first (optionally of one drill).
+    fn drill_runs(&self, drill: Option<&str>, limit: usize) -> Result<Vec<DrillRunView>, ApiError>;
+    fn drill_run(&self, id: &str) -> Result<DrillRunView, ApiError>;
+    /// The run's report as Markdown for a post-drill review (409 while it is still running).
+    fn drill_run_markdown(&self, id: &str) -> Result<String, ApiError>;
+    /// Start a drill now (202 semantics: answers once the run is recorded and started).
+    fn start_drill(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        request: DrillRunRequest,
+    ) -> BoxFuture<'_, Result<DrillRunView, ApiError>>;
+    /// Record a standing pre-approval of a drill file (bound to its digest).
+    fn approve_drill(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        request: DrillApprovalRequest,
+    ) -> BoxFuture<'_, Result<DrillView, ApiError>>;
     /// A dry run: resolved steps, guards against live probes, before → after, digest.
     fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError>;
     fn executions(&self) -> Result<Vec<ExecutionView>, ApiError>;

@@ -238,8 +238,88 @@ pub struct DrillView {
     pub objectives: serde_json::Value,
     /// Next scheduled slots: due, or skipped with the reason (blackout).
     pub upcoming: Vec<DrillSlotView>,
-    /// The verdict of the last run (`met`, `missed`, `aborted`), once drills have run.
+    /// The verdict of the last run (`met`, `missed`, `aborted`, `not_measured`), once drills
+    /// have run.
     pub last_verdict: Option<String>,
+    /// Id of the last run (finished or not), if any.
+    pub last_run: Option<String>,
+    /// Standing pre-approvals given for this drill file (any digest; `current` says whether
+    /// it is for the file as loaded now).
+    pub standing_approvals: Vec<StandingApprovalView>,
+    /// `approval = "standing"` and the current digest has enough approvals to run unattended.
+    pub standing_approved: bool,
+    /// What a standing run still needs (empty when `standing_approved`).
+    pub standing_needs: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StandingApprovalView {
+    pub user: String,
+    pub roles: Vec<String>,
+    /// The drill digest the person approved.
+    pub digest: String,
+    pub at: String,
+    pub comment: String,
+    /// Approved digest equals the drill's digest as loaded now.
+    pub current: bool,
+}
+
+/// `POST /api/v1/drills/{name}/approvals`: a standing pre-approval of the drill file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillApprovalRequest {
+    /// The drill digest the approver read (`GET /api/v1/drills`); must match the file as loaded.
+    pub digest: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `POST /api/v1/drills/{name}/runs`: run a drill now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillRunRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// One drill run (or a scheduled slot that was missed or skipped).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DrillRunView {
+    pub id: String,
+    pub drill: String,
+    /// The drill digest the run used.
+    pub digest: String,
+    /// `on_demand` or `schedule`.
+    pub trigger: String,
+    /// Who asked (a person, or `niledr-scheduler`).
+    pub requested_by: String,
+    /// `running`, `finished`, `aborted`, `failed`, `interrupted`, `missed`, `skipped`.
+    pub state: String,
+    /// What the run is doing now (`preflight`, `canary`, `fault`, `detection`, `decision`,
+    /// `execution`, `measuring`, `cleanup`, `done`).
+    pub phase: String,
+    /// The scheduled slot this run was for (local time), if scheduled.
+    pub scheduled_for: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The drill's runbook execution, once proposed.
+    pub execution: Option<String>,
+    pub cleanup_execution: Option<String>,
+    /// Why the run failed, was skipped or missed.
+    pub error: Option<String>,
+    /// Overall verdict once finished: `met`, `missed`, `aborted`, `not_measured`.
+    pub verdict: Option<String>,
+    /// The full report (niledr_drills::DrillReport as JSON) once measured.
+    pub report: Option<serde_json::Value>,
+    /// Progress notes, oldest first.
+    pub notes: Vec<TimelineNoteView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TimelineNoteView {
+    pub at: String,
+    pub event: String,
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

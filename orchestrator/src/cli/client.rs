@@ -109,8 +109,9 @@ impl Client {
         &self.base
     }
 
-    /// `base` + path segments, each percent-encoded (a runbook name cannot escape its segment).
-    fn url(&self, segments: &[&str]) -> Result<Url, CliError> {
+    /// `base` + path segments, each percent-encoded (a runbook name cannot escape its segment),
+    /// + query pairs, encoded likewise.
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, CliError> {
         let mut url = self.base.clone();
         url.set_query(None);
         url.set_fragment(None);
@@ -118,24 +119,64 @@ impl Client {
             .map_err(|()| CliError::Usage(format!("{} cannot be a base URL", self.base)))?
             .pop_if_empty()
             .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         Ok(url)
     }
 
     pub fn get(&self, segments: &[&str]) -> Result<Value, CliError> {
-        self.send("GET", segments, None)
+        self.send("GET", segments, &[], None)
+    }
+
+    /// `GET` with query parameters (`?drill=...&limit=...`).
+    pub fn get_query(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Value, CliError> {
+        self.send("GET", segments, query, None)
+    }
+
+    /// `GET` of a text answer (a Markdown report): the body as it came, if it is UTF-8.
+    pub fn get_text(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<String, CliError> {
+        let (url, bytes) = self.request(
+            "GET",
+            segments,
+            query,
+            None,
+            "text/markdown, application/json",
+        )?;
+        String::from_utf8(bytes)
+            .map_err(|e| CliError::Other(format!("GET {url}: the answer is not UTF-8 text ({e})")))
     }
 
     pub fn post(&self, segments: &[&str], body: &Value) -> Result<Value, CliError> {
-        self.send("POST", segments, Some(body))
+        self.send("POST", segments, &[], Some(body))
     }
 
     fn send(
         &self,
         method: &'static str,
         segments: &[&str],
+        query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, CliError> {
-        let url = self.url(segments)?;
+        let (url, bytes) = self.request(method, segments, query, body, "application/json")?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            CliError::Other(format!(
+                "{method} {url}: the answer is not JSON ({e}): {}",
+                shorten(&String::from_utf8_lossy(&bytes))
+            ))
+        })
+    }
+
+    /// One request: the body of a 2xx answer, or the error a person can act on.
+    fn request(
+        &self,
+        method: &'static str,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        accept: &str,
+    ) -> Result<(Url, Vec<u8>), CliError> {
+        let url = self.url(segments, query)?;
         let path = url.path().to_string();
         let mut req = match body {
             None => self.http.get(url.clone()),
@@ -145,7 +186,7 @@ impl Client {
                 .header(CONTENT_TYPE, "application/json")
                 .body(b.to_string()),
         }
-        .header(ACCEPT, "application/json")
+        .header(ACCEPT, accept)
         .timeout(REQUEST_TIMEOUT);
         if let Some(t) = &self.token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
@@ -155,12 +196,12 @@ impl Client {
             .block_on(async {
                 let resp = req.send().await?;
                 let status = resp.status().as_u16();
-                let bytes = resp.bytes().await?;
+                let bytes = resp.bytes().await?.to_vec();
                 Ok::<_, reqwest::Error>((status, bytes))
             })
             .map_err(|e| self.transport_error(&url, e))?;
-        let json: Result<Value, _> = serde_json::from_slice(&bytes);
         if !(200..300).contains(&status) {
+            let json: Result<Value, _> = serde_json::from_slice(&bytes);
             let message = match &json {
                 Ok(v) => v
                     .get("error")
@@ -177,12 +218,7 @@ impl Client {
                 message,
             });
         }
-        json.map_err(|e| {
-            CliError::Other(format!(
-                "{method} {url}: the answer is not JSON ({e}): {}",
-                shorten(&String::from_utf8_lossy(&bytes))
-            ))
-        })
+        Ok((url, bytes))
     }
 
     fn transport_error(&self, url: &Url, e: reqwest::Error) -> CliError {

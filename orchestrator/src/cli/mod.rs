@@ -1,10 +1,13 @@
 //! `niledr` subcommands that talk to a running daemon over its HTTP API: plan, runbooks,
-//! executions, execution, propose, approve, reject, cancel, pause, resume, confirm.
+//! executions, execution, propose, approve, reject, cancel, pause, resume, confirm, and the
+//! `drill` group (see `drill`).
 //! Each takes `--url` / `NILEDR_URL` and `--token-file` / `NILEDR_TOKEN` (see `conn`).
-//! Exit codes: 0 done, 1 the daemon refused or could not be reached, 2 bad usage.
+//! Exit codes: 0 done, 1 the daemon refused or could not be reached, 2 bad usage, 3 a drill
+//! run that did not meet its objectives (`drill run`).
 
 pub mod client;
 pub mod conn;
+pub mod drill;
 pub mod render;
 
 use std::process::ExitCode;
@@ -108,6 +111,11 @@ pub enum RemoteCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Drills: list, show, approve (standing), run now and follow, runs, report.
+    Drill {
+        #[command(subcommand)]
+        command: drill::DrillCommand,
+    },
 }
 
 /// Arguments shared by the commands that act on one execution with an optional comment.
@@ -126,10 +134,15 @@ pub struct OnExecution {
 
 /// Run one remote subcommand: print its output, or `error: ...` on stderr.
 pub fn run(cmd: RemoteCommand) -> ExitCode {
-    match execute(cmd) {
-        Ok(text) => {
+    let result = match cmd {
+        // The one group with an exit code of its own (a drill that missed its objectives).
+        RemoteCommand::Drill { command } => drill::execute(command),
+        cmd => execute(cmd).map(|text| (text, 0)),
+    };
+    match result {
+        Ok((text, code)) => {
             print!("{text}");
-            ExitCode::SUCCESS
+            ExitCode::from(code)
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -155,6 +168,7 @@ fn pretty(v: &Value) -> String {
 
 fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
     match cmd {
+        RemoteCommand::Drill { command } => drill::execute(command).map(|(text, _)| text),
         RemoteCommand::Plan {
             runbook,
             json,

@@ -1,11 +1,14 @@
-//! Human-readable text for plans, executions and lists: what an on-call engineer reads before
-//! approving, or while watching a run. Pure functions from wire values to `String`.
+//! Human-readable text for plans, executions, drills and lists: what an on-call engineer reads
+//! before approving, or while watching a run. Pure functions from wire values to `String`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use niledr_runbooks::{GuardOutcome, Plan, Target};
-use niledr_web::types::{ExecutionView, RunbookSummaryView, StepView};
+use niledr_web::types::{
+    DrillRunView, DrillView, ExecutionView, RunbookSummaryView, StandingApprovalView, StepView,
+    TimelineNoteView,
+};
 use serde_json::Value;
 
 fn dur_ms(ms: u64) -> String {
@@ -364,6 +367,314 @@ pub fn proposed(e: &ExecutionView) -> String {
     o
 }
 
+/// Columns padded to their widest cell (the last one is not padded).
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut o = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_uppercase()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                o.push_str(cell);
+            } else {
+                let _ = write!(o, "{cell:<w$}  ");
+            }
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// `0 2 1 * * (Africa/Khartoum)`, or `on demand`.
+fn schedule(d: &DrillView) -> String {
+    match &d.schedule {
+        Some(s) => format!("{s} ({})", d.timezone),
+        None => "on demand".into(),
+    }
+}
+
+/// `live`, or `standing, approved: yes|no`.
+fn approval_mode(d: &DrillView) -> String {
+    if d.approval == "standing" {
+        let yes = if d.standing_approved { "yes" } else { "no" };
+        format!("standing, approved: {yes}")
+    } else {
+        d.approval.clone()
+    }
+}
+
+fn last_verdict(d: &DrillView) -> String {
+    match (&d.last_verdict, &d.last_run) {
+        (Some(v), _) => v.clone(),
+        (None, Some(run)) => format!("none yet (run {run})"),
+        (None, None) => "never run".into(),
+    }
+}
+
+/// The drill JSON (scenario, objectives) as `key: value` lines; `*_ms` numbers as durations.
+fn fields(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let (name, v) = match k.strip_suffix("_ms") {
+                    Some(base) => (base, as_durations(v)),
+                    None => (k.as_str(), v.clone()),
+                };
+                let key = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                fields(&key, &v, out);
+            }
+        }
+        Value::Null => {}
+        Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Milliseconds (alone or in a map of them, as `rpo_ms` per store) as durations.
+fn as_durations(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .map_or_else(|| v.clone(), |ms| Value::String(dur_ms(ms))),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), as_durations(v)))
+                .collect(),
+        ),
+        _ => v.clone(),
+    }
+}
+
+fn standing_line(o: &mut String, a: &StandingApprovalView) {
+    let roles = if a.roles.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", a.roles.join(", "))
+    };
+    let digest: String = a.digest.chars().take(16).collect();
+    let which = if a.current {
+        "current file"
+    } else {
+        "AN OLDER FILE (does not count)"
+    };
+    let _ = write!(
+        o,
+        "  {}{roles}  {}  digest {digest}… ({which})",
+        a.user, a.at
+    );
+    if !a.comment.is_empty() {
+        let _ = write!(o, "  \"{}\"", a.comment);
+    }
+    o.push('\n');
+}
+
+/// What standing approval the drill has and what it still needs.
+fn standing_status(o: &mut String, d: &DrillView) {
+    if d.approval != "standing" {
+        let _ = writeln!(
+            o,
+            "Approval: live — people approve each run as it starts (no standing approval needed)"
+        );
+        return;
+    }
+    if d.standing_approved {
+        let _ = writeln!(
+            o,
+            "Standing approval: complete — it may run unattended on its schedule"
+        );
+    } else {
+        let needs = d.standing_needs.as_deref().unwrap_or("more approvals");
+        let _ = writeln!(o, "Standing approval: NOT complete — still needs {needs}");
+    }
+}
+
+/// `niledr drill list`.
+pub fn drills(list: &[DrillView]) -> String {
+    if list.is_empty() {
+        return "no drills loaded\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            let next = d
+                .upcoming
+                .iter()
+                .find(|s| s.due)
+                .map_or_else(|| "-".to_string(), |s| s.at.clone());
+            vec![
+                d.name.clone(),
+                schedule(d),
+                next,
+                approval_mode(d),
+                last_verdict(d),
+            ]
+        })
+        .collect();
+    table(
+        &["drill", "schedule", "next due", "approval", "last verdict"],
+        &rows,
+    )
+}
+
+/// `niledr drill show NAME`.
+pub fn drill(d: &DrillView) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "Drill {}", d.name);
+    let _ = writeln!(o, "  description: {}", d.description);
+    let _ = writeln!(o, "  file:        {}", d.file);
+    let _ = writeln!(o, "  runbook:     {}", d.runbook);
+    let _ = writeln!(o, "  schedule:    {}", schedule(d));
+    let _ = writeln!(o, "  approval:    {}", approval_mode(d));
+    let _ = writeln!(o, "  last:        {}", last_verdict(d));
+    let _ = writeln!(o, "  digest:      {}", d.digest);
+    for (title, v) in [("Scenario", &d.scenario), ("Objectives", &d.objectives)] {
+        let mut lines = Vec::new();
+        fields("", v, &mut lines);
+        let _ = writeln!(o, "\n{title}:");
+        if lines.is_empty() {
+            let _ = writeln!(o, "  (none)");
+        }
+        for (k, v) in lines {
+            let _ = writeln!(o, "  {k}: {v}");
+        }
+    }
+    if d.schedule.is_some() {
+        let _ = writeln!(o, "\nUpcoming slots ({}):", d.timezone);
+        if d.upcoming.is_empty() {
+            let _ = writeln!(o, "  none");
+        }
+        for s in &d.upcoming {
+            match &s.skipped_because {
+                Some(why) => {
+                    let _ = writeln!(o, "  {}  skipped: {why}", s.at);
+                }
+                None if s.due => {
+                    let _ = writeln!(o, "  {}  due", s.at);
+                }
+                None => {
+                    let _ = writeln!(o, "  {}  not due", s.at);
+                }
+            }
+        }
+    }
+    let _ = writeln!(o, "\nStanding approvals ({}):", d.standing_approvals.len());
+    if d.standing_approvals.is_empty() {
+        let _ = writeln!(o, "  none");
+    }
+    for a in &d.standing_approvals {
+        standing_line(&mut o, a);
+    }
+    standing_status(&mut o, d);
+    o
+}
+
+/// `niledr drill approve`: who has approved the file as loaded, and what is still needed.
+pub fn drill_approved(d: &DrillView) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "approved drill {} (digest {})", d.name, d.digest);
+    let current: Vec<&StandingApprovalView> =
+        d.standing_approvals.iter().filter(|a| a.current).collect();
+    if current.is_empty() {
+        let _ = writeln!(o, "approved by: nobody for this digest");
+    } else {
+        let who: Vec<String> = current
+            .iter()
+            .map(|a| format!("{} [{}]", a.user, a.roles.join(", ")))
+            .collect();
+        let _ = writeln!(o, "approved by: {}", who.join("; "));
+    }
+    standing_status(&mut o, d);
+    o
+}
+
+/// `niledr drill runs`.
+pub fn drill_runs(list: &[DrillRunView]) -> String {
+    if list.is_empty() {
+        return "no drill runs\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            let state = if r.state == "running" {
+                format!("running ({})", r.phase)
+            } else {
+                r.state.clone()
+            };
+            vec![
+                r.id.clone(),
+                r.drill.clone(),
+                r.trigger.clone(),
+                state,
+                r.verdict.clone().unwrap_or_else(|| "-".into()),
+                r.started_at.clone(),
+                r.finished_at.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "id", "drill", "trigger", "state", "verdict", "started", "finished",
+        ],
+        &rows,
+    )
+}
+
+/// A drill run in short: what `niledr drill run --no-wait` prints, and the fallback when a run
+/// has no report.
+pub fn drill_run(r: &DrillRunView) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "drill run {}: {} is {} ({})",
+        r.id, r.drill, r.state, r.phase
+    );
+    let _ = writeln!(o, "id:        {}", r.id);
+    let _ = writeln!(o, "trigger:   {} by {}", r.trigger, r.requested_by);
+    let _ = writeln!(o, "started:   {}", r.started_at);
+    if let Some(f) = &r.finished_at {
+        let _ = writeln!(o, "finished:  {f}");
+    }
+    if let Some(e) = &r.execution {
+        let _ = writeln!(o, "execution: {e}");
+    }
+    if let Some(e) = &r.cleanup_execution {
+        let _ = writeln!(o, "cleanup:   {e}");
+    }
+    if let Some(v) = &r.verdict {
+        let _ = writeln!(o, "verdict:   {v}");
+    }
+    if let Some(e) = &r.error {
+        let _ = writeln!(o, "error:     {e}");
+    }
+    for n in &r.notes {
+        let _ = writeln!(o, "  {}  {}", n.at, note_text(n));
+    }
+    o
+}
+
+fn note_text(n: &TimelineNoteView) -> String {
+    if n.detail.is_empty() {
+        n.event.clone()
+    } else {
+        format!("{}: {}", n.event, n.detail)
+    }
+}
+
+/// A progress line while following a run: `[phase] event: detail`.
+pub fn drill_progress(phase: &str, n: &TimelineNoteView) -> String {
+    format!("[{phase}] {}", note_text(n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +717,110 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} in\n{text}");
         }
+    }
+
+    fn drill_view() -> DrillView {
+        serde_json::from_value(json!({
+            "name": "postgres-primary-failure", "description": "kill -9 the primary",
+            "file": "/etc/niledr/drills/p.toml", "runbook": "failover-khartoum-to-port-sudan",
+            "schedule": "0 2 1 * *", "timezone": "Africa/Khartoum", "approval": "standing",
+            "digest": "0123456789abcdef0123",
+            "scenario": {"fault": "kill_primary_postgres", "target": "khartoum-postgres",
+                         "lag_before_fault_ms": null},
+            "objectives": {"rto_ms": 240000, "rpo_ms": {"postgres": 60000}, "no_lost_writes": false},
+            "upcoming": [
+                {"at": "2026-02-01T02:00:00+02:00[Africa/Khartoum]", "due": true, "skipped_because": null},
+                {"at": "2026-03-01T02:00:00+02:00[Africa/Khartoum]", "due": false,
+                 "skipped_because": "blackout 00:00-04:00"}
+            ],
+            "last_verdict": null, "last_run": null,
+            "standing_approvals": [
+                {"user": "amira", "roles": ["approver"], "digest": "0123456789abcdef0123",
+                 "at": "t1", "comment": "read it", "current": true},
+                {"user": "khalid", "roles": ["admin"], "digest": "ffff", "at": "t0",
+                 "comment": "", "current": false}
+            ],
+            "standing_approved": false,
+            "standing_needs": "one more approver (engineering_lead)"
+        }))
+        .expect("a valid drill")
+    }
+
+    #[test]
+    fn drill_list_is_a_table_with_the_next_due_slot() {
+        let text = drills(&[drill_view()]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with("DRILL "), "{text}");
+        for want in [
+            "postgres-primary-failure",
+            "0 2 1 * * (Africa/Khartoum)",
+            "2026-02-01T02:00:00+02:00[Africa/Khartoum]",
+            "standing, approved: no",
+            "never run",
+        ] {
+            assert!(lines[1].contains(want), "{want:?} in\n{text}");
+        }
+        // Columns line up: every cell of the header starts where the row's does.
+        assert_eq!(lines[0].find("SCHEDULE"), lines[1].find("0 2 1"), "{text}");
+    }
+
+    #[test]
+    fn drill_show_has_slots_objectives_and_what_approval_still_needs() {
+        let text = drill(&drill_view());
+        for want in [
+            "digest:      0123456789abcdef0123",
+            "fault: kill_primary_postgres",
+            "rto: 4m",
+            "rpo.postgres: 1m",
+            "2026-03-01T02:00:00+02:00[Africa/Khartoum]  skipped: blackout 00:00-04:00",
+            "amira [approver]  t1  digest 0123456789abcdef… (current file)  \"read it\"",
+            "khalid [admin]  t0  digest ffff… (AN OLDER FILE (does not count))",
+            "NOT complete — still needs one more approver (engineering_lead)",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("lag_before_fault"),
+            "null fields are left out:\n{text}"
+        );
+        let approved = drill_approved(&drill_view());
+        assert!(
+            approved.contains("approved by: amira [approver]\n"),
+            "{approved}"
+        );
+    }
+
+    #[test]
+    fn drill_runs_and_progress_lines() {
+        let r: DrillRunView = serde_json::from_value(json!({
+            "id": "r7", "drill": "redis-failure", "digest": "x", "trigger": "schedule",
+            "requested_by": "niledr-scheduler", "state": "running", "phase": "detection",
+            "scheduled_for": null, "started_at": "t0", "finished_at": null, "execution": null,
+            "cleanup_execution": null, "error": null, "verdict": null, "report": null,
+            "notes": [{"at": "t1", "event": "fault_injected", "detail": "stop redis"}]
+        }))
+        .expect("a valid run");
+        let text = drill_runs(std::slice::from_ref(&r));
+        assert!(
+            text.lines()
+                .nth(1)
+                .is_some_and(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == [
+                        "r7",
+                        "redis-failure",
+                        "schedule",
+                        "running",
+                        "(detection)",
+                        "-",
+                        "t0",
+                        "-"
+                    ]),
+            "{text}"
+        );
+        assert_eq!(
+            drill_progress(&r.phase, &r.notes[0]),
+            "[detection] fault_injected: stop redis"
+        );
     }
 }

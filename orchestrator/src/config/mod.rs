@@ -3,6 +3,7 @@
 //! column and what to fix.
 
 mod error;
+mod drills;
 mod raw;
 pub mod tsig;
 
@@ -36,7 +37,7 @@ pub struct Config {
     pub dns: Option<DnsConfig>,
     pub users_file: Option<PathBuf>,
     pub runbook_dirs: Vec<PathBuf>,
-    pub drill_dirs: Vec<PathBuf>,
+    pub drills: DrillsConfig,
     pub connstr: BTreeMap<String, ConnstrTarget>,
 }
 
@@ -97,6 +98,8 @@ impl Service {
         }
     }
 }
+
+pub use drills::{CanaryTarget, DrillsConfig};
 
 #[derive(Clone, Debug)]
 pub struct DnsConfig {
@@ -240,11 +243,7 @@ impl Loader<'_> {
             .as_ref()
             .map(|r| r.dirs.iter().map(|d| self.resolve(d.get_ref())).collect())
             .unwrap_or_default();
-        let drill_dirs = raw
-            .drills
-            .as_ref()
-            .map(|r| r.dirs.iter().map(|d| self.resolve(d.get_ref())).collect())
-            .unwrap_or_default();
+        let drills = self.drills(raw.drills.as_ref(), &services, dns.as_ref())?;
         let mut connstr = BTreeMap::new();
         for (id, c) in &raw.connstr {
             self.check_id(id, "connstr target")?;
@@ -254,7 +253,7 @@ impl Loader<'_> {
         Ok(Config {
             users_file,
             runbook_dirs,
-            drill_dirs,
+            drills,
             connstr,
             path: self.path.to_path_buf(),
             digest: hex::encode(Sha256::digest(self.source.as_bytes())),

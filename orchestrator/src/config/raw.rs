@@ -21,7 +21,7 @@ pub struct RawConfig {
     pub dns: Option<Spanned<RawDns>>,
     pub auth: Option<RawAuth>,
     pub runbooks: Option<RawRunbooks>,
-    pub drills: Option<RawRunbooks>,
+    pub drills: Option<Spanned<RawDrills>>,
     #[serde(default)]
     pub connstr: BTreeMap<Spanned<String>, Spanned<RawConnstr>>,
 }
@@ -38,6 +38,27 @@ pub struct RawAuth {
 pub struct RawRunbooks {
     /// Directories of runbook TOML files.
     pub dirs: Vec<Spanned<String>>,
+}
+
+/// `[drills]`: where drill files live, the host agent that injects faults, the canary.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrills {
+    /// Directories of drill TOML files.
+    pub dirs: Vec<Spanned<String>>,
+    /// Base URL of the host agent that injects faults and re-seeds servers.
+    pub agent: Option<Spanned<String>>,
+    pub agent_token_file: Option<Spanned<String>>,
+    /// How long before a scheduled drill it is announced.
+    pub announce_before: Option<Spanned<Dur>>,
+    /// Canary writes per second per store (at least 100).
+    pub canary_rate: Option<Spanned<u32>>,
+    /// Service names the canary writes through (resolved at the authoritative DNS).
+    pub canary_postgres: Option<Spanned<String>>,
+    /// The postgres service whose credentials and port the canary uses.
+    pub canary_postgres_via: Option<Spanned<String>>,
+    pub canary_redis: Option<Spanned<String>>,
+    pub canary_redis_via: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]

@@ -197,7 +197,7 @@ impl Engine {
         Ok(id)
     }
 
-    fn approve(
+    pub(super) fn approve(
         &mut self,
         who: &PrincipalView,
         id: &str,

@@ -4,6 +4,7 @@
 //! one execution per service, and resumes in-doubt steps after a restart.
 
 mod commands;
+mod drill_hooks;
 mod fencing;
 pub mod steps;
 mod triggers;
@@ -26,6 +27,7 @@ use crate::failpoint;
 use crate::records::{ExecutionRecordV1, StepRecordV1, TimelineEntryV1};
 use crate::store::{AuditEvent, Store};
 use steps::{StepContext, StepError};
+pub use drill_hooks::{StandingApproval, drill_principal};
 pub use view::execution_view;
 
 /// Events the engine handles (wrapped in the loop's `Event::Engine`).
@@ -51,6 +53,17 @@ pub enum EngineEvent {
         id: String,
         result: Result<String, String>,
     },
+    /// A drill proposes its runbook (or adopts a trigger's pending proposal for the outage it
+    /// caused) and, with a standing approval, applies the approvals given to the drill file.
+    DrillPropose {
+        drill: String,
+        runbook: String,
+        reason: String,
+        standing: Vec<StandingApproval>,
+        reply: oneshot::Sender<Result<ExecutionView, ApiError>>,
+    },
+    /// A drill started (`Some`) or ended (`None`).
+    DrillActive { drill: Option<String> },
     /// A returning old primary was fenced again.
     Refenced {
         service: String,
@@ -136,6 +149,8 @@ pub struct Engine {
     keep_fenced: std::collections::BTreeSet<String>,
     /// Service → the up-episode (status `since`, ms) it was last re-fenced in.
     fencing: BTreeMap<String, i64>,
+    /// The drill running now, if any: triggers do not propose for the outage it causes.
+    drill_active: Option<String>,
 }
 
 /// Engine-internal errors surface in the loop as anyhow errors.
@@ -184,6 +199,7 @@ impl Engine {
             pending_audit: Vec::new(),
             keep_fenced: Default::default(),
             fencing: Default::default(),
+            drill_active: None,
         }
     }
 
@@ -302,6 +318,25 @@ impl Engine {
                 result,
                 took,
             } => self.step_done(&id, index, rollback, result, took)?,
+            EngineEvent::DrillPropose {
+                drill,
+                runbook,
+                reason,
+                standing,
+                reply,
+            } => {
+                let r = self.drill_propose(&drill, &runbook, &reason, &standing);
+                if let Err(e) = &r {
+                    let entry = crate::store::AuditEvent {
+                        actor: &drill,
+                        action: "drill.propose_refused",
+                        detail: serde_json::json!({ "runbook": runbook, "refused": format!("{e:?}") }),
+                    };
+                    self.store.append_audit(vec![entry])?;
+                }
+                let _ = reply.send(r);
+            }
+            EngineEvent::DrillActive { drill } => self.set_drill_active(drill),
             EngineEvent::RetryDue { id, index } => {
                 if self.live.contains_key(&id) {
                     self.apply(&id, MEvent::RetryDue { index }).map_err(api)?;

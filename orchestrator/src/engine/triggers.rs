@@ -13,6 +13,9 @@ pub const TRIGGER: &str = "niledr-trigger";
 impl Engine {
     /// Called on every timer tick.
     pub(super) fn check_triggers(&mut self) {
+        if self.drill_active.is_some() {
+            return;
+        }
         let now = now_ms();
         let mut due = Vec::new();
         {

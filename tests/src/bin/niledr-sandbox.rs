@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use niledr_tests::topology::MARKER;
-use niledr_tests::{ConfigOptions, Layout, Topology};
+use niledr_tests::{ConfigOptions, HostAgent, Layout, Topology};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -142,10 +142,20 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
             tokio::task::spawn_blocking(move || Topology::start(Layout::sandbox(), Some(base)))
                 .await
                 .context("start-up task")??;
-        let config =
-            topo.write_niledr_config(dir.join("niledr.toml"), &ConfigOptions::with_listen(listen))?;
+        // The host agent drills inject faults through (it owns the processes, as we do).
+        let agent = HostAgent::start(&topo)?;
+        let opts = ConfigOptions {
+            agent: Some(agent.agent_ref()),
+            ..ConfigOptions::with_listen(listen)
+        };
+        let config = topo.write_niledr_config(dir.join("niledr.toml"), &opts)?;
         println!("niledr-sandbox: up in {:.1?}\n", topo.started_in());
         println!("{}", niledr_tests::summary::render(&topo));
+        println!(
+            "host agent: {} (bearer token in {}); its actions are printed here",
+            agent.url(),
+            agent.token_file().display()
+        );
         println!("niledr config: {}", config.display());
 
         let mut child = match &niledr {
@@ -185,9 +195,14 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
         if let Some(c) = child.as_mut() {
             stop_child(c).await;
         }
-        tokio::task::spawn_blocking(move || topo.shutdown())
-            .await
-            .context("teardown task")??;
+        // niledr is gone; then the agent (and the dr-cold server it may have started), then
+        // the topology.
+        tokio::task::spawn_blocking(move || {
+            drop(agent);
+            topo.shutdown()
+        })
+        .await
+        .context("teardown task")??;
         eprintln!(
             "niledr-sandbox: all processes stopped; data left in {}",
             dir.display()

@@ -14,7 +14,7 @@ use crate::types::{
 };
 use crate::{ApiError, Command, SharedBackend};
 
-fn principal(b: &SharedBackend, headers: &HeaderMap) -> Result<PrincipalView, ApiError> {
+pub(super) fn principal(b: &SharedBackend, headers: &HeaderMap) -> Result<PrincipalView, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
@@ -22,15 +22,15 @@ fn principal(b: &SharedBackend, headers: &HeaderMap) -> Result<PrincipalView, Ap
 }
 
 /// A JSON body, or a 400 that says what is wrong with it.
-fn body<T: DeserializeOwned>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     r.map(|Json(t)| t)
         .map_err(|e| ApiError::BadRequest(format!("bad request body: {}", e.body_text())))
 }
 
-/// An optional JSON body (control endpoints accept none).
-fn optional_body(bytes: &[u8]) -> Result<ControlRequest, ApiError> {
+/// An optional JSON body (control endpoints and drill runs accept none): empty is the default.
+pub(super) fn optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(ControlRequest::default());
+        return Ok(T::default());
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("bad request body: {e}")))

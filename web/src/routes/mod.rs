@@ -1,5 +1,5 @@
-//! The router: health endpoints, the JSON API, server-sent status events, metrics and the
-//! console.
+//! The router: health endpoints, the JSON API (executions and drills in their own modules),
+//! server-sent status events, metrics and the console.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,7 +35,12 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/whoami", get(executions::whoami))
         .route("/api/v1/runbooks", get(executions::runbooks))
-        .route("/api/v1/drills", get(drills))
+        .route("/api/v1/drills", get(drills::list))
+        .route("/api/v1/drills/{name}", get(drills::show))
+        .route("/api/v1/drills/{name}/approvals", post(drills::approve))
+        .route("/api/v1/drills/{name}/runs", post(drills::start))
+        .route("/api/v1/drill-runs", get(drills::runs))
+        .route("/api/v1/drill-runs/{id}", get(drills::run))
         .route("/api/v1/runbooks/{name}/plan", get(executions::plan))
         .route(
             "/api/v1/executions",
@@ -92,12 +97,21 @@ async fn services(State(b): State<SharedBackend>) -> Json<Vec<ServiceView>> {
 }
 
 fn limit(q: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {
+    limit_within(q, default, MAX_LIMIT)
+}
+
+/// `?limit=N` from 1 to `max`, else `default`; anything else is a 400 that says the range.
+fn limit_within(
+    q: &HashMap<String, String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match q.get("limit") {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::BadRequest(format!(
-                "limit must be a whole number from 1 to {MAX_LIMIT}, got {v:?}"
+                "limit must be a whole number from 1 to {max}, got {v:?}"
             ))),
         },
     }
@@ -157,14 +171,11 @@ async fn audit_verify(State(b): State<SharedBackend>) -> Result<Response, ApiErr
     Ok((status, Json(report)).into_response())
 }
 
-async fn drills(State(b): State<SharedBackend>) -> Json<Vec<crate::types::DrillView>> {
-    Json(b.drills())
-}
-
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
 }
 
+mod drills;
 mod executions;
 #[cfg(test)]
 mod tests;

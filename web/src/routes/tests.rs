@@ -1,7 +1,7 @@
 //! Router tests with `oneshot` against a fixture backend (fixed data, no daemon), checking
 //! status codes and bodies of the wire format.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -15,6 +15,95 @@ use crate::{Backend, router};
 struct FixtureBackend {
     ready: bool,
     tx: broadcast::Sender<StatusEventView>,
+    /// Standing approvals given through the API, per drill.
+    approvals: Mutex<Vec<(String, StandingApprovalView)>>,
+    /// Runs started through the API, newest last; r1 (finished) and r2 (running) are fixed.
+    started: Mutex<Vec<(String, DrillRunRequest)>>,
+}
+
+impl FixtureBackend {
+    fn new(ready: bool) -> FixtureBackend {
+        let (tx, _) = broadcast::channel(4);
+        FixtureBackend {
+            ready,
+            tx,
+            approvals: Mutex::new(vec![]),
+            started: Mutex::new(vec![]),
+        }
+    }
+}
+
+const MONTHLY: &str = "postgres-primary-failure";
+const ON_DEMAND: &str = "planned-switchover";
+const DIGEST: &str = "d1d1";
+
+fn drill(name: &str, approvals: Vec<StandingApprovalView>) -> DrillView {
+    let standing = name == MONTHLY;
+    let approved = standing && approvals.iter().filter(|a| a.current).count() >= 2;
+    DrillView {
+        name: name.into(),
+        description: "kill -9 the primary".into(),
+        file: format!("/etc/niledr/drills/{name}.toml"),
+        runbook: "failover-khartoum-to-port-sudan".into(),
+        schedule: standing.then(|| "0 2 1 * *".into()),
+        timezone: "Africa/Khartoum".into(),
+        approval: if standing { "standing" } else { "live" }.into(),
+        digest: DIGEST.into(),
+        scenario: serde_json::json!({ "fault": "kill_primary_postgres" }),
+        objectives: serde_json::json!({ "rto_ms": 240000 }),
+        upcoming: if standing {
+            vec![
+                DrillSlotView {
+                    at: "2026-02-01T02:00:00+02:00[Africa/Khartoum]".into(),
+                    due: true,
+                    skipped_because: None,
+                },
+                DrillSlotView {
+                    at: "2026-03-01T09:00:00+02:00[Africa/Khartoum]".into(),
+                    due: false,
+                    skipped_because: Some("blackout 08:00-20:00".into()),
+                },
+            ]
+        } else {
+            vec![]
+        },
+        last_verdict: standing.then(|| "met".into()),
+        last_run: standing.then(|| "r1".into()),
+        standing_approved: approved,
+        standing_needs: (standing && !approved).then(|| {
+            format!(
+                "{} more approval(s) of digest {DIGEST}",
+                2 - approvals.len().min(2)
+            )
+        }),
+        standing_approvals: approvals,
+    }
+}
+
+fn run(id: &str, drill: &str, state: &str, reason: &str) -> DrillRunView {
+    let finished = state != "running";
+    DrillRunView {
+        id: id.into(),
+        drill: drill.into(),
+        digest: DIGEST.into(),
+        trigger: "on_demand".into(),
+        requested_by: "amira".into(),
+        state: state.into(),
+        phase: if finished { "done" } else { "fault" }.into(),
+        scheduled_for: None,
+        started_at: "2026-01-01T00:00:00Z".into(),
+        finished_at: finished.then(|| "2026-01-01T00:03:00Z".into()),
+        execution: None,
+        cleanup_execution: None,
+        error: None,
+        verdict: finished.then(|| "met".into()),
+        report: None,
+        notes: vec![TimelineNoteView {
+            at: "2026-01-01T00:00:01Z".into(),
+            event: "started".into(),
+            detail: reason.into(),
+        }],
+    }
 }
 
 fn service(id: &str) -> ServiceView {
@@ -104,7 +193,104 @@ impl Backend for FixtureBackend {
         vec![]
     }
     fn drills(&self) -> Vec<DrillView> {
-        vec![]
+        let given = self.approvals.lock().unwrap();
+        [MONTHLY, ON_DEMAND]
+            .into_iter()
+            .map(|name| {
+                let mine = given
+                    .iter()
+                    .filter(|(d, _)| d == name)
+                    .map(|(_, a)| a.clone())
+                    .collect();
+                drill(name, mine)
+            })
+            .collect()
+    }
+    fn drill_runs(
+        &self,
+        drill: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DrillRunView>, crate::ApiError> {
+        let mut all = vec![
+            run("r1", MONTHLY, "finished", ""),
+            run("r2", MONTHLY, "running", ""),
+        ];
+        for (i, (name, req)) in self.started.lock().unwrap().iter().enumerate() {
+            all.push(run(&format!("n{i}"), name, "running", &req.reason));
+        }
+        all.reverse();
+        Ok(all
+            .into_iter()
+            .filter(|r| drill.is_none_or(|d| r.drill == d))
+            .take(limit)
+            .collect())
+    }
+    fn drill_run(&self, id: &str) -> Result<DrillRunView, crate::ApiError> {
+        self.drill_runs(None, usize::MAX)?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| crate::ApiError::NotFound(format!("no drill run {id:?}")))
+    }
+    fn drill_run_markdown(&self, id: &str) -> Result<String, crate::ApiError> {
+        let r = self.drill_run(id)?;
+        if r.state == "running" {
+            return Err(crate::ApiError::Conflict(format!(
+                "drill run {id} is still running"
+            )));
+        }
+        Ok(format!("# Drill report: {}\n\nVerdict: **met**\n", r.drill))
+    }
+    fn start_drill(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        request: DrillRunRequest,
+    ) -> crate::BoxFuture<'_, Result<DrillRunView, crate::ApiError>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            if who.role == "viewer" {
+                return Err(crate::ApiError::Forbidden(format!(
+                    "{} may not run drills",
+                    who.name
+                )));
+            }
+            let mut started = self.started.lock().unwrap();
+            let id = format!("n{}", started.len());
+            let reason = request.reason.clone();
+            started.push((name.clone(), request));
+            Ok(run(&id, &name, "running", &reason))
+        })
+    }
+    fn approve_drill(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        request: DrillApprovalRequest,
+    ) -> crate::BoxFuture<'_, Result<DrillView, crate::ApiError>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            if request.digest != DIGEST {
+                return Err(crate::ApiError::Conflict(format!(
+                    "digest {} is not the drill as loaded ({DIGEST})",
+                    request.digest
+                )));
+            }
+            self.approvals.lock().unwrap().push((
+                name.clone(),
+                StandingApprovalView {
+                    user: who.name,
+                    roles: vec![who.role],
+                    digest: request.digest,
+                    at: "2026-01-01T00:00:00Z".into(),
+                    comment: request.comment,
+                    current: true,
+                },
+            ));
+            self.drills()
+                .into_iter()
+                .find(|d| d.name == name)
+                .ok_or_else(|| crate::ApiError::NotFound(format!("no drill {name:?}")))
+        })
     }
     fn plan(&self, runbook: &str) -> Result<serde_json::Value, crate::ApiError> {
         Err(crate::ApiError::NotFound(format!("no runbook {runbook:?}")))
@@ -128,8 +314,7 @@ impl Backend for FixtureBackend {
 }
 
 async fn get(ready: bool, uri: &str) -> (StatusCode, String) {
-    let (tx, _) = broadcast::channel(4);
-    let app = router(Arc::new(FixtureBackend { ready, tx }));
+    let app = router(Arc::new(FixtureBackend::new(ready)));
     let resp = app
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
@@ -214,8 +399,16 @@ async fn table_of_routes() {
 }
 
 async fn post(uri: &str, auth: Option<&str>, body: &str) -> (StatusCode, String) {
-    let (tx, _) = broadcast::channel(4);
-    let app = router(Arc::new(FixtureBackend { ready: true, tx }));
+    post_to(Arc::new(FixtureBackend::new(true)), uri, auth, body).await
+}
+
+async fn post_to(
+    backend: Arc<FixtureBackend>,
+    uri: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (StatusCode, String) {
+    let app = router(backend);
     let mut req = Request::post(uri).header("content-type", "application/json");
     if let Some(a) = auth {
         req = req.header("authorization", a);
@@ -305,4 +498,324 @@ async fn mutations_need_a_token_and_a_valid_body() {
             "{uri}: {text:?} lacks {fragment:?}"
         );
     }
+}
+
+/// One request against `backend`: status, headers and body.
+async fn send(
+    backend: Arc<FixtureBackend>,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = router(backend).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn drill_reads_and_reports() {
+    let cases: &[(&str, StatusCode, &str)] = &[
+        (
+            "/api/v1/drills",
+            StatusCode::OK,
+            "\"postgres-primary-failure\"",
+        ),
+        (
+            "/api/v1/drills/postgres-primary-failure",
+            StatusCode::OK,
+            "\"skipped_because\":\"blackout 08:00-20:00\"",
+        ),
+        (
+            "/api/v1/drills/planned-switchover",
+            StatusCode::OK,
+            "\"approval\":\"live\"",
+        ),
+        (
+            "/api/v1/drills/atlantis",
+            StatusCode::NOT_FOUND,
+            "{\"error\":\"no drill \\\"atlantis\\\"; known drills: postgres-primary-failure, planned-switchover\"}",
+        ),
+        ("/api/v1/drill-runs", StatusCode::OK, "\"id\":\"r2\""),
+        (
+            "/api/v1/drill-runs?drill=postgres-primary-failure&limit=1000",
+            StatusCode::OK,
+            "\"id\":\"r1\"",
+        ),
+        (
+            "/api/v1/drill-runs?drill=planned-switchover",
+            StatusCode::OK,
+            "[]",
+        ),
+        (
+            "/api/v1/drill-runs?limit=abc",
+            StatusCode::BAD_REQUEST,
+            "limit must be a whole number from 1 to 1000, got \\\"abc\\\"",
+        ),
+        (
+            "/api/v1/drill-runs?limit=1001",
+            StatusCode::BAD_REQUEST,
+            "limit must be",
+        ),
+        (
+            "/api/v1/drill-runs?limit=0",
+            StatusCode::BAD_REQUEST,
+            "limit must be",
+        ),
+        (
+            "/api/v1/drill-runs/r1",
+            StatusCode::OK,
+            "\"verdict\":\"met\"",
+        ),
+        (
+            "/api/v1/drill-runs/r1?format=json",
+            StatusCode::OK,
+            "\"verdict\":\"met\"",
+        ),
+        (
+            "/api/v1/drill-runs/r1?format=md",
+            StatusCode::OK,
+            "# Drill report: postgres-primary-failure",
+        ),
+        (
+            "/api/v1/drill-runs/r1?format=pdf",
+            StatusCode::BAD_REQUEST,
+            "format must be json or md, got \\\"pdf\\\"",
+        ),
+        (
+            "/api/v1/drill-runs/r2?format=md",
+            StatusCode::CONFLICT,
+            "still running",
+        ),
+        (
+            "/api/v1/drill-runs/nope",
+            StatusCode::NOT_FOUND,
+            "no drill run",
+        ),
+        (
+            "/api/v1/drill-runs/nope?format=md",
+            StatusCode::NOT_FOUND,
+            "no drill run",
+        ),
+    ];
+    for (uri, want_status, want_body) in cases {
+        let (status, body) = get(true, uri).await;
+        assert_eq!(status, *want_status, "{uri}: {body}");
+        assert!(
+            body.contains(want_body),
+            "{uri}: body {body:?} lacks {want_body:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn drill_run_lists_are_bounded_and_reports_are_markdown() {
+    let b = Arc::new(FixtureBackend::new(true));
+    let get_req = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+
+    let (status, _, body) = send(b.clone(), get_req("/api/v1/drill-runs?limit=1")).await;
+    assert_eq!(status, StatusCode::OK);
+    let list: Vec<DrillRunView> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0].id, "r2", "newest first: {body}");
+
+    let (status, headers, body) = send(b.clone(), get_req("/api/v1/drill-runs/r1?format=md")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "text/markdown; charset=utf-8"
+    );
+
+    for uri in ["/api/v1/drill-runs/r1", "/api/v1/drill-runs/r1?format=json"] {
+        let (status, headers, body) = send(b.clone(), get_req(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(headers.get("content-type").unwrap(), "application/json");
+        let run: DrillRunView = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (run.state.as_str(), run.phase.as_str()),
+            ("finished", "done")
+        );
+    }
+}
+
+#[tokio::test]
+async fn drill_mutations_need_a_token_and_a_valid_body() {
+    let approvals = "/api/v1/drills/postgres-primary-failure/approvals";
+    let runs = "/api/v1/drills/postgres-primary-failure/runs";
+    let ok = r#"{"digest":"d1d1","comment":"read it"}"#;
+    let cases: &[(&str, Option<&str>, &str, StatusCode, &str)] = &[
+        (
+            approvals,
+            None,
+            ok,
+            StatusCode::UNAUTHORIZED,
+            "missing token",
+        ),
+        (
+            approvals,
+            Some("Bearer nope"),
+            ok,
+            StatusCode::UNAUTHORIZED,
+            "bad token",
+        ),
+        (
+            approvals,
+            Some("Bearer good"),
+            "{not json",
+            StatusCode::BAD_REQUEST,
+            "bad request body",
+        ),
+        (
+            approvals,
+            Some("Bearer good"),
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "missing field `digest`",
+        ),
+        (
+            approvals,
+            Some("Bearer good"),
+            r#"{"digest":"d1d1","extra":1}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field `extra`",
+        ),
+        (
+            "/api/v1/drills/atlantis/approvals",
+            Some("Bearer good"),
+            ok,
+            StatusCode::NOT_FOUND,
+            "known drills: postgres-primary-failure, planned-switchover",
+        ),
+        (
+            approvals,
+            Some("Bearer good"),
+            r#"{"digest":"0ld"}"#,
+            StatusCode::CONFLICT,
+            "is not the drill as loaded",
+        ),
+        (
+            approvals,
+            Some("Bearer good"),
+            ok,
+            StatusCode::OK,
+            "\"comment\":\"read it\"",
+        ),
+        (runs, None, "", StatusCode::UNAUTHORIZED, "missing token"),
+        (
+            runs,
+            Some("Bearer nope"),
+            "",
+            StatusCode::UNAUTHORIZED,
+            "bad token",
+        ),
+        (
+            runs,
+            Some("Bearer good"),
+            "[1]",
+            StatusCode::BAD_REQUEST,
+            "bad request body",
+        ),
+        (
+            runs,
+            Some("Bearer good"),
+            r#"{"why":"x"}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field `why`",
+        ),
+        (
+            "/api/v1/drills/atlantis/runs",
+            Some("Bearer good"),
+            "",
+            StatusCode::NOT_FOUND,
+            "no drill \\\"atlantis\\\"",
+        ),
+        (
+            runs,
+            Some("Bearer good"),
+            "",
+            StatusCode::ACCEPTED,
+            "\"state\":\"running\"",
+        ),
+        (
+            runs,
+            Some("Bearer good"),
+            r#"{"reason":"quarterly review"}"#,
+            StatusCode::ACCEPTED,
+            "quarterly review",
+        ),
+    ];
+    for (uri, auth, body, want, fragment) in cases {
+        let (status, text) = post(uri, *auth, body).await;
+        assert_eq!(status, *want, "{uri} {auth:?} {body}: {text}");
+        assert!(
+            text.contains(fragment),
+            "{uri}: {text:?} lacks {fragment:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_drill_run_started_without_a_body_is_accepted_and_listed() {
+    let b = Arc::new(FixtureBackend::new(true));
+    // No content type, no body: what `curl -X POST` sends.
+    let req = Request::post("/api/v1/drills/planned-switchover/runs")
+        .header("authorization", "Bearer good")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = send(b.clone(), req).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run: DrillRunView = serde_json::from_str(&body).unwrap();
+    assert_eq!(run.drill, "planned-switchover");
+    assert_eq!(
+        headers.get("location").unwrap(),
+        &format!("/api/v1/drill-runs/{}", run.id)
+    );
+    assert_eq!(
+        b.started.lock().unwrap().as_slice(),
+        &[("planned-switchover".to_string(), DrillRunRequest::default())]
+    );
+
+    let (status, _, body) = send(
+        b.clone(),
+        Request::get("/api/v1/drill-runs?drill=planned-switchover")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let list: Vec<DrillRunView> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [run.id.as_str()]
+    );
+}
+
+#[tokio::test]
+async fn a_standing_approval_shows_on_the_drill() {
+    let b = Arc::new(FixtureBackend::new(true));
+    for token in ["Bearer good", "Bearer good"] {
+        let (status, text) = post_to(
+            b.clone(),
+            "/api/v1/drills/postgres-primary-failure/approvals",
+            Some(token),
+            r#"{"digest":"d1d1"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let (status, _, body) = send(
+        b,
+        Request::get("/api/v1/drills/postgres-primary-failure")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let d: DrillView = serde_json::from_str(&body).unwrap();
+    assert_eq!(d.standing_approvals.len(), 2, "{body}");
+    assert!(d.standing_approved, "{body}");
+    assert_eq!(d.standing_needs, None);
 }

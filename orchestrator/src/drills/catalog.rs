@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use niledr_drills::{Drill, Slot};
-use niledr_runbooks::Catalog;
+use niledr_drills::{Drill, RunbookInfo, Slot};
+use niledr_runbooks::{Action, Catalog, Runbook};
 use niledr_web::types::{DrillSlotView, DrillView};
 
 use crate::config::Config;
@@ -14,16 +14,43 @@ use crate::config::Config;
 pub struct LoadedDrill {
     pub drill: Drill,
     pub file: PathBuf,
+    /// The runbooks as loaded, for re-checking the file before a run.
+    pub runbooks: Vec<RunbookInfo>,
+}
+
+/// What drill validation needs to know of each loaded runbook.
+pub fn runbook_infos<'a>(runbooks: impl IntoIterator<Item = &'a Runbook>) -> Vec<RunbookInfo> {
+    runbooks
+        .into_iter()
+        .map(|r| RunbookInfo {
+            name: r.name.clone(),
+            manual_steps: r
+                .steps
+                .iter()
+                .filter(|s| matches!(s.action, Action::ManualConfirm { .. }))
+                .map(|s| s.id.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The drill file as it is on disk now (it may have been edited since niledr loaded it: an
+/// edited file has a new digest, so standing approvals of the old one stop counting).
+pub fn reload(l: &LoadedDrill, catalog: &Catalog) -> Result<Drill> {
+    let text = std::fs::read_to_string(&l.file)
+        .with_context(|| format!("cannot read drill {}", l.file.display()))?;
+    niledr_drills::parse_drill(&l.file, &text, catalog, &l.runbooks)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Every `*.toml` in the drill directories, checked against the catalog and the runbooks.
 pub fn load_drills(
     config: &Config,
     catalog: &Catalog,
-    runbooks: &[String],
+    runbooks: &[RunbookInfo],
 ) -> Result<BTreeMap<String, LoadedDrill>> {
     let mut out: BTreeMap<String, LoadedDrill> = BTreeMap::new();
-    for dir in &config.drill_dirs {
+    for dir in &config.drills.dirs {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read drill directory {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -43,7 +70,14 @@ pub fn load_drills(
                     prev.file.display()
                 );
             }
-            out.insert(drill.name.clone(), LoadedDrill { drill, file });
+            out.insert(
+                drill.name.clone(),
+                LoadedDrill {
+                    drill,
+                    file,
+                    runbooks: runbooks.to_vec(),
+                },
+            );
         }
     }
     Ok(out)
@@ -87,5 +121,9 @@ pub fn drill_view(l: &LoadedDrill, now: jiff::Timestamp, n: usize) -> DrillView 
         objectives: serde_json::to_value(&d.objectives).unwrap_or_default(),
         upcoming,
         last_verdict: None,
+        last_run: None,
+        standing_approvals: Vec::new(),
+        standing_approved: false,
+        standing_needs: None,
     }
 }

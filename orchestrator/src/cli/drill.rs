@@ -1,0 +1,337 @@
+//! `niledr drill ...`: list, show, approve (standing), run (and follow), runs, report.
+//! `drill run` exits 0 when the drill met its objectives, 3 when it finished without meeting
+//! them (missed, aborted, not measured, failed, interrupted), 1 on errors, 2 on bad usage.
+
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use niledr_web::types::{DrillRunView, DrillView};
+use serde_json::{Value, json};
+
+use super::client::{self, CliError, Client};
+use super::conn::Connection;
+use super::{connect, pretty, render};
+
+/// How often `drill run` asks how the run is going.
+const POLL: Duration = Duration::from_millis(500);
+/// How long `drill run` keeps asking through a daemon that does not answer (a restart) before
+/// it gives up following; the run itself goes on in the daemon.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// `drill run`'s exit code when the run finished without meeting its objectives.
+pub const EXIT_NOT_MET: u8 = 3;
+
+#[derive(Subcommand, Debug)]
+pub enum DrillCommand {
+    /// List the drills the daemon loaded: schedule, next due slot, approval, last verdict.
+    List {
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show drill NAME: definition, digest, upcoming slots (and why any is skipped), standing
+    /// approvals.
+    Show {
+        name: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Pre-approve drill NAME (approval = "standing"), bound to the digest of its file: once
+    /// enough people have, it runs unattended on its schedule. A changed file needs new
+    /// approvals.
+    Approve {
+        name: String,
+        /// The drill digest you read (`niledr drill show`). Without it, the digest of the file
+        /// as the daemon holds it now is used, and the command says so.
+        #[arg(long, value_name = "D")]
+        digest: Option<String>,
+        /// A comment for the audit log.
+        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+        comment: String,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Run drill NAME now and follow it: progress on stderr, then its report (Markdown) on
+    /// stdout. Exit 0 when every objective was met, 3 when the run missed, aborted, measured
+    /// nothing, failed or was interrupted, 1 on errors.
+    Run {
+        name: String,
+        /// Why (kept with the run and in the audit log).
+        #[arg(
+            long,
+            value_name = "TEXT",
+            default_value = "",
+            hide_default_value = true
+        )]
+        reason: String,
+        /// Start the run and return at once with its id (exit 0).
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the run's JSON instead of the Markdown report.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List drill runs, newest first.
+    Runs {
+        /// Only the runs of this drill.
+        #[arg(long, value_name = "NAME")]
+        drill: Option<String>,
+        /// At most this many runs (1 to 1000) [default: 50].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Print the report of drill run ID as Markdown (for a post-drill review).
+    Report {
+        id: String,
+        /// Print the run's JSON (with the full report) instead of Markdown.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+/// Run one drill subcommand: what to print on stdout and the exit code.
+pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
+    match cmd {
+        DrillCommand::List { json, conn } => {
+            let c = connect(&conn, false)?;
+            let v = c.get(&["api", "v1", "drills"])?;
+            if json {
+                return done(pretty(&v));
+            }
+            let list: Vec<DrillView> = client::decode(v, "drill list")?;
+            done(render::drills(&list))
+        }
+        DrillCommand::Show { name, json, conn } => {
+            let c = connect(&conn, false)?;
+            let v = c.get(&["api", "v1", "drills", &name])?;
+            if json {
+                return done(pretty(&v));
+            }
+            done(render::drill(&client::decode(v, "drill")?))
+        }
+        DrillCommand::Approve {
+            name,
+            digest,
+            comment,
+            json,
+            conn,
+        } => {
+            let c = connect(&conn, true)?;
+            let digest = match digest {
+                Some(d) => d,
+                None => {
+                    let current: DrillView =
+                        client::decode(c.get(&["api", "v1", "drills", &name])?, "drill")?;
+                    eprintln!(
+                        "note: no --digest given: approving drill {name} as the daemon holds it \
+                         now, digest {} (pass --digest to bind your approval to the file you read)",
+                        current.digest
+                    );
+                    current.digest
+                }
+            };
+            let v = c.post(
+                &["api", "v1", "drills", &name, "approvals"],
+                &json!({ "digest": digest, "comment": comment }),
+            )?;
+            if json {
+                return done(pretty(&v));
+            }
+            done(render::drill_approved(&client::decode(v, "drill")?))
+        }
+        DrillCommand::Run {
+            name,
+            reason,
+            no_wait,
+            json,
+            conn,
+        } => {
+            let c = connect(&conn, true)?;
+            let v = c.post(
+                &["api", "v1", "drills", &name, "runs"],
+                &json!({ "reason": reason }),
+            )?;
+            let run: DrillRunView = client::decode(v.clone(), "drill run")?;
+            if no_wait {
+                if json {
+                    return done(pretty(&v));
+                }
+                let mut text = render::drill_run(&run);
+                text.push_str(&format!(
+                    "follow it: niledr drill report {}  (or niledr drill runs --drill {})\n",
+                    run.id, run.drill
+                ));
+                return done(text);
+            }
+            eprintln!("started drill run {} of {}", run.id, run.drill);
+            let (v, run) = follow(&c, v, run)?;
+            let code = exit_code(&run);
+            eprintln!(
+                "drill run {} {}: verdict {}",
+                run.id,
+                run.state,
+                run.verdict.as_deref().unwrap_or("none")
+            );
+            if json {
+                return Ok((pretty(&v), code));
+            }
+            match markdown(&c, &run.id) {
+                Ok(md) => Ok((md, code)),
+                // A run that failed before it measured anything may have no report.
+                Err(e @ CliError::Http { .. }) => {
+                    eprintln!("note: no report for this run ({e}); its record follows");
+                    Ok((render::drill_run(&run), code))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        DrillCommand::Runs {
+            drill,
+            limit,
+            json,
+            conn,
+        } => {
+            let c = connect(&conn, false)?;
+            let limit = limit.map(|n| n.to_string());
+            let mut query: Vec<(&str, &str)> = Vec::new();
+            if let Some(d) = &drill {
+                query.push(("drill", d));
+            }
+            if let Some(n) = &limit {
+                query.push(("limit", n));
+            }
+            let v = c.get_query(&["api", "v1", "drill-runs"], &query)?;
+            if json {
+                return done(pretty(&v));
+            }
+            let list: Vec<DrillRunView> = client::decode(v, "drill run list")?;
+            done(render::drill_runs(&list))
+        }
+        DrillCommand::Report { id, json, conn } => {
+            let c = connect(&conn, false)?;
+            if json {
+                return done(pretty(&c.get(&["api", "v1", "drill-runs", &id])?));
+            }
+            done(markdown(&c, &id)?)
+        }
+    }
+}
+
+fn done(text: String) -> Result<(String, u8), CliError> {
+    Ok((text, 0))
+}
+
+fn markdown(c: &Client, id: &str) -> Result<String, CliError> {
+    let mut md = c.get_text(&["api", "v1", "drill-runs", id], &[("format", "md")])?;
+    if !md.ends_with('\n') {
+        md.push('\n');
+    }
+    Ok(md)
+}
+
+/// 0 when the drill met its objectives; `EXIT_NOT_MET` for any other end.
+pub fn exit_code(run: &DrillRunView) -> u8 {
+    let broke = matches!(run.state.as_str(), "failed" | "interrupted");
+    if run.verdict.as_deref() == Some("met") && !broke {
+        0
+    } else {
+        EXIT_NOT_MET
+    }
+}
+
+/// Poll the run until it is no longer `running`, printing each new note to stderr. A daemon
+/// that stops answering for a while (a restart) is waited for; an error answer ends it.
+fn follow(
+    c: &Client,
+    mut v: Value,
+    mut run: DrillRunView,
+) -> Result<(Value, DrillRunView), CliError> {
+    let mut shown = 0;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        for n in run.notes.iter().skip(shown) {
+            eprintln!("{}", render::drill_progress(&run.phase, n));
+        }
+        shown = shown.max(run.notes.len());
+        if run.state != "running" {
+            return Ok((v, run));
+        }
+        std::thread::sleep(POLL);
+        let polled = c
+            .get(&["api", "v1", "drill-runs", &run.id])
+            .and_then(|v| Ok((v.clone(), client::decode::<DrillRunView>(v, "drill run")?)));
+        match polled {
+            Ok((new_v, new_run)) => {
+                v = new_v;
+                run = new_run;
+                failing_since = None;
+            }
+            Err(e @ (CliError::Http { .. } | CliError::Usage(_))) => return Err(e),
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(|| {
+                    eprintln!("warning: {e}; still trying");
+                    Instant::now()
+                });
+                if since.elapsed() > PATIENCE {
+                    return Err(CliError::Other(format!(
+                        "{e}; stopped following drill run {id} (it goes on in the daemon): see \
+                         `niledr drill report {id}`",
+                        id = run.id
+                    )));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(state: &str, verdict: Option<&str>) -> DrillRunView {
+        serde_json::from_value(json!({
+            "id": "r1", "drill": "d", "digest": "x", "trigger": "on_demand",
+            "requested_by": "amira", "state": state, "phase": "done", "scheduled_for": null,
+            "started_at": "t0", "finished_at": "t1", "execution": null,
+            "cleanup_execution": null, "error": null, "verdict": verdict, "report": null,
+            "notes": []
+        }))
+        .expect("a valid run")
+    }
+
+    #[test]
+    fn only_a_met_verdict_exits_zero() {
+        assert_eq!(exit_code(&run("finished", Some("met"))), 0);
+        for (state, verdict) in [
+            ("finished", Some("missed")),
+            ("finished", Some("not_measured")),
+            ("aborted", Some("aborted")),
+            ("failed", None),
+            ("failed", Some("met")),
+            ("interrupted", None),
+            ("finished", None),
+        ] {
+            assert_eq!(
+                exit_code(&run(state, verdict)),
+                EXIT_NOT_MET,
+                "{state} {verdict:?}"
+            );
+        }
+    }
+}
