@@ -547,6 +547,9 @@ async fn run_postgres(mut s: Shared, pg: PgCanary) -> StoreLog {
         ticker.tick().await;
         if conn.is_none() {
             conn = pg_connect(&mut s, &pg).await;
+            // A new server (a promoted standby, a restored cold site) may not have the table
+            // yet: a restore from an archive that predates it has none.
+            table_ready = false;
         }
         let Some((c, server)) = conn.as_mut() else {
             continue;

@@ -258,6 +258,19 @@ pub async fn postgres_markers(src: &PgSource) -> Result<BTreeSet<i64>> {
         .await
         .with_context(|| format!("connecting to {what}: timed out"))?
         .with_context(|| format!("connecting to {what}"))?;
+    // A restored database older than the table has no markers at all: every acknowledged
+    // write is lost, which is a measurement, not an error.
+    let exists: Option<String> = tokio::time::timeout(
+        READ_TIMEOUT,
+        sqlx::query_scalar("SELECT to_regclass($1)::text").bind(&src.table).fetch_one(&mut conn),
+    )
+    .await
+    .with_context(|| format!("{what}: looking up {} timed out", src.table))?
+    .with_context(|| format!("{what}: looking up {}", src.table))?;
+    if exists.is_none() {
+        let _ = conn.close().await;
+        return Ok(BTreeSet::new());
+    }
     let seqs: Vec<i64> = tokio::time::timeout(
         READ_TIMEOUT,
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

@@ -266,7 +266,12 @@ impl Checker<'_> {
                 target,
                 action,
                 of,
-                note: a.note.as_ref().map(|n| n.trim().to_string()),
+                note: a
+                    .note
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string),
             });
         }
         Ok(out)

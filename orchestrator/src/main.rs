@@ -1,5 +1,5 @@
 //! The `niledr` command line: serve, check-config, user add, audit verify, and the API
-//! client subcommands (plan, runbooks, executions, propose, approve, ...; see `cli`).
+//! client subcommands (plan, runbooks, executions, propose, approve, ..., drill; see `cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Talk to a running daemon (plan, propose, approve, ...).
+    /// Talk to a running daemon (plan, propose, approve, ..., drill ...).
     #[command(flatten)]
     Remote(niledr_orchestrator::cli::RemoteCommand),
 }

@@ -449,6 +449,44 @@ impl Planner<'_> {
                     lsn(of)
                 ));
             }
+            Action::RedisFence { service, replica } => {
+                s.summary = format!(
+                    "fence {service} (CLIENT PAUSE WRITE), wait until {replica} has every write"
+                );
+                s.targets.push(self.service_target(service));
+                s.targets.push(self.service_target(replica));
+                s.guards.push(self.answers(service));
+                s.guards.push(self.answers(replica));
+                s.guards
+                    .push(self.role_guard(service, ObservedRole::Master, ObservedRole::Master));
+                s.guards.push(self.role_guard(
+                    replica,
+                    ObservedRole::Replica,
+                    ObservedRole::Replica,
+                ));
+                let before = match self.obs(service).and_then(|o| o.read_only) {
+                    Some(true) => "already paused",
+                    _ => "accepted",
+                };
+                s.changes.push(Change {
+                    what: format!("{service} writes"),
+                    before: before.into(),
+                    after: "paused (CLIENT PAUSE WRITE; reads continue)".into(),
+                });
+                let lag = self
+                    .obs(replica)
+                    .filter(|o| o.reachable)
+                    .and_then(|o| o.lag_bytes)
+                    .map_or_else(|| "not measured".to_string(), |l| format!("{l} bytes"));
+                s.notes
+                    .push(format!("now: {replica} replication offset lag {lag}"));
+                s.notes.push(format!(
+                    "writes blocked by the pause fail with READONLY once {service} follows the new master: none acknowledged is lost"
+                ));
+                if let Some(o) = self.proj.services.get_mut(service) {
+                    o.read_only = Some(true);
+                }
+            }
             Action::RedisPromote { service } => {
                 s.summary = format!("promote {service} (REPLICAOF NO ONE)");
                 s.targets.push(self.service_target(service));
@@ -774,6 +812,9 @@ fn inverse_text(a: &Action) -> String {
         }
         Action::RedisReplicaOf { service, .. } => {
             format!("restore {service}'s previous role and master")
+        }
+        Action::RedisFence { service, .. } => {
+            format!("unpause {service} (CLIENT UNPAUSE: writes accepted again)")
         }
         Action::ConnstrSwap { target, .. } => format!("restore the previous value of {target}"),
         Action::DnsSetTtl { name, .. } => format!("restore the previous TTL of {name}"),

@@ -68,6 +68,7 @@ pub(crate) struct RawStep {
 
     pub service: Option<Str>,
     pub of: Option<Str>,
+    pub replica: Option<Str>,
     pub target: Option<Str>,
     pub to_service: Option<Str>,
     pub from_service: Option<Str>,
@@ -99,6 +100,7 @@ impl RawStep {
         [
             s("service", &self.service),
             s("of", &self.of),
+            s("replica", &self.replica),
             s("target", &self.target),
             s("to_service", &self.to_service),
             s("from_service", &self.from_service),

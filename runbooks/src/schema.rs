@@ -134,6 +134,9 @@ pub enum Action {
     PostgresPromote { service: String },
     #[serde(rename = "postgres.wait_caught_up")]
     PostgresWaitCaughtUp { service: String, of: String },
+    /// `CLIENT PAUSE WRITE` on the master `service`, then wait until `replica` has every byte.
+    #[serde(rename = "redis.fence")]
+    RedisFence { service: String, replica: String },
     #[serde(rename = "redis.promote")]
     RedisPromote { service: String },
     #[serde(rename = "redis.replicaof")]
@@ -171,6 +174,7 @@ pub enum StepKind {
     PostgresFence,
     PostgresPromote,
     PostgresWaitCaughtUp,
+    RedisFence,
     RedisPromote,
     RedisReplicaOf,
     ConnstrSwap,
@@ -184,11 +188,12 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 14] = [
+    pub const ALL: [StepKind; 15] = [
         StepKind::PostgresCheckLag,
         StepKind::PostgresFence,
         StepKind::PostgresPromote,
         StepKind::PostgresWaitCaughtUp,
+        StepKind::RedisFence,
         StepKind::RedisPromote,
         StepKind::RedisReplicaOf,
         StepKind::ConnstrSwap,
@@ -207,6 +212,7 @@ impl StepKind {
             StepKind::PostgresFence => "postgres.fence",
             StepKind::PostgresPromote => "postgres.promote",
             StepKind::PostgresWaitCaughtUp => "postgres.wait_caught_up",
+            StepKind::RedisFence => "redis.fence",
             StepKind::RedisPromote => "redis.promote",
             StepKind::RedisReplicaOf => "redis.replicaof",
             StepKind::ConnstrSwap => "connstr.swap",
@@ -230,6 +236,7 @@ impl StepKind {
             self,
             StepKind::PostgresFence
                 | StepKind::PostgresPromote
+                | StepKind::RedisFence
                 | StepKind::RedisPromote
                 | StepKind::RedisReplicaOf
                 | StepKind::ConnstrSwap
@@ -243,6 +250,7 @@ impl StepKind {
         matches!(
             self,
             StepKind::PostgresFence
+                | StepKind::RedisFence
                 | StepKind::RedisReplicaOf
                 | StepKind::ConnstrSwap
                 | StepKind::DnsSetTtl
@@ -255,6 +263,7 @@ impl StepKind {
         match self {
             StepKind::PostgresCheckLag => &["service", "max_lag_bytes", "max_lag_seconds"],
             StepKind::PostgresFence => &["service", "mode"],
+            StepKind::RedisFence => &["service", "replica"],
             StepKind::PostgresPromote | StepKind::RedisPromote => &["service"],
             StepKind::PostgresWaitCaughtUp | StepKind::RedisReplicaOf => &["service", "of"],
             StepKind::ConnstrSwap => &["target", "to_service"],
@@ -270,7 +279,10 @@ impl StepKind {
 
     pub fn default_timeout_ms(self) -> u64 {
         match self {
-            StepKind::PostgresCheckLag | StepKind::RedisPromote | StepKind::DnsSetTtl => 10_000,
+            StepKind::PostgresCheckLag
+            | StepKind::RedisFence
+            | StepKind::RedisPromote
+            | StepKind::DnsSetTtl => 10_000,
             StepKind::HttpCheck => 10_000,
             StepKind::PostgresFence
             | StepKind::RedisReplicaOf
@@ -301,6 +313,7 @@ impl Action {
             Action::PostgresFence { .. } => StepKind::PostgresFence,
             Action::PostgresPromote { .. } => StepKind::PostgresPromote,
             Action::PostgresWaitCaughtUp { .. } => StepKind::PostgresWaitCaughtUp,
+            Action::RedisFence { .. } => StepKind::RedisFence,
             Action::RedisPromote { .. } => StepKind::RedisPromote,
             Action::RedisReplicaOf { .. } => StepKind::RedisReplicaOf,
             Action::ConnstrSwap { .. } => StepKind::ConnstrSwap,
@@ -328,7 +341,11 @@ impl Action {
             | Action::PostgresPromote { service }
             | Action::RedisPromote { service } => vec![service],
             Action::PostgresWaitCaughtUp { service, of }
-            | Action::RedisReplicaOf { service, of } => {
+            | Action::RedisReplicaOf { service, of }
+            | Action::RedisFence {
+                service,
+                replica: of,
+            } => {
                 vec![service, of]
             }
             Action::ConnstrSwap { to_service, .. } => vec![to_service],
@@ -356,6 +373,7 @@ impl Action {
         match self {
             Action::PostgresFence { service, .. }
             | Action::PostgresPromote { service }
+            | Action::RedisFence { service, .. }
             | Action::RedisPromote { service }
             | Action::RedisReplicaOf { service, .. } => Some(service),
             _ => None,
@@ -388,6 +406,9 @@ impl Action {
             Action::PostgresPromote { .. } => "pg_is_in_recovery() is false and a write commits",
             Action::PostgresWaitCaughtUp { .. } => {
                 "the standby's replay LSN equals the primary's current LSN"
+            }
+            Action::RedisFence { .. } => {
+                "the replica's replication offset equals the paused master's"
             }
             Action::RedisPromote { .. } => "ROLE answers master",
             Action::RedisReplicaOf { .. } => "ROLE answers slave with the expected master, link up",

@@ -126,10 +126,24 @@ impl Checker<'_> {
         })
     }
 
-    /// Lag gates: a planned runbook waits for the standby to catch up before promoting it; an
-    /// unplanned one checks its lag first.
+    /// Lag gates: a planned runbook waits for the standby to catch up before promoting it (a
+    /// Redis replica: its master fenced by `redis.fence` first); an unplanned one checks its
+    /// lag first.
     fn gates(&self, mode: Mode, steps: &[Step], raw: &[Spanned<RawStep>]) -> R<()> {
         for (i, step) in steps.iter().enumerate() {
+            if let Action::RedisPromote { service } = &step.action
+                && mode == Mode::Planned
+                && !steps[..i].iter().any(|s| {
+                    matches!(&s.action, Action::RedisFence { replica, .. } if replica == service)
+                })
+            {
+                return Err(self.err(
+                    raw[i].get_ref().kind.span(),
+                    format!(
+                        "a planned runbook promises zero data loss: add a `redis.fence` step (service = its current master, replica = \"{service}\") before promoting `{service}`, so the master stops taking writes and `{service}` has them all"
+                    ),
+                ));
+            }
             let Action::PostgresPromote { service } = &step.action else {
                 continue;
             };
@@ -536,6 +550,21 @@ impl Checker<'_> {
                 let service = self.service(s, pg, k)?;
                 self.residency(s, &service, k)?;
                 Action::PostgresPromote { service }
+            }
+            StepKind::RedisFence => {
+                let service =
+                    self.service(self.required(kind, raw, &raw.service, "service")?, redis, k)?;
+                let replica_raw = self.required(kind, raw, &raw.replica, "replica")?;
+                let replica = self.service(replica_raw, redis, k)?;
+                if replica == service {
+                    return Err(self.err(
+                        replica_raw.span(),
+                        format!(
+                            "`replica` must name the replica that will take over, not the fenced master `{service}`"
+                        ),
+                    ));
+                }
+                Action::RedisFence { service, replica }
             }
             StepKind::RedisPromote => {
                 let s = self.required(kind, raw, &raw.service, "service")?;

@@ -376,3 +376,46 @@ fn drift_table() {
         assert_eq!(got, want, "{what}");
     }
 }
+
+/// Both sites up: the switchover fences Khartoum Redis before promoting Port Sudan's replica,
+/// so no "two writable masters" warning for Redis, and the fence undoes itself on rollback.
+#[test]
+fn switchover_fences_redis_before_promoting() {
+    let mut world = khartoum_pg_down();
+    let k = world.services.get_mut("khartoum-postgres").unwrap();
+    k.reachable = true;
+    k.role = Some(ObservedRole::Primary);
+    k.read_only = Some(false);
+    let mut p = plan(&shipped("switchover-khartoum-to-port-sudan.toml"), &world);
+    p.steps.retain(|s| s.kind.as_str().starts_with("redis."));
+    expect![[r#"
+        switchover-khartoum-to-port-sudan (Planned) ready=true
+        5. fence-khartoum-redis [redis.fence]: fence khartoum-redis (CLIENT PAUSE WRITE), wait until port-sudan-redis has every write
+           target service khartoum-redis @ 127.0.1.1:6379
+           target service port-sudan-redis @ 127.0.2.1:6379
+           guard Pass khartoum-redis answers: probe ok
+           guard Pass port-sudan-redis answers: probe ok
+           guard Pass khartoum-redis is a master: as expected
+           guard Pass port-sudan-redis is a replica: as expected
+           change khartoum-redis writes: accepted -> paused (CLIENT PAUSE WRITE; reads continue)
+           note now: port-sudan-redis replication offset lag 0 bytes
+           note writes blocked by the pause fail with READONLY once khartoum-redis follows the new master: none acknowledged is lost
+           rollback: unpause khartoum-redis (CLIENT UNPAUSE: writes accepted again)
+        6. promote-port-sudan-redis [redis.promote]: promote port-sudan-redis (REPLICAOF NO ONE)
+           target service port-sudan-redis @ 127.0.2.1:6379
+           guard Pass port-sudan-redis answers: probe ok
+           guard Pass port-sudan-redis is a replica: as expected
+           change port-sudan-redis role: replica -> master
+           rollback: IRREVERSIBLE: after REPLICAOF NO ONE, pointing it back would discard writes taken since; use the failback runbook
+        7. khartoum-redis-follows [redis.replicaof]: make khartoum-redis a replica of port-sudan-redis (127.0.2.1:6379)
+           target service khartoum-redis @ 127.0.1.1:6379
+           target service port-sudan-redis @ 127.0.2.1:6379
+           guard Pass khartoum-redis answers: probe ok
+           guard Pass port-sudan-redis answers: probe ok
+           change khartoum-redis role: master -> replica of 127.0.2.1:6379
+           rollback: restore khartoum-redis's previous role and master
+        warning: step promote-port-sudan-pg (postgres.promote) cannot be undone: a promoted standby starts a new timeline; going back is the failback runbook
+        warning: step promote-port-sudan-redis (redis.promote) cannot be undone: after REPLICAOF NO ONE, pointing it back would discard writes taken since; use the failback runbook
+    "#]]
+    .assert_eq(&render(&p));
+}

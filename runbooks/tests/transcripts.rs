@@ -330,33 +330,36 @@ fn switchover_drift_then_pause_and_resume() {
                 + run 4 promote-port-sudan-pg (attempt 1)
             > step_succeeded 4 promote-port-sudan-pg
                 running{step: 4} -> running{step: 5}
-                + run 5 promote-port-sudan-redis (attempt 1)
-            > step_succeeded 5 promote-port-sudan-redis
+                + run 5 fence-khartoum-redis (attempt 1)
+            > step_succeeded 5 fence-khartoum-redis
                 running{step: 5} -> running{step: 6}
-                + run 6 khartoum-redis-follows (attempt 1)
-            > step_succeeded 6 khartoum-redis-follows
+                + run 6 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 6 promote-port-sudan-redis
                 running{step: 6} -> running{step: 7}
-                + run 7 swap-app-env (attempt 1)
-            > step_succeeded 7 swap-app-env
+                + run 7 khartoum-redis-follows (attempt 1)
+            > step_succeeded 7 khartoum-redis-follows
                 running{step: 7} -> running{step: 8}
-                + run 8 swap-pgbouncer (attempt 1)
-            > step_succeeded 8 swap-pgbouncer
+                + run 8 swap-app-env (attempt 1)
+            > step_succeeded 8 swap-app-env
                 running{step: 8} -> running{step: 9}
-                + run 9 cutover-db (attempt 1)
-            > step_succeeded 9 cutover-db
+                + run 9 swap-pgbouncer (attempt 1)
+            > step_succeeded 9 swap-pgbouncer
                 running{step: 9} -> running{step: 10}
-                + run 10 cutover-cache (attempt 1)
-            > step_succeeded 10 cutover-cache
+                + run 10 cutover-db (attempt 1)
+            > step_succeeded 10 cutover-db
                 running{step: 10} -> running{step: 11}
-                + run 11 cutover-api (attempt 1)
-            > step_succeeded 11 cutover-api
+                + run 11 cutover-cache (attempt 1)
+            > step_succeeded 11 cutover-cache
                 running{step: 11} -> running{step: 12}
-                + run 12 verify-db (attempt 1)
-            > step_succeeded 12 verify-db
+                + run 12 cutover-api (attempt 1)
+            > step_succeeded 12 cutover-api
                 running{step: 12} -> running{step: 13}
-                + run 13 smoke-sql (attempt 1)
-            > step_succeeded 13 smoke-sql
-                running{step: 13} -> verifying
+                + run 13 verify-db (attempt 1)
+            > step_succeeded 13 verify-db
+                running{step: 13} -> running{step: 14}
+                + run 14 smoke-sql (attempt 1)
+            > step_succeeded 14 smoke-sql
+                running{step: 14} -> verifying
                 + verify
             > {"event":"verify_succeeded"}
                 verifying -> succeeded
@@ -370,7 +373,7 @@ fn switchover_drift_then_pause_and_resume() {
 fn failback_verification_fails() {
     check(
         "failback-port-sudan-to-khartoum.toml",
-        "submit d1\napproved\nstart\nok*\nverify-failed writes through db.nilecare.sd. time out\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone",
+        "submit d1\napproved\nstart\nok*\nverify-failed writes through db.nilecare.sd. time out\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone",
         expect![[r#"
             > {"event":"submit","digest":"d1"}
                 proposed -> awaiting_approval
@@ -405,62 +408,68 @@ fn failback_verification_fails() {
                 + run 8 promote-khartoum-pg (attempt 1)
             > step_succeeded 8 promote-khartoum-pg
                 running{step: 8} -> running{step: 9}
-                + run 9 promote-khartoum-redis (attempt 1)
-            > step_succeeded 9 promote-khartoum-redis
+                + run 9 fence-port-sudan-redis (attempt 1)
+            > step_succeeded 9 fence-port-sudan-redis
                 running{step: 9} -> running{step: 10}
-                + run 10 port-sudan-redis-follows (attempt 1)
-            > step_succeeded 10 port-sudan-redis-follows
+                + run 10 promote-khartoum-redis (attempt 1)
+            > step_succeeded 10 promote-khartoum-redis
                 running{step: 10} -> running{step: 11}
-                + run 11 swap-app-env (attempt 1)
-            > step_succeeded 11 swap-app-env
+                + run 11 port-sudan-redis-follows (attempt 1)
+            > step_succeeded 11 port-sudan-redis-follows
                 running{step: 11} -> running{step: 12}
-                + run 12 swap-pgbouncer (attempt 1)
-            > step_succeeded 12 swap-pgbouncer
+                + run 12 swap-app-env (attempt 1)
+            > step_succeeded 12 swap-app-env
                 running{step: 12} -> running{step: 13}
-                + run 13 cutover-db (attempt 1)
-            > step_succeeded 13 cutover-db
+                + run 13 swap-pgbouncer (attempt 1)
+            > step_succeeded 13 swap-pgbouncer
                 running{step: 13} -> running{step: 14}
-                + run 14 cutover-cache (attempt 1)
-            > step_succeeded 14 cutover-cache
+                + run 14 cutover-db (attempt 1)
+            > step_succeeded 14 cutover-db
                 running{step: 14} -> running{step: 15}
-                + run 15 cutover-api (attempt 1)
-            > step_succeeded 15 cutover-api
+                + run 15 cutover-cache (attempt 1)
+            > step_succeeded 15 cutover-cache
                 running{step: 15} -> running{step: 16}
-                + run 16 verify-db (attempt 1)
-            > step_succeeded 16 verify-db
+                + run 16 cutover-api (attempt 1)
+            > step_succeeded 16 cutover-api
                 running{step: 16} -> running{step: 17}
-                + run 17 smoke-sql (attempt 1)
-            > step_succeeded 17 smoke-sql
+                + run 17 verify-db (attempt 1)
+            > step_succeeded 17 verify-db
                 running{step: 17} -> running{step: 18}
-                + run 18 reseed-port-sudan (attempt 1)
-            > step_succeeded 18 reseed-port-sudan
+                + run 18 smoke-sql (attempt 1)
+            > step_succeeded 18 smoke-sql
                 running{step: 18} -> running{step: 19}
-                + run 19 port-sudan-pg-streams (attempt 1)
-            > step_succeeded 19 port-sudan-pg-streams
-                running{step: 19} -> verifying
+                + run 19 reseed-port-sudan (attempt 1)
+            > step_succeeded 19 reseed-port-sudan
+                running{step: 19} -> running{step: 20}
+                + run 20 port-sudan-pg-streams (attempt 1)
+            > step_succeeded 20 port-sudan-pg-streams
+                running{step: 20} -> verifying
                 + verify
             > {"event":"verify_failed","error":"writes through db.nilecare.sd. time out"}
-                verifying -> rolling_back{step: 15}
+                verifying -> rolling_back{step: 16}
                 + notify Critical: verification failed: writes through db.nilecare.sd. time out; rolling back
                 + notify Critical: irreversible, left as they are: promote-khartoum-redis, promote-khartoum-pg
-                + rollback 15 cutover-api
-            > rollback_step_done 15 cutover-api
+                + rollback 16 cutover-api
+            > rollback_step_done 16 cutover-api
+                rolling_back{step: 16} -> rolling_back{step: 15}
+                + rollback 15 cutover-cache
+            > rollback_step_done 15 cutover-cache
                 rolling_back{step: 15} -> rolling_back{step: 14}
-                + rollback 14 cutover-cache
-            > rollback_step_done 14 cutover-cache
+                + rollback 14 cutover-db
+            > rollback_step_done 14 cutover-db
                 rolling_back{step: 14} -> rolling_back{step: 13}
-                + rollback 13 cutover-db
-            > rollback_step_done 13 cutover-db
+                + rollback 13 swap-pgbouncer
+            > rollback_step_done 13 swap-pgbouncer
                 rolling_back{step: 13} -> rolling_back{step: 12}
-                + rollback 12 swap-pgbouncer
-            > rollback_step_done 12 swap-pgbouncer
+                + rollback 12 swap-app-env
+            > rollback_step_done 12 swap-app-env
                 rolling_back{step: 12} -> rolling_back{step: 11}
-                + rollback 11 swap-app-env
-            > rollback_step_done 11 swap-app-env
-                rolling_back{step: 11} -> rolling_back{step: 10}
-                + rollback 10 port-sudan-redis-follows
-            > rollback_step_done 10 port-sudan-redis-follows
-                rolling_back{step: 10} -> rolling_back{step: 6}
+                + rollback 11 port-sudan-redis-follows
+            > rollback_step_done 11 port-sudan-redis-follows
+                rolling_back{step: 11} -> rolling_back{step: 9}
+                + rollback 9 fence-port-sudan-redis
+            > rollback_step_done 9 fence-port-sudan-redis
+                rolling_back{step: 9} -> rolling_back{step: 6}
                 + rollback 6 fence-port-sudan-pg
             > rollback_step_done 6 fence-port-sudan-pg
                 rolling_back{step: 6} -> rolling_back{step: 5}

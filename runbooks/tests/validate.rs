@@ -331,9 +331,221 @@ fn error_display_shows_line_and_caret() {
     )
     .unwrap_err();
     expect![[r#"
-        runbooks/nilecare/x.toml:12:8: unknown step kind `postgres.promot`; known kinds: postgres.check_lag, postgres.fence, postgres.promote, postgres.wait_caught_up, redis.promote, redis.replicaof, connstr.swap, dns.set_ttl, dns.cutover, dns.verify, sql.check, http.check, manual.confirm, wait
+        runbooks/nilecare/x.toml:12:8: unknown step kind `postgres.promot`; known kinds: postgres.check_lag, postgres.fence, postgres.promote, postgres.wait_caught_up, redis.fence, redis.promote, redis.replicaof, connstr.swap, dns.set_ttl, dns.cutover, dns.verify, sql.check, http.check, manual.confirm, wait
            |
         12 | kind = "postgres.promot"
            |        ^^^^^^^^^^^^^^^^^"#]]
     .assert_eq(&e.to_string());
+}
+
+const REDIS_BASE: &str = r#"name = "r"
+mode = "planned"
+
+[[steps]]
+id = "fence"
+kind = "redis.fence"
+service = "khartoum-redis"
+replica = "port-sudan-redis"
+timeout = "5s"
+
+[[steps]]
+id = "promote"
+kind = "redis.promote"
+service = "port-sudan-redis"
+irreversible = true
+reason = "new master"
+"#;
+
+fn redis_edit(from: &str, to: &str) -> String {
+    assert!(REDIS_BASE.contains(from), "{from:?} not in REDIS_BASE");
+    REDIS_BASE.replacen(from, to, 1)
+}
+
+#[test]
+fn redis_fence_parses_with_an_inverse() {
+    let rb = parse_runbook(Path::new("r.toml"), REDIS_BASE, &sandbox_catalog())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fence = &rb.steps[0];
+    assert_eq!(
+        fence.action,
+        niledr_runbooks::Action::RedisFence {
+            service: "khartoum-redis".into(),
+            replica: "port-sudan-redis".into(),
+        }
+    );
+    assert_eq!(fence.action.kind().as_str(), "redis.fence");
+    assert_eq!(fence.action.acts_on(), Some("khartoum-redis"));
+    assert_eq!(fence.timeout_ms, 5_000);
+    assert!(matches!(fence.rollback, Rollback::Inverse));
+    expect![[r#"
+        [
+            "khartoum-redis",
+            "port-sudan-redis",
+        ]
+    "#]]
+    .assert_debug_eq(&rb.services);
+    // Default timeout when none is written.
+    let rb = parse_runbook(
+        Path::new("r.toml"),
+        &redis_edit("timeout = \"5s\"\n", ""),
+        &sandbox_catalog(),
+    )
+    .unwrap();
+    assert_eq!(rb.steps[0].timeout_ms, 10_000);
+}
+
+#[test]
+fn every_shipped_planned_redis_promote_is_fenced() {
+    for file in [
+        "switchover-khartoum-to-port-sudan.toml",
+        "failback-port-sudan-to-khartoum.toml",
+        "redis-failback-port-sudan-to-khartoum.toml",
+    ] {
+        let rb = shipped(file);
+        let ids: Vec<(&str, &str)> = rb
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.action.kind().as_str()))
+            .filter(|(_, k)| k.starts_with("redis."))
+            .collect();
+        let fence = ids.iter().position(|(_, k)| *k == "redis.fence");
+        let promote = ids.iter().position(|(_, k)| *k == "redis.promote");
+        assert!(
+            fence.is_some() && fence < promote,
+            "{file}: fence before promote: {ids:?}"
+        );
+    }
+}
+
+#[test]
+fn invalid_redis_fences_are_refused_at_their_line() {
+    let cases: Vec<(&str, String, usize, &str)> = vec![
+        (
+            "fence without replica",
+            redis_edit("replica = \"port-sudan-redis\"\n", ""),
+            6,
+            "`redis.fence` needs `replica = \"...\"`",
+        ),
+        (
+            "fence without service",
+            redis_edit("service = \"khartoum-redis\"\n", ""),
+            6,
+            "`redis.fence` needs `service = \"...\"`",
+        ),
+        (
+            "fence of a postgres service",
+            redis_edit(
+                "service = \"khartoum-redis\"",
+                "service = \"khartoum-postgres\"",
+            ),
+            7,
+            "redis.fence needs a redis service, but `khartoum-postgres` is postgres",
+        ),
+        (
+            "replica is a postgres service",
+            redis_edit(
+                "replica = \"port-sudan-redis\"",
+                "replica = \"port-sudan-postgres\"",
+            ),
+            8,
+            "redis.fence needs a redis service, but `port-sudan-postgres` is postgres",
+        ),
+        (
+            "replica is the fenced master",
+            redis_edit(
+                "replica = \"port-sudan-redis\"",
+                "replica = \"khartoum-redis\"",
+            ),
+            8,
+            "`replica` must name the replica that will take over, not the fenced master `khartoum-redis`",
+        ),
+        (
+            "unknown replica",
+            redis_edit("replica = \"port-sudan-redis\"", "replica = \"psr\""),
+            8,
+            "unknown service `psr`",
+        ),
+        (
+            "replica on another kind",
+            redis_edit(
+                "reason = \"new master\"",
+                "reason = \"new master\"\nreplica = \"khartoum-redis\"",
+            ),
+            17,
+            "`replica` does not apply to `redis.promote`; it takes: service",
+        ),
+        (
+            "mode on a redis fence",
+            redis_edit("timeout = \"5s\"", "mode = \"read_only\""),
+            9,
+            "`mode` does not apply to `redis.fence`; it takes: service, replica",
+        ),
+        (
+            "fence declared irreversible without reason",
+            redis_edit("timeout = \"5s\"", "irreversible = true"),
+            9,
+            "`irreversible = true` needs `reason",
+        ),
+        (
+            "planned promote without a fence",
+            redis_edit(
+                "kind = \"redis.fence\"",
+                "kind = \"manual.confirm\"\nitem = \"x\"",
+            )
+            .replace(
+                "service = \"khartoum-redis\"\nreplica = \"port-sudan-redis\"\n",
+                "",
+            ),
+            12,
+            "a planned runbook promises zero data loss: add a `redis.fence` step (service = its current master, replica = \"port-sudan-redis\") before promoting `port-sudan-redis`",
+        ),
+        (
+            "planned promote after a fence for another replica",
+            redis_edit(
+                "service = \"khartoum-redis\"\nreplica = \"port-sudan-redis\"",
+                "service = \"port-sudan-redis\"\nreplica = \"khartoum-redis\"",
+            ),
+            13,
+            "add a `redis.fence` step",
+        ),
+        (
+            "fence after the promote",
+            format!(
+                "{}\n[[steps]]\nid = \"late-fence\"\nkind = \"redis.fence\"\nservice = \"khartoum-redis\"\nreplica = \"port-sudan-redis\"\n",
+                redis_edit(
+                    "kind = \"redis.fence\"",
+                    "kind = \"manual.confirm\"\nitem = \"x\"",
+                )
+                .replace(
+                    "service = \"khartoum-redis\"\nreplica = \"port-sudan-redis\"\n",
+                    ""
+                )
+            ),
+            12,
+            "add a `redis.fence` step",
+        ),
+    ];
+    let catalog = sandbox_catalog();
+    let mut failures = Vec::new();
+    for (what, text, line, message) in cases {
+        match parse_runbook(Path::new("bad.toml"), &text, &catalog) {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(e) if e.line != line || !e.message.contains(message) => failures.push(format!(
+                "{what}: expected line {line} with {message:?}, got:\n{e}\n--- text:\n{text}"
+            )),
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // An unplanned runbook may promote without a fence (the master is gone).
+    let unplanned = redis_edit("mode = \"planned\"", "mode = \"unplanned\"")
+        .replace(
+            "kind = \"redis.fence\"",
+            "kind = \"manual.confirm\"\nitem = \"x\"",
+        )
+        .replace(
+            "service = \"khartoum-redis\"\nreplica = \"port-sudan-redis\"\n",
+            "",
+        );
+    parse_runbook(Path::new("ok.toml"), &unplanned, &catalog).unwrap_or_else(|e| panic!("{e}"));
 }

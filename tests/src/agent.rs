@@ -764,14 +764,16 @@ impl Shared {
         if let Cold::Running(pg) = &previous
             && pg.is_running()
         {
+            let t0 = Instant::now();
             if let Err(e) = pg.stop() {
                 // Keep the handle: it is still ours to kill.
                 acts.cold = previous;
                 return Err(e.into());
             }
             what.push(format!(
-                "stopped the dr-cold PostgreSQL on {}",
-                pg.address()
+                "stopped the dr-cold PostgreSQL on {} in {} ms",
+                pg.address(),
+                t0.elapsed().as_millis()
             ));
         }
         drop(previous);
@@ -865,9 +867,11 @@ fn component_action(c: &Component, action: &str) -> Acted {
                 c.kill()?;
                 return Ok(format!("{name} was not running"));
             }
+            let t0 = Instant::now();
             c.stop()?;
             Ok(format!(
-                "{name} stopped cleanly (SIGINT to PostgreSQL, SIGTERM otherwise; every process exited)"
+                "{name} stopped cleanly (graceful shutdown, every process exited) in {} ms",
+                t0.elapsed().as_millis()
             ))
         }
         "start" => {
@@ -923,7 +927,7 @@ fn detach_wal(pg: &Postgres, acts: &mut Acts) -> Acted {
     let current = pg.psql("SHOW primary_conninfo")?;
     let note = if current.is_empty() {
         if acts.saved_conninfo.contains_key(pg.name()) {
-            "already detached (primary_conninfo is empty; the saved one is kept for attach_wal)"
+            "already detached: primary_conninfo is empty, the saved one is kept for attach_wal"
         } else {
             "primary_conninfo was already empty and nothing is saved: attach_wal will have nothing to restore"
         }
@@ -945,7 +949,7 @@ fn detach_wal(pg: &Postgres, acts: &mut Acts) -> Acted {
     })?;
     let received = pg.psql("SELECT pg_last_wal_receive_lsn()")?;
     Ok(format!(
-        "WAL receiver of {} stopped after {} ms ({note}); received up to {received}",
+        "{note}; no WAL receiver at {} after {} ms; WAL received up to {received}",
         pg.name(),
         t0.elapsed().as_millis()
     ))

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use niledr_tests::agent::wal_segments;
 use niledr_tests::postgres::PgConn;
-use niledr_tests::{HostAgent, Layout, Site, Topology, all_gone, process_state, wait_until};
+use niledr_tests::{
+    ConfigOptions, HostAgent, Layout, Site, Topology, ZONE, all_gone, process_state, wait_until,
+};
 use serde_json::{Value, json};
 
 /// A 200 with a detail and a duration; returns the detail.
@@ -50,6 +52,29 @@ fn host_agent_acts_on_the_topology() -> Result<()> {
     primary.write_rows(500)?;
     let segment = primary.psql("SELECT pg_walfile_name(pg_current_wal_lsn())")?;
     let rows_written = Instant::now();
+
+    // niledr's config names the agent and the canary's service names.
+    let opts = ConfigOptions {
+        agent: Some(agent.agent_ref()),
+        ..ConfigOptions::default()
+    };
+    let config = std::fs::read_to_string(
+        topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?,
+    )?;
+    let drills: toml::Table = toml::from_str::<toml::Table>(&config)?["drills"]
+        .as_table()
+        .unwrap()
+        .clone();
+    assert_eq!(drills["agent"].as_str(), Some(agent.url().as_str()));
+    assert_eq!(
+        drills["agent_token_file"].as_str(),
+        agent.token_file().to_str()
+    );
+    assert_eq!(
+        drills["canary_postgres"].as_str(),
+        Some(format!("db.{ZONE}").as_str())
+    );
+    assert_eq!(drills["canary_redis_via"].as_str(), Some("khartoum-redis"));
 
     // The token file and bearer auth.
     let mode = std::fs::metadata(agent.token_file())?.permissions().mode();
@@ -289,11 +314,27 @@ fn host_agent_acts_on_the_topology() -> Result<()> {
         agent.act("dr-cold", "recover", None)?,
     );
 
+    // A whole site down (kill -9 of every server there) and back.
+    let khartoum = [
+        primary.component(),
+        redis.component(),
+        topo.http(Site::Khartoum).unwrap().component(),
+    ];
+    let detail = ok("kill khartoum", agent.act("khartoum", "kill", None)?);
+    assert!(detail.contains("khartoum-api killed"), "{detail}");
+    assert!(khartoum.iter().all(|c| !c.is_running()));
+    assert!(standby.is_running() && topo.redis_replica().is_running());
+    ok("start khartoum", agent.act("khartoum", "start", None)?);
+    assert!(khartoum.iter().all(|c| c.is_running()));
+    assert_eq!(primary.row_count()?, on_primary);
+    wait_until(Instant::now() + Duration::from_secs(15), || {
+        Ok(primary.streaming_replicas()?.contains(&port_sudan))
+    })?;
+
     // Dropping the agent kills the dr-cold server it started.
     ok("restore again", agent.act("dr-cold", "restore", None)?);
     ok("recover again", agent.act("dr-cold", "recover", None)?);
     let cold_pids = agent.cold_postgres().unwrap().pids();
-    println!("TMPLOG\n{}", agent.cold_postgres().unwrap().log_tail(80));
     assert!(!cold_pids.is_empty());
     drop(agent);
     assert!(

@@ -58,7 +58,11 @@ fn approve_waiting(w: &World, run: &Value) -> Result<()> {
         let digest = ex["plan_digest"].as_str().unwrap_or_default().to_string();
         let have: Vec<String> = ex["approvals"]
             .as_array()
-            .map(|a| a.iter().filter_map(|x| x["user"].as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["user"].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         for (user, token) in [("amira", &w.people.ic), ("omar", &w.people.lead)] {
             if have.iter().any(|h| h == user) {
@@ -80,7 +84,11 @@ fn wait_run(w: &World, id: &str, live: bool) -> Result<Value> {
         assert_eq!(status, 200, "{run:#}");
         let notes = run["notes"].as_array().cloned().unwrap_or_default();
         for n in notes.iter().skip(printed) {
-            println!("  [{}] {}", n["event"].as_str().unwrap_or(""), n["detail"].as_str().unwrap_or(""));
+            println!(
+                "  [{}] {}",
+                n["event"].as_str().unwrap_or(""),
+                n["detail"].as_str().unwrap_or("")
+            );
         }
         printed = notes.len();
         if run["state"] != "running" {
@@ -97,7 +105,9 @@ fn wait_run(w: &World, id: &str, live: bool) -> Result<Value> {
 }
 
 fn print_report(w: &World, id: &str) -> Result<String> {
-    let (status, md) = w.niledr.get_text(&format!("/api/v1/drill-runs/{id}?format=md"))?;
+    let (status, md) = w
+        .niledr
+        .get_text(&format!("/api/v1/drill-runs/{id}?format=md"))?;
     assert_eq!(status, 200, "{md}");
     println!("{md}");
     Ok(md)
@@ -157,8 +167,13 @@ fn check_normal_topology(w: &World) -> Result<()> {
     let p = w.topo.postgres_standby();
     assert!(!k.is_in_recovery()?, "khartoum-postgres is not the primary");
     assert!(p.is_in_recovery()?, "port-sudan-postgres is not a standby");
-    let from = p.streaming_from()?.context("port-sudan streams from nobody")?;
-    assert!(from.starts_with(&k.address().ip().to_string()), "port-sudan streams from {from}");
+    let from = p
+        .streaming_from()?
+        .context("port-sudan streams from nobody")?;
+    assert!(
+        from.starts_with(&k.address().ip().to_string()),
+        "port-sudan streams from {from}"
+    );
     let khartoum = w.topo.layout().ip(Site::Khartoum);
     for server in w.topo.dns_servers() {
         assert_eq!(w.topo.dig_a(&format!("db.{ZONE}"), server)?, vec![khartoum]);
@@ -201,7 +216,9 @@ fn kill_drill_with_standing_approval_measures_and_fails_back() -> Result<()> {
     assert!(md.contains("RTO"), "{md}");
     let (_, metrics) = w.niledr.get_text("/metrics")?;
     assert!(
-        metrics.contains(&format!("niledr_drill_last_rto_seconds{{drill=\"{drill}\"}}")),
+        metrics.contains(&format!(
+            "niledr_drill_last_rto_seconds{{drill=\"{drill}\"}}"
+        )),
         "{metrics}"
     );
     let (_, drills) = w.niledr.get(&format!("/api/v1/drills/{drill}"))?;
@@ -253,11 +270,17 @@ fn lagging_standby_drill_measures_rpo() -> Result<()> {
     print_report(&w, &id)?;
     assert_eq!(run["state"], "finished", "{run:#}");
     let lost = check_postgres_loss(&w, &run)?;
-    assert!(lost > 0, "2 s without WAL receipt must lose acknowledged writes");
+    assert!(
+        lost > 0,
+        "2 s without WAL receipt must lose acknowledged writes"
+    );
     let loss = store_loss(&run["report"], "postgres");
     let rpo_ms = loss["last_lost_at"].as_str().is_some();
     assert!(rpo_ms, "{loss:#}");
-    assert!(loss["lag_bytes_at_t0"].as_u64().is_some_and(|b| b > 0), "{loss:#}");
+    assert!(
+        loss["lag_bytes_at_t0"].as_u64().is_some_and(|b| b > 0),
+        "{loss:#}"
+    );
     // The objective (RPO 1 min) against ~2 s of loss: met, unless something else missed.
     let line = run["report"]["verdicts"]
         .as_array()
@@ -288,5 +311,160 @@ fn cold_site_restore_drill_reports_activation_and_freshness() -> Result<()> {
         assert_eq!(w.topo.dig_a(&format!("db.{ZONE}"), server)?, vec![khartoum]);
     }
     assert!(!w.topo.postgres_primary().is_in_recovery()?);
+    scenario::finish(w, ALLOWED_ERRORS)
+}
+
+/// Niledr reading drills from `<base>/drills` holding `files` instead of the shipped ones.
+fn start_with_drills(files: &[(&str, String)]) -> Result<World> {
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    scenario::start_with(
+        move |topo, text| {
+            let dir = topo.base_dir().join("drills");
+            std::fs::create_dir_all(&dir)?;
+            for (name, body) in &files {
+                std::fs::write(dir.join(name), body)?;
+            }
+            let start = text.find("[drills]\ndirs = [").context("[drills] dirs")?;
+            let from = start + "[drills]\n".len();
+            let end = from + text[from..].find('\n').context("dirs line")?;
+            Ok(format!(
+                "{}dirs = [\"{}\"]{}",
+                &text[..from],
+                dir.display(),
+                &text[end..]
+            ))
+        },
+        &[],
+    )
+}
+
+#[test]
+fn abort_bound_stops_the_drill_and_restores_the_primary() -> Result<()> {
+    // Live approval that nobody gives, and an RTO objective of 4 s with abort at 1.5 × it: the
+    // drill must cancel its execution at the bound, undo the fault and report aborted.
+    let drill = r#"
+name = "abort-check"
+description = "Kill the primary; nobody approves; the abort bound must stop the drill."
+runbook = "failover-khartoum-to-port-sudan"
+approval = "live"
+
+[scenario]
+fault = "kill_primary_postgres"
+target = "khartoum-postgres"
+
+[objectives]
+rto = "4s"
+rpo_postgres = "1m"
+
+[abort]
+rto_factor = 1.5
+"#;
+    let w = start_with_drills(&[("abort-check.toml", drill.to_string())])?;
+    let id = start_run(&w, "abort-check")?;
+    let run = wait_run(&w, &id, false)?;
+    let md = print_report(&w, &id)?;
+    assert_eq!(run["state"], "aborted", "{run:#}");
+    assert_eq!(run["verdict"], "aborted", "{run:#}");
+    assert!(
+        run["report"]["aborted"]
+            .as_str()
+            .is_some_and(|a| a.contains("abort bound")),
+        "{run:#}"
+    );
+    assert!(md.contains("ABORTED"), "{md}");
+    let ex = run["execution"]
+        .as_str()
+        .context("the drill proposed an execution")?;
+    let (_, ex) = w.niledr.get(&format!("/api/v1/executions/{ex}"))?;
+    assert_eq!(ex["state"], "cancelled", "{ex:#}");
+    // The fault was undone: khartoum is the primary again, nothing moved.
+    assert!(w.topo.postgres_primary().is_running());
+    assert!(!w.topo.postgres_primary().is_in_recovery()?);
+    check_normal_topology(&w)?;
+    scenario::finish(w, ALLOWED_ERRORS)
+}
+
+#[test]
+fn scheduler_records_skips_and_missed_runs_after_restart() -> Result<()> {
+    // Every minute, no blackout, standing approval never given: each due slot is recorded as
+    // skipped with the reason; slots passed while niledr is down are recorded as missed.
+    let drill = r#"
+name = "every-minute"
+description = "Scheduler check: due every minute, never approved."
+schedule = "* * * * *"
+blackout = []
+runbook = "failover-khartoum-to-port-sudan"
+approval = "standing"
+
+[scenario]
+fault = "kill_primary_postgres"
+target = "khartoum-postgres"
+
+[objectives]
+rto = "4m"
+rpo_postgres = "1m"
+"#;
+    let mut w = start_with_drills(&[("every-minute.toml", drill.to_string())])?;
+    let (_, d) = w.niledr.get("/api/v1/drills/every-minute")?;
+    assert_eq!(d["upcoming"][0]["due"], true, "{d:#}");
+    let runs = |w: &World| -> Result<Vec<Value>> {
+        let (status, v) = w.niledr.get("/api/v1/drill-runs?drill=every-minute")?;
+        assert_eq!(status, 200, "{v:#}");
+        Ok(v.as_array().cloned().unwrap_or_default())
+    };
+    // The first due slot (within ~61 s) cannot start: skipped, with why.
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let skipped = loop {
+        if let Some(r) = runs(&w)?.into_iter().find(|r| r["state"] == "skipped") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no slot recorded within 75 s");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    println!("SKIPPED: {skipped:#}");
+    assert!(
+        skipped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("standing approval")),
+        "{skipped:#}"
+    );
+    assert!(
+        w.topo.postgres_primary().is_running(),
+        "a skipped slot injects nothing"
+    );
+    // Down across the next minute boundary.
+    let (config, listen, log) = (
+        w.niledr.config.clone(),
+        w.niledr.listen,
+        w.niledr.log.clone(),
+    );
+    let pid = w.niledr.pid().context("niledr pid")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid)?),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    assert!(w.niledr.wait_exit(Duration::from_secs(20))?.success());
+    let now = jiff::Zoned::now();
+    let to_next_minute = 61 - u64::try_from(now.second()).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(to_next_minute + 1));
+    w.niledr = niledr_tests::daemon::Niledr::start(&config, listen, &log)?;
+    let missed = runs(&w)?
+        .into_iter()
+        .find(|r| r["state"] == "missed")
+        .context("no missed run recorded after the restart")?;
+    println!("MISSED: {missed:#}");
+    assert!(
+        missed["scheduled_for"]
+            .as_str()
+            .is_some_and(|s| s.contains("Africa/Khartoum")),
+        "{missed:#}"
+    );
+    assert!(
+        w.topo.postgres_primary().is_running(),
+        "a missed slot is never run late"
+    );
     scenario::finish(w, ALLOWED_ERRORS)
 }

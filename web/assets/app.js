@@ -1,4 +1,5 @@
-// niledr console: polls /api/v1/sites and listens to /api/v1/events (server-sent events).
+// niledr console: polls /api/v1/sites, executions and drills, and listens to /api/v1/events
+// (server-sent events).
 "use strict";
 
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -115,6 +116,127 @@ async function showDetail() {
   }
 }
 
+// ---- drills: schedule, standing approval, run now, and each run's progress and report.
+let selectedRun = null;
+let runTimer = null;
+let drillsShown = "";
+let runShown = "";
+const enc = encodeURIComponent;
+// met → green, not_measured → amber, missed/aborted → red; no verdict yet → grey.
+const verdictClass = (v) => ({ met: "up", not_measured: "degraded", "not measured": "degraded", missed: "down", aborted: "down" }[v] || "unknown");
+const tag = (cls, text) => `<span class="pill ${esc(cls)}">${esc(text)}</span>`;
+const verdictPill = (v) => v ? tag(verdictClass(v), v) : `<span class="muted">—</span>`;
+const runStateClass = (r) => r.state === "running" ? "degraded" : r.state === "finished" ? verdictClass(r.verdict) : ["failed", "interrupted", "aborted"].includes(r.state) ? "down" : "unknown";
+
+function slots(d) {
+  if (!d.schedule) return `<span class="muted">on demand only</span>`;
+  const due = d.upcoming.find((s) => s.due);
+  const skipped = d.upcoming.filter((s) => s.skipped_because);
+  return `${esc(d.schedule)} <span class="muted">(${esc(d.timezone)})</span>
+    <br>next: ${due ? esc(due.at) : `<span class="muted">none of the next ${d.upcoming.length}</span>`}
+    ${skipped.map((s) => `<br><span class="muted">skipped ${esc(s.at)}: ${esc(s.skipped_because)}</span>`).join("")}`;
+}
+
+function standing(d) {
+  if (d.approval !== "standing") return `live <span class="muted">(people approve each run as it starts)</span>`;
+  const who = d.standing_approvals.map((a) => a.current
+    ? esc(`${a.user}${a.roles.length ? " (" + a.roles.join(", ") + ")" : ""}`)
+    : `<s class="muted">${esc(a.user)}</s> <span class="muted">(older file)</span>`).join(", ");
+  return `standing ${d.standing_approved ? tag("up", "approved") : tag("degraded", "not approved")}
+    <br><span class="muted">approved by: ${who || "nobody yet"}</span>
+    ${d.standing_needs ? `<br>needs: ${esc(d.standing_needs)}` : ""}`;
+}
+
+async function refreshDrills() {
+  try {
+    const [drills, runs] = await Promise.all([
+      fetch("/api/v1/drills").then((r) => r.json()),
+      fetch("/api/v1/drill-runs?limit=20").then((r) => r.json()),
+    ]);
+    // Re-render only when something changed (a click target must not vanish under the mouse).
+    const signature = JSON.stringify([drills, runs.map((r) => [r.id, r.state, r.phase, r.verdict]), selectedRun]);
+    if (signature !== drillsShown) {
+      drillsShown = signature;
+      document.getElementById("drills").innerHTML = "<tr><th>drill</th><th>schedule</th><th>approval</th><th>last verdict</th><th></th></tr>" +
+        drills.map((d) => `<tr>
+          <td><b>${esc(d.name)}</b><br><span class="muted">${esc(d.description)}<br>runbook ${esc(d.runbook)}; digest ${esc(d.digest.slice(0, 16))}…</span></td>
+          <td>${slots(d)}</td>
+          <td>${standing(d)}</td>
+          <td>${verdictPill(d.last_verdict)}${d.last_run ? `<br><span class="muted">${esc(d.last_run)}</span>` : ""}</td>
+          <td><button data-run="${esc(d.name)}">Run now</button>
+            ${d.approval === "standing" ? `<br><button data-approve="${esc(d.name)}">Approve drill</button>` : ""}</td></tr>`).join("");
+      document.getElementById("drill-runs").innerHTML = "<tr><th>run</th><th>trigger</th><th>state</th><th>phase</th><th>verdict</th><th>started</th></tr>" +
+        runs.map((r) => `<tr data-id="${esc(r.id)}" style="cursor:pointer"${r.id === selectedRun ? ' class="chosen"' : ""}>
+          <td>${esc(r.drill)}<br><span class="muted">${esc(r.id)}</span></td>
+          <td>${esc(r.trigger)}<br><span class="muted">${esc(r.requested_by)}</span></td>
+          <td>${tag(runStateClass(r), r.state)}</td><td>${esc(r.phase)}</td>
+          <td>${verdictPill(r.verdict)}</td><td class="muted">${esc(r.started_at)}</td></tr>`).join("");
+      document.querySelectorAll("#drills button[data-run]").forEach((b) => b.onclick = () => runDrill(drills.find((d) => d.name === b.dataset.run)));
+      document.querySelectorAll("#drills button[data-approve]").forEach((b) => b.onclick = () => approveDrill(drills.find((d) => d.name === b.dataset.approve)));
+      document.querySelectorAll("#drill-runs tr[data-id]").forEach((tr) => tr.onclick = () => selectRun(tr.dataset.id));
+    }
+  } catch (e) { /* shown by refresh() */ }
+}
+
+async function runDrill(d) {
+  const fault = d.scenario && d.scenario.fault ? ` It injects a real fault (${d.scenario.fault} on ${d.scenario.target}).` : "";
+  const reason = prompt(`Run drill ${d.name} now?${fault}\n\nReason (kept with the run and in the audit log):`, "");
+  if (reason === null) return;
+  const run = await post(`/api/v1/drills/${enc(d.name)}/runs`, { reason });
+  if (run && run.id) selectRun(run.id);
+  refreshDrills();
+}
+
+async function approveDrill(d) {
+  const comment = prompt(`Approve drill ${d.name} as loaded now (digest ${d.digest.slice(0, 16)}…)?\n` +
+    "With enough approvals it runs unattended on its schedule; a changed file needs new approvals.\n\nComment:", "");
+  if (comment === null) return;
+  await post(`/api/v1/drills/${enc(d.name)}/approvals`, { digest: d.digest, comment });
+  refreshDrills();
+}
+
+function selectRun(id) {
+  selectedRun = id;
+  runShown = "";
+  clearTimeout(runTimer);
+  showRun();
+  refreshDrills();
+}
+
+// The selected run: live notes every second while it runs, then its Markdown report.
+async function showRun() {
+  const id = selectedRun;
+  const r = await fetch(`/api/v1/drill-runs/${enc(id)}`).then((x) => x.json()).catch(() => null);
+  if (id !== selectedRun) return; // another run was chosen meanwhile
+  const box = document.getElementById("drill-run");
+  if (!r) { // daemon unreachable (a restart?): keep asking
+    runTimer = setTimeout(showRun, 1000);
+    return;
+  }
+  if (!r.id) {
+    box.innerHTML = `<p class="muted">${esc(r.error)}</p>`;
+    return;
+  }
+  const running = r.state === "running";
+  const signature = JSON.stringify([r.id, r.state, r.phase, r.verdict, r.notes.length]);
+  if (signature !== runShown) {
+    runShown = signature;
+    const ids = [r.execution && `execution ${r.execution}`, r.cleanup_execution && `cleanup ${r.cleanup_execution}`].filter(Boolean).join("; ");
+    box.innerHTML = `<h3>${esc(r.drill)} — ${esc(r.state)} ${running ? `(${esc(r.phase)})` : ""} ${verdictPill(r.verdict)}</h3>
+      <p class="muted">${esc(r.id)}: ${esc(r.trigger)} by ${esc(r.requested_by)}, started ${esc(r.started_at)}${r.finished_at ? ", ended " + esc(r.finished_at) : ""}${ids ? "; " + esc(ids) : ""}</p>
+      ${r.error ? `<p><b>${esc(r.error)}</b></p>` : ""}
+      <ol class="muted">${r.notes.map((n) => `<li>${esc(n.at)} <b>${esc(n.event)}</b> ${esc(n.detail)}</li>`).join("")}</ol>
+      ${running ? "" : `<pre class="report" id="drill-report">loading the report…</pre>`}`;
+    if (!running) {
+      const md = await fetch(`/api/v1/drill-runs/${enc(r.id)}?format=md`);
+      const text = md.ok ? await md.text() : `no report: ${(await md.json().catch(() => ({}))).error || md.status}`;
+      const pre = document.getElementById("drill-report");
+      if (pre && id === selectedRun) pre.textContent = text;
+    }
+  }
+  if (running) runTimer = setTimeout(showRun, 1000);
+}
+
 async function start() {
   const input = document.getElementById("token");
   input.value = token();
@@ -126,6 +248,8 @@ async function start() {
   };
   refreshExecutions();
   setInterval(refreshExecutions, 2000);
+  refreshDrills();
+  setInterval(refreshDrills, 2000);
   refresh();
   setInterval(refresh, 2000);
   try {

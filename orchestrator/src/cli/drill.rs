@@ -174,8 +174,9 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
                 }
                 let mut text = render::drill_run(&run);
                 text.push_str(&format!(
-                    "follow it: niledr drill report {}  (or niledr drill runs --drill {})\n",
-                    run.id, run.drill
+                    "watch it: niledr drill runs --drill {}; its report once it ends: \
+                     niledr drill report {}\n",
+                    run.drill, run.id
                 ));
                 return done(text);
             }
@@ -221,7 +222,12 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
                 return done(pretty(&v));
             }
             let list: Vec<DrillRunView> = client::decode(v, "drill run list")?;
-            done(render::drill_runs(&list))
+            match drill {
+                Some(d) if list.is_empty() => done(format!(
+                    "no runs of drill {d} (the drills: niledr drill list)\n"
+                )),
+                _ => done(render::drill_runs(&list)),
+            }
         }
         DrillCommand::Report { id, json, conn } => {
             let c = connect(&conn, false)?;
@@ -255,6 +261,30 @@ pub fn exit_code(run: &DrillRunView) -> u8 {
     }
 }
 
+/// What `DrillRunView::phase` goes through, in order.
+const PHASES: &[&str] = &[
+    "preflight",
+    "canary",
+    "fault",
+    "detection",
+    "decision",
+    "execution",
+    "measuring",
+    "cleanup",
+    "done",
+];
+
+/// The phase to show a note under. Notes carry no phase of their own and several can arrive
+/// between two polls: a note whose event names a phase starts it; any other note stays in the
+/// phase before it.
+fn phase_of(before: &str, event: &str) -> String {
+    if PHASES.contains(&event) {
+        event.to_string()
+    } else {
+        before.to_string()
+    }
+}
+
 /// Poll the run until it is no longer `running`, printing each new note to stderr. A daemon
 /// that stops answering for a while (a restart) is waited for; an error answer ends it.
 fn follow(
@@ -263,12 +293,16 @@ fn follow(
     mut run: DrillRunView,
 ) -> Result<(Value, DrillRunView), CliError> {
     let mut shown = 0;
+    let mut phase = run.phase.clone();
     let mut failing_since: Option<Instant> = None;
     loop {
         for n in run.notes.iter().skip(shown) {
-            eprintln!("{}", render::drill_progress(&run.phase, n));
+            phase = phase_of(&phase, &n.event);
+            eprintln!("{}", render::drill_progress(&phase, n));
         }
         shown = shown.max(run.notes.len());
+        // Notes after this poll are at least in the phase it reported.
+        phase.clone_from(&run.phase);
         if run.state != "running" {
             return Ok((v, run));
         }
@@ -313,6 +347,19 @@ mod tests {
             "notes": []
         }))
         .expect("a valid run")
+    }
+
+    #[test]
+    fn notes_between_polls_take_the_phase_they_name() {
+        let mut phase = "canary".to_string();
+        let labels: Vec<String> = ["fault", "host_action", "detection", "detected"]
+            .iter()
+            .map(|e| {
+                phase = phase_of(&phase, e);
+                phase.clone()
+            })
+            .collect();
+        assert_eq!(labels, ["fault", "fault", "detection", "detection"]);
     }
 
     #[test]

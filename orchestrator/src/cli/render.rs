@@ -493,8 +493,11 @@ fn standing_status(o: &mut String, d: &DrillView) {
             "Standing approval: complete — it may run unattended on its schedule"
         );
     } else {
-        let needs = d.standing_needs.as_deref().unwrap_or("more approvals");
-        let _ = writeln!(o, "Standing approval: NOT complete — still needs {needs}");
+        let needs = d
+            .standing_needs
+            .as_deref()
+            .unwrap_or("more approvals needed");
+        let _ = writeln!(o, "Standing approval: NOT complete — {needs}");
     }
 }
 
@@ -574,6 +577,7 @@ pub fn drill(d: &DrillView) -> String {
     for a in &d.standing_approvals {
         standing_line(&mut o, a);
     }
+    o.push('\n');
     standing_status(&mut o, d);
     o
 }
@@ -776,7 +780,7 @@ mod tests {
             "2026-03-01T02:00:00+02:00[Africa/Khartoum]  skipped: blackout 00:00-04:00",
             "amira [approver]  t1  digest 0123456789abcdef… (current file)  \"read it\"",
             "khalid [admin]  t0  digest ffff… (AN OLDER FILE (does not count))",
-            "NOT complete — still needs one more approver (engineering_lead)",
+            "NOT complete — one more approver (engineering_lead)",
         ] {
             assert!(text.contains(want), "{want:?} in\n{text}");
         }

@@ -31,6 +31,8 @@ const POLL: Duration = Duration::from_millis(20);
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the runbook ends, how long to wait for writes to flow again through the path.
 const RECOVERY_WAIT: Duration = Duration::from_secs(60);
+/// Before a cold-restore fault, how long to wait for the archive to take canary markers.
+const ARCHIVE_WAIT: Duration = Duration::from_secs(60);
 
 pub(super) async fn run(svc: Arc<DrillService>, rec: DrillRunRecordV1, drill: Drill) {
     let name = drill.name.clone();
@@ -147,6 +149,9 @@ impl Run {
                 })?;
         }
         self.canary = Some(canary);
+        if self.drill.scenario.fault == FaultKind::ColdRestore {
+            self.wait_archived().await;
+        }
 
         // Lag before the fault: the standby stops receiving WAL, so acknowledged commits
         // never reach it.
@@ -502,6 +507,45 @@ impl Run {
         .await
         .with_context(|| format!("confirming {step}"))?;
         Ok(())
+    }
+
+    /// Before a cold-restore fault: wait until the cold site's WAL archive holds a segment
+    /// written after the canary started, so the restore can hold markers at all (the archive
+    /// only takes completed segments; `archive_timeout` bounds how long that takes).
+    async fn wait_archived(&mut self) {
+        let Some(archive) = self
+            .svc
+            .config
+            .sites
+            .get(&self.drill.scenario.target)
+            .and_then(|s| s.wal_archive.clone())
+        else {
+            return;
+        };
+        let since = std::time::SystemTime::now();
+        self.note(
+            "archive",
+            &format!(
+                "waiting (at most {} s) for {} to take a WAL segment written while the canary runs",
+                ARCHIVE_WAIT.as_secs(),
+                archive.display()
+            ),
+        );
+        let newest = || -> Option<std::time::SystemTime> {
+            std::fs::read_dir(&archive)
+                .ok()?
+                .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+                .max()
+        };
+        let ok = wait_for(ARCHIVE_WAIT, || {
+            newest().is_some_and(|t| t > since + Duration::from_secs(1))
+        })
+        .await;
+        let detail = match ok {
+            Ok(()) => "the archive took a segment with canary markers".to_string(),
+            Err(_) => "no new segment reached the archive: the restore may hold no markers".to_string(),
+        };
+        self.note("archive", &detail);
     }
 
     /// After the runbook: wait until each store has taken half a second of writes again.

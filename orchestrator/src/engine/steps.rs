@@ -238,6 +238,20 @@ pub async fn run(
                 r.waited.as_secs_f64() * 1000.0
             ))
         }
+        Action::RedisFence { service, replica } => {
+            // The pause must outlast this wait and the promote + replicaof that follow; once
+            // the master is a replica `replicaof` lifts it (held writes fail with READONLY).
+            let pause_ms =
+                u64::try_from((timeout + REDIS_PAUSE_MARGIN).as_millis()).unwrap_or(u64::MAX);
+            let r = actions::redis::fence(
+                &ctx.redis(service)?,
+                &ctx.redis(replica)?,
+                pause_ms,
+                timeout,
+            )
+            .await?;
+            Ok(r.summary(service, replica))
+        }
         Action::RedisPromote { service } => {
             let r = actions::redis::promote(&ctx.redis(service)?).await?;
             Ok(role_change(&r))
@@ -387,6 +401,14 @@ pub async fn rollback(
                 took(r.took)
             ))
         }
+        Action::RedisFence { service, .. } => {
+            let r = actions::redis::unpause(&ctx.redis(service)?).await?;
+            Ok(format!(
+                "{service} unpaused (CLIENT UNPAUSE), now {}{}",
+                r.role,
+                took(r.took)
+            ))
+        }
         Action::ConnstrSwap { target, to_service } => {
             let (new, t) = ctx.connstr_value(target, to_service)?;
             match t {
@@ -442,6 +464,10 @@ pub async fn rollback(
         }
     }
 }
+
+/// How much longer than its step's timeout a `redis.fence` pause lasts: time for the promote
+/// and `replicaof` steps that follow it.
+const REDIS_PAUSE_MARGIN: Duration = Duration::from_secs(30);
 
 fn took(d: Duration) -> String {
     format!(" in {:.1} ms", d.as_secs_f64() * 1000.0)

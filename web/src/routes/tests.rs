@@ -387,6 +387,8 @@ async fn table_of_routes() {
         ),
         (true, "/", StatusCode::OK, "niledr"),
         (true, "/assets/app.js", StatusCode::OK, "EventSource"),
+        (true, "/", StatusCode::OK, "id=\"drill-runs\""),
+        (true, "/assets/app.js", StatusCode::OK, "?format=md"),
     ];
     for (ready, uri, want_status, want_body) in cases {
         let (status, body) = get(*ready, uri).await;
