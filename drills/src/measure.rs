@@ -262,7 +262,9 @@ pub async fn postgres_markers(src: &PgSource) -> Result<BTreeSet<i64>> {
     // write is lost, which is a measurement, not an error.
     let exists: Option<String> = tokio::time::timeout(
         READ_TIMEOUT,
-        sqlx::query_scalar("SELECT to_regclass($1)::text").bind(&src.table).fetch_one(&mut conn),
+        sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&src.table)
+            .fetch_one(&mut conn),
     )
     .await
     .with_context(|| format!("{what}: looking up {} timed out", src.table))?

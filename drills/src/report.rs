@@ -40,6 +40,14 @@ impl Verdict {
             Verdict::NotMeasured => "not measured",
         }
     }
+
+    /// The wire name (as serde writes it): `met`, `missed`, `aborted`, `not_measured`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::NotMeasured => "not_measured",
+            other => other.as_str(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,18 +60,20 @@ pub fn drill_finished(run: &crate::records::DrillRunRecordV1) {
             .set(rto.total_ms as f64 / 1000.0);
     }
     for loss in &report.rpo {
-        let labels = [
-            ("drill", drill.clone()),
-            ("store", loss.store.to_string()),
-        ];
+        let labels = [("drill", drill.clone()), ("store", loss.store.to_string())];
         if let Some(ms) = loss.rpo_ms() {
             gauge!("niledr_drill_last_rpo_seconds", &labels).set(ms as f64 / 1000.0);
         }
         gauge!("niledr_drill_last_lost_writes", &labels).set(loss.lost as f64);
     }
     for v in ["met", "missed", "aborted", "not_measured"] {
-        gauge!("niledr_drill_last_verdict", "drill" => drill.clone(), "verdict" => v)
-            .set(if report.overall.as_str() == v { 1.0 } else { 0.0 });
+        gauge!("niledr_drill_last_verdict", "drill" => drill.clone(), "verdict" => v).set(
+            if report.overall.as_str() == v {
+                1.0
+            } else {
+                0.0
+            },
+        );
     }
     gauge!("niledr_drill_last_run_timestamp_seconds", "drill" => drill)
         .set(jiff::Timestamp::now().as_second() as f64);

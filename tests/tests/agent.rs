@@ -348,3 +348,22 @@ fn host_agent_acts_on_the_topology() -> Result<()> {
     println!("agent test done in {:.1?}", t0.elapsed());
     Ok(())
 }
+
+#[test]
+fn standby_streams_again_after_the_primary_is_killed_and_restarted() -> Result<()> {
+    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let agent = HostAgent::start(&topo)?;
+    topo.postgres_primary().write_rows(100)?;
+    ok("kill", agent.act("khartoum-postgres", "kill", None)?);
+    std::thread::sleep(Duration::from_secs(3));
+    ok("start", agent.act("khartoum-postgres", "start", None)?);
+    let standby = topo.postgres_standby();
+    let r = niledr_tests::wait_until(Instant::now() + Duration::from_secs(60), || {
+        Ok(standby.streaming_from()?.is_some())
+    });
+    if r.is_err() {
+        println!("STANDBY LOG:\n{}", standby.log_tail(40));
+        println!("PRIMARY LOG:\n{}", topo.postgres_primary().log_tail(20));
+    }
+    r
+}

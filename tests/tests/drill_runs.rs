@@ -167,9 +167,19 @@ fn check_normal_topology(w: &World) -> Result<()> {
     let p = w.topo.postgres_standby();
     assert!(!k.is_in_recovery()?, "khartoum-postgres is not the primary");
     assert!(p.is_in_recovery()?, "port-sudan-postgres is not a standby");
-    let from = p
-        .streaming_from()?
-        .context("port-sudan streams from nobody")?;
+    // A restarted primary: the standby's WAL receiver retries every few seconds.
+    let mut from = None;
+    niledr_tests::wait_until(Instant::now() + Duration::from_secs(30), || {
+        from = p.streaming_from()?;
+        Ok(from.is_some())
+    })
+    .with_context(|| {
+        format!(
+            "port-sudan streams from nobody; its log:\n{}",
+            p.log_tail(30)
+        )
+    })?;
+    let from = from.unwrap_or_default();
     assert!(
         from.starts_with(&k.address().ip().to_string()),
         "port-sudan streams from {from}"

@@ -222,7 +222,7 @@ async function showRun() {
   if (signature !== runShown) {
     runShown = signature;
     const ids = [r.execution && `execution ${r.execution}`, r.cleanup_execution && `cleanup ${r.cleanup_execution}`].filter(Boolean).join("; ");
-    box.innerHTML = `<h3>${esc(r.drill)} — ${esc(r.state)} ${running ? `(${esc(r.phase)})` : ""} ${verdictPill(r.verdict)}</h3>
+    box.innerHTML = `<h3>${esc(r.drill)} — ${esc(r.state)} ${running ? `(${esc(r.phase)})` : ""} ${r.verdict ? verdictPill(r.verdict) : ""}</h3>
       <p class="muted">${esc(r.id)}: ${esc(r.trigger)} by ${esc(r.requested_by)}, started ${esc(r.started_at)}${r.finished_at ? ", ended " + esc(r.finished_at) : ""}${ids ? "; " + esc(ids) : ""}</p>
       ${r.error ? `<p><b>${esc(r.error)}</b></p>` : ""}
       <ol class="muted">${r.notes.map((n) => `<li>${esc(n.at)} <b>${esc(n.event)}</b> ${esc(n.detail)}</li>`).join("")}</ol>

@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use types::{
     ApprovalRequest, AuditVerifyView, ConfirmRequest, ControlRequest, CreateExecutionRequest,
-    DrillApprovalRequest, DrillRunRequest, DrillRunView, DrillView, ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView,
-    SiteView, StatusEventView,
+    DrillApprovalRequest, DrillRunRequest, DrillRunView, DrillView, ExecutionView, PrincipalView,
+    RunbookSummaryView, ServiceHistoryView, ServiceView, SiteView, StatusEventView,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

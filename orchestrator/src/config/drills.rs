@@ -107,7 +107,10 @@ impl Loader<'_> {
             dirs: r.dirs.iter().map(|d| self.resolve(d.get_ref())).collect(),
             agent,
             agent_token,
-            announce_before: r.announce_before.as_ref().map_or(DEFAULT_ANNOUNCE, |d| d.get_ref().0),
+            announce_before: r
+                .announce_before
+                .as_ref()
+                .map_or(DEFAULT_ANNOUNCE, |d| d.get_ref().0),
             canary_rate,
             canary_postgres,
             canary_redis,
@@ -161,7 +164,12 @@ impl Loader<'_> {
         if !fits {
             let known: Vec<&str> = services
                 .values()
-                .filter(|s| matches!((&s.spec, kind), (ProbeSpec::Postgres(_), "postgres") | (ProbeSpec::Redis(_), "redis")))
+                .filter(|s| {
+                    matches!(
+                        (&s.spec, kind),
+                        (ProbeSpec::Postgres(_), "postgres") | (ProbeSpec::Redis(_), "redis")
+                    )
+                })
                 .map(|s| s.id.as_str())
                 .collect();
             return Err(self.err(

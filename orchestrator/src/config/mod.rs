@@ -2,8 +2,8 @@
 //! unknown keys, unknown sites or services, bad durations or addresses, naming file, line and
 //! column and what to fix.
 
-mod error;
 mod drills;
+mod error;
 mod raw;
 pub mod tsig;
 

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use niledr_drills::{ApprovalMode, FaultKind};
 use niledr_runbooks::{ApprovalPolicy, Catalog};
-use niledr_web::types::{DrillRunRequest, DrillRunView, DrillView, PrincipalView, StatusEventView};
 use niledr_web::ApiError;
+use niledr_web::types::{DrillRunRequest, DrillRunView, DrillView, PrincipalView, StatusEventView};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -302,7 +302,12 @@ impl DrillService {
             .map_err(internal)?;
         *guard = Some(rec.id.clone());
         drop(guard);
-        self.publish(name, "idle", "running", &format!("drill run {} started", rec.id));
+        self.publish(
+            name,
+            "idle",
+            "running",
+            &format!("drill run {} started", rec.id),
+        );
         let view = run_view(&rec);
         let svc = self.clone();
         tokio::spawn(async move { runner::run(svc, rec, drill).await });

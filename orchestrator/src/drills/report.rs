@@ -44,7 +44,9 @@ pub(super) fn build(
     let target = svc.config.services.get(&drill.scenario.target);
     let probe_interval_ms = target
         .or_else(|| svc.config.services.values().next())
-        .map_or(0, |s| u64::try_from(s.probe.interval.as_millis()).unwrap_or(0));
+        .map_or(0, |s| {
+            u64::try_from(s.probe.interval.as_millis()).unwrap_or(0)
+        });
     let mut r = DrillReport::new(
         drill,
         o.t0_wall,

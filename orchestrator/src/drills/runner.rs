@@ -62,7 +62,8 @@ pub(super) async fn run(svc: Arc<DrillService>, rec: DrillRunRecordV1, drill: Dr
     r.rec.phase = "done".into();
     r.rec.finished_at = Some(now_str());
     svc.save(&r.rec, Some("drill.finished"));
-    svc.engine_event(EngineEvent::DrillActive { drill: None }).await;
+    svc.engine_event(EngineEvent::DrillActive { drill: None })
+        .await;
     svc.release(&id);
     crate::metrics::drill_finished(&r.rec);
     svc.publish(
@@ -188,7 +189,10 @@ impl Run {
         let detection_ms = match self.watched() {
             None => None,
             Some(watch) => {
-                self.phase("detection", &format!("waiting for niledr to see {watch} down"));
+                self.phase(
+                    "detection",
+                    &format!("waiting for niledr to see {watch} down"),
+                );
                 let deadline = t0 + bound;
                 let since = loop {
                     if let Some(since) = self.down_since(&watch) {
@@ -221,11 +225,17 @@ impl Run {
         let main = self.propose(&self.drill.runbook.clone()).await?;
         self.rec.execution = Some(main.id.clone());
         self.svc.save(&self.rec, None);
-        self.phase("execution", &format!("execution {} ({})", main.id, main.state));
+        self.phase(
+            "execution",
+            &format!("execution {} ({})", main.id, main.state),
+        );
         let (exec, aborted) = self.drive(&main.id, Some((t0, bound))).await?;
 
         // Measurement: writes must flow again; then stop the canary and read back markers.
-        self.phase("measuring", &format!("execution {} ended {}", exec.id, exec.state));
+        self.phase(
+            "measuring",
+            &format!("execution {} ended {}", exec.id, exec.state),
+        );
         if exec.state == "succeeded" {
             self.wait_writes_flow(&stores).await;
         }
@@ -246,6 +256,16 @@ impl Run {
         };
         if let Err(e) = &measured {
             self.note("measure_failed", &format!("{e:#}"));
+        }
+        if observed.aborted.is_none() && exec.state != "succeeded" {
+            // A rejected, expired, cancelled or failed runbook recovered nothing: whatever the
+            // canary saw is not this drill's RTO.
+            let why = format!(
+                "the drill's execution {} ended {}: the runbook did not complete",
+                exec.id, exec.state
+            );
+            self.note("abort", &why);
+            observed.aborted = Some(why);
         }
         let mut rpt = report::build(&self.svc, &self.drill, &observed, &log);
         if rpt.aborted.is_none()
@@ -304,14 +324,16 @@ impl Run {
         } else {
             "finished".into()
         };
-        self.rec.verdict = Some(rpt.overall.as_str().to_string());
+        self.rec.verdict = Some(rpt.overall.name().to_string());
         self.rec.report = serde_json::to_value(&rpt).ok();
         let summary = format!(
             "verdict {}; RTO {}",
             rpt.overall.as_str(),
             rpt.rto
                 .as_ref()
-                .map_or("not observed".into(), |r| niledr_drills::report::fmt_ms(r.total_ms))
+                .map_or("not observed".into(), |r| niledr_drills::report::fmt_ms(
+                    r.total_ms
+                ))
         );
         self.note("report", &summary);
     }
@@ -471,10 +493,7 @@ impl Run {
             return Ok(());
         };
         let detail = match a.action {
-            HostAction::Confirm => a
-                .note
-                .clone()
-                .unwrap_or_else(|| "done by the drill".into()),
+            HostAction::Confirm => a.note.clone().unwrap_or_else(|| "done by the drill".into()),
             action => {
                 let target = a
                     .target
@@ -543,7 +562,9 @@ impl Run {
         .await;
         let detail = match ok {
             Ok(()) => "the archive took a segment with canary markers".to_string(),
-            Err(_) => "no new segment reached the archive: the restore may hold no markers".to_string(),
+            Err(_) => {
+                "no new segment reached the archive: the restore may hold no markers".to_string()
+            }
         };
         self.note("archive", &detail);
     }
@@ -610,7 +631,10 @@ impl Run {
             .dns
             .as_ref()
             .ok_or_else(|| anyhow!("no [dns] section"))?;
-        let server = *dns.servers.first().ok_or_else(|| anyhow!("no DNS servers"))?;
+        let server = *dns
+            .servers
+            .first()
+            .ok_or_else(|| anyhow!("no DNS servers"))?;
         let r = crate::actions::dns::query_a(server, name).await?;
         r.addrs
             .into_iter()

@@ -42,7 +42,13 @@ pub async fn run(svc: Arc<DrillService>) {
     let mut next: BTreeMap<String, Next> = BTreeMap::new();
     for (name, l) in &svc.drills {
         if let Some(slot) = first_after(&l.drill, now) {
-            next.insert(name.clone(), Next { slot, announced: false });
+            next.insert(
+                name.clone(),
+                Next {
+                    slot,
+                    announced: false,
+                },
+            );
         }
     }
     let mut last_seen_write = std::time::Instant::now();
@@ -87,7 +93,12 @@ pub async fn run(svc: Arc<DrillService>) {
                 }
             }
             match first_after(&l.drill, at) {
-                Some(slot) => *n = Next { slot, announced: false },
+                Some(slot) => {
+                    *n = Next {
+                        slot,
+                        announced: false,
+                    }
+                }
                 None => n.announced = true,
             }
         }
@@ -189,7 +200,9 @@ fn record_missed(svc: &DrillService, now: Timestamp) -> anyhow::Result<()> {
                 &l.drill.digest,
                 &slot,
                 "missed",
-                &format!("niledr was not running at {slot} (last seen running {seen}); missed runs are recorded, never run late"),
+                &format!(
+                    "niledr was not running at {slot} (last seen running {seen}); missed runs are recorded, never run late"
+                ),
             );
         }
     }

@@ -5,8 +5,8 @@
 
 use niledr_drills::Drill;
 use niledr_runbooks::{Approval, ApprovalPolicy, Decision, Status};
-use niledr_web::types::{DrillApprovalRequest, DrillView, PrincipalView, StandingApprovalView};
 use niledr_web::ApiError;
+use niledr_web::types::{DrillApprovalRequest, DrillView, PrincipalView, StandingApprovalView};
 
 use super::{DrillService, internal, now_str, rank};
 use crate::engine::StandingApproval;
@@ -20,7 +20,11 @@ fn requester(drill: &str) -> String {
 
 impl DrillService {
     fn policy(&self, drill: &Drill) -> ApprovalPolicy {
-        let mut p = self.policies.get(&drill.runbook).cloned().unwrap_or_default();
+        let mut p = self
+            .policies
+            .get(&drill.runbook)
+            .cloned()
+            .unwrap_or_default();
         // A standing approval lasts as long as the file is unchanged.
         p.expires_after_ms = u64::MAX / 4;
         p.break_glass = false;

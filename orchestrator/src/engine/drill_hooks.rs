@@ -3,8 +3,8 @@
 //! keeping triggers quiet while a drill owns the outage it caused.
 
 use niledr_runbooks::State;
-use niledr_web::types::{ApprovalRequest, ExecutionView, PrincipalView};
 use niledr_web::ApiError;
+use niledr_web::types::{ApprovalRequest, ExecutionView, PrincipalView};
 
 use super::{Engine, execution_view};
 

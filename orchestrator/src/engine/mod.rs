@@ -26,8 +26,8 @@ use crate::event_loop::{Event, Shared};
 use crate::failpoint;
 use crate::records::{ExecutionRecordV1, StepRecordV1, TimelineEntryV1};
 use crate::store::{AuditEvent, Store};
-use steps::{StepContext, StepError};
 pub use drill_hooks::{StandingApproval, drill_principal};
+use steps::{StepContext, StepError};
 pub use view::execution_view;
 
 /// Events the engine handles (wrapped in the loop's `Event::Engine`).
@@ -63,7 +63,9 @@ pub enum EngineEvent {
         reply: oneshot::Sender<Result<ExecutionView, ApiError>>,
     },
     /// A drill started (`Some`) or ended (`None`).
-    DrillActive { drill: Option<String> },
+    DrillActive {
+        drill: Option<String>,
+    },
     /// A returning old primary was fenced again.
     Refenced {
         service: String,
