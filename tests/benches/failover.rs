@@ -17,13 +17,7 @@ fn ts(v: &serde_json::Value) -> Result<jiff::Timestamp> {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let runs = scenario::runs_arg(3);
     println!(
         "failover benchmark: kill -9 of the khartoum PostgreSQL primary, then {FAILOVER} with two approvals; {runs} runs, each on a fresh topology"
     );

@@ -159,3 +159,34 @@ pub fn kill_primary_after_writes(w: &World, rows: u64) -> Result<()> {
         })?;
     Ok(())
 }
+
+/// Standing pre-approval of `drill` (its current digest) by the incident commander and the
+/// engineering lead.
+pub fn approve_drill(w: &World, drill: &str) -> Result<()> {
+    let (status, d) = w.niledr.get(&format!("/api/v1/drills/{drill}"))?;
+    if status != 200 {
+        bail!("GET drill {drill}: {status} {d:#}");
+    }
+    let digest = d["digest"].as_str().context("digest")?.to_string();
+    for token in [&w.people.ic, &w.people.lead] {
+        let (status, body) = w.niledr.post(
+            &format!("/api/v1/drills/{drill}/approvals"),
+            Some(token),
+            &json!({ "digest": digest, "comment": "read the drill file" }),
+        )?;
+        if status != 200 {
+            bail!("standing approval of {drill}: {status} {body:#}");
+        }
+    }
+    Ok(())
+}
+
+/// `--runs N` from a benchmark's command line, or `default`.
+pub fn runs_arg(default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
