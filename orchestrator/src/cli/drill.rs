@@ -108,23 +108,20 @@ pub enum DrillCommand {
 /// Run one drill subcommand: what to print on stdout and the exit code.
 pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
     match cmd {
-        DrillCommand::List { json, conn } => {
-            let c = connect(&conn, false)?;
-            let v = c.get(&["api", "v1", "drills"])?;
-            if json {
-                return done(pretty(&v));
-            }
-            let list: Vec<DrillView> = client::decode(v, "drill list")?;
-            done(render::drills(&list))
-        }
-        DrillCommand::Show { name, json, conn } => {
-            let c = connect(&conn, false)?;
-            let v = c.get(&["api", "v1", "drills", &name])?;
-            if json {
-                return done(pretty(&v));
-            }
-            done(render::drill(&client::decode(v, "drill")?))
-        }
+        DrillCommand::List { json, conn } => done(super::show(
+            &conn,
+            &["api", "v1", "drills"],
+            json,
+            "drill list",
+            |l: &Vec<DrillView>| render::drills(l),
+        )?),
+        DrillCommand::Show { name, json, conn } => done(super::show(
+            &conn,
+            &["api", "v1", "drills", &name],
+            json,
+            "drill",
+            render::drill,
+        )?),
         DrillCommand::Approve {
             name,
             digest,

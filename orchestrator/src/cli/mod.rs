@@ -160,6 +160,22 @@ fn connect(conn: &Connection, need_token: bool) -> Result<Client, CliError> {
     Client::new(conn.base_url()?, token)
 }
 
+/// GET `path` (no token needed); with `--json` print it as is, else decode it as `T` (`what`
+/// names it in errors) and render.
+fn show<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    path: &[&str],
+    json: bool,
+    what: &str,
+    render: impl FnOnce(&T) -> String,
+) -> Result<String, CliError> {
+    let v = connect(conn, false)?.get(path)?;
+    if json {
+        return Ok(pretty(&v));
+    }
+    Ok(render(&client::decode(v, what)?))
+}
+
 fn pretty(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
     s.push('\n');
@@ -188,32 +204,27 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
                 )),
             }
         }
-        RemoteCommand::Runbooks { json, conn } => {
-            let c = connect(&conn, false)?;
-            let v = c.get(&["api", "v1", "runbooks"])?;
-            if json {
-                return Ok(pretty(&v));
-            }
-            let list: Vec<RunbookSummaryView> = client::decode(v, "runbook list")?;
-            Ok(render::runbooks(&list))
-        }
-        RemoteCommand::Executions { json, conn } => {
-            let c = connect(&conn, false)?;
-            let v = c.get(&["api", "v1", "executions"])?;
-            if json {
-                return Ok(pretty(&v));
-            }
-            let list: Vec<ExecutionView> = client::decode(v, "execution list")?;
-            Ok(render::executions(&list))
-        }
-        RemoteCommand::Execution { id, json, conn } => {
-            let c = connect(&conn, false)?;
-            let v = c.get(&["api", "v1", "executions", &id])?;
-            if json {
-                return Ok(pretty(&v));
-            }
-            Ok(render::execution(&client::decode(v, "execution")?))
-        }
+        RemoteCommand::Runbooks { json, conn } => show(
+            &conn,
+            &["api", "v1", "runbooks"],
+            json,
+            "runbook list",
+            |l: &Vec<RunbookSummaryView>| render::runbooks(l),
+        ),
+        RemoteCommand::Executions { json, conn } => show(
+            &conn,
+            &["api", "v1", "executions"],
+            json,
+            "execution list",
+            |l: &Vec<ExecutionView>| render::executions(l),
+        ),
+        RemoteCommand::Execution { id, json, conn } => show(
+            &conn,
+            &["api", "v1", "executions", &id],
+            json,
+            "execution",
+            render::execution,
+        ),
         RemoteCommand::Propose {
             runbook,
             reason,
