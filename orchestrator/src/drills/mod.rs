@@ -310,7 +310,30 @@ impl DrillService {
         );
         let view = run_view(&rec);
         let svc = self.clone();
-        tokio::spawn(async move { runner::run(svc, rec, drill).await });
+        let id = rec.id.clone();
+        let run = tokio::spawn(async move { runner::run(svc, rec, drill).await });
+        // A panicking run must not hold the one-drill lock forever nor leave triggers paused.
+        let svc = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(run = %id, "drill run task ended abnormally: {e}");
+                if let Ok(Some(mut rec)) = svc.store.drill_run(&id) {
+                    rec.state = "failed".into();
+                    rec.error = Some(format!(
+                        "the run task ended abnormally ({e}); check the topology"
+                    ));
+                    rec.finished_at = Some(now_str());
+                    svc.save(&rec, Some("drill.failed"));
+                }
+                let _ = svc
+                    .engine_tx
+                    .send(Event::Engine(Box::new(
+                        crate::engine::EngineEvent::DrillActive { drill: None },
+                    )))
+                    .await;
+                svc.release(&id);
+            }
+        });
         Ok(view)
     }
 
