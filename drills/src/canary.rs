@@ -31,22 +31,8 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 /// At most this many failures / reconnects are kept per store (the counters keep counting).
 const MAX_EVENTS: usize = 100_000;
 
-/// The two stores the canary writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Store {
-    Postgres,
-    Redis,
-}
-
-impl std::fmt::Display for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Store::Postgres => "postgres",
-            Store::Redis => "redis",
-        })
-    }
-}
+/// The two stores the canary writes to (the drill schema's `Store`).
+pub use crate::schema::Store;
 
 /// Which port to use at a resolved address (sites may listen on different ports in tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

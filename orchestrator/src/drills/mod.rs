@@ -54,16 +54,6 @@ pub fn now_str() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-/// Role rank as the API's authorization uses it.
-fn rank(who: &PrincipalView) -> u8 {
-    match who.role.as_str() {
-        "admin" => 3,
-        "approver" => 2,
-        "operator" => 1,
-        _ => 0,
-    }
-}
-
 pub struct DrillDeps {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
@@ -200,12 +190,7 @@ impl DrillService {
         request: &DrillRunRequest,
         scheduled_for: Option<String>,
     ) -> Result<DrillRunView, ApiError> {
-        if rank(who) < 1 {
-            return Err(ApiError::Forbidden(format!(
-                "{} has role {}, which cannot run drills; it needs operator or above",
-                who.name, who.role
-            )));
-        }
+        crate::engine::require(who, crate::engine::Need::Operator, "run drills")?;
         let loaded = self.drills.get(name).ok_or_else(|| self.unknown(name))?;
         let drill = catalog::reload(loaded, &self.catalog).map_err(|e| {
             ApiError::Conflict(format!("the drill file no longer validates: {e:#}"))

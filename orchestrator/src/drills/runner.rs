@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use niledr_drills::canary::{
     Canary, CanaryConfig, CanaryHandle, CanaryLog, PgCanary, Ports, RedisCanary,
-    Store as CanaryStore,
 };
 use niledr_drills::measure::{self, PgSource, RedisSource};
 use niledr_drills::{ApprovalMode, Drill, FaultKind, HostAction};
@@ -267,11 +266,17 @@ impl Run {
             self.note("abort", &why);
             observed.aborted = Some(why);
         }
-        let mut rpt = report::build(&self.svc, &self.drill, &observed, &log);
-        if rpt.aborted.is_none()
+        if observed.aborted.is_none()
             && let Some(max) = self.drill.abort.max_lost_writes
         {
-            let lost: u64 = rpt.rpo.iter().map(|l| l.lost).sum();
+            let lost: u64 = observed
+                .measurement
+                .iter()
+                .flat_map(|m| [&m.postgres, &m.redis])
+                .flatten()
+                .filter_map(|s| s.rpo.as_ref())
+                .map(|r| r.lost)
+                .sum();
             if lost > max {
                 let why = format!(
                     "{lost} acknowledged writes lost, past the abort bound of {max}: stopping and restoring the normal topology"
@@ -313,7 +318,7 @@ impl Run {
                 );
             }
         }
-        rpt = report::build(&self.svc, &self.drill, &observed, &log);
+        let rpt = report::build(&self.svc, &self.drill, &observed, &log);
         self.finish(rpt);
         Ok(())
     }
@@ -570,7 +575,7 @@ impl Run {
     }
 
     /// After the runbook: wait until each store has taken half a second of writes again.
-    async fn wait_writes_flow(&mut self, stores: &[CanaryStore]) {
+    async fn wait_writes_flow(&mut self, stores: &[niledr_drills::Store]) {
         let Some(canary) = self.canary.as_ref() else {
             return;
         };
@@ -704,14 +709,14 @@ impl Run {
         format!("niledr:canary:{}:", self.rec.id)
     }
 
-    fn canary_stores(&self) -> Vec<CanaryStore> {
+    fn canary_stores(&self) -> Vec<niledr_drills::Store> {
         let d = &self.svc.config.drills;
         let mut v = Vec::new();
         if d.canary_postgres.is_some() {
-            v.push(CanaryStore::Postgres);
+            v.push(niledr_drills::Store::Postgres);
         }
         if d.canary_redis.is_some() {
-            v.push(CanaryStore::Redis);
+            v.push(niledr_drills::Store::Redis);
         }
         v
     }

@@ -8,7 +8,7 @@ use niledr_runbooks::{Approval, ApprovalPolicy, Decision, Status};
 use niledr_web::ApiError;
 use niledr_web::types::{DrillApprovalRequest, DrillView, PrincipalView, StandingApprovalView};
 
-use super::{DrillService, internal, now_str, rank};
+use super::{DrillService, internal, now_str};
 use crate::engine::StandingApproval;
 use crate::records::{SCHEMA_VERSION, StandingApprovalV1};
 use crate::store::AuditEvent;
@@ -104,12 +104,7 @@ impl DrillService {
         name: &str,
         req: &DrillApprovalRequest,
     ) -> Result<DrillView, ApiError> {
-        if rank(who) < 2 {
-            return Err(ApiError::Forbidden(format!(
-                "{} has role {}, which cannot approve drills; it needs approver or above",
-                who.name, who.role
-            )));
-        }
+        crate::engine::require(who, crate::engine::Need::Approver, "approve drills")?;
         let loaded = self.drills.get(name).ok_or_else(|| self.unknown(name))?;
         let drill = super::catalog::reload(loaded, &self.catalog).map_err(|e| {
             ApiError::Conflict(format!("the drill file no longer validates: {e:#}"))

@@ -9,12 +9,12 @@ use niledr_web::{ApiError, Command};
 use super::{Engine, Live, execution_view, now_ms, parse_file};
 
 #[derive(PartialEq, PartialOrd)]
-enum Need {
+pub(crate) enum Need {
     Operator,
     Approver,
 }
 
-fn require(who: &PrincipalView, need: Need, what: &str) -> Result<(), ApiError> {
+pub(crate) fn require(who: &PrincipalView, need: Need, what: &str) -> Result<(), ApiError> {
     let rank = match who.role.as_str() {
         "admin" => 3,
         "approver" => 2,
