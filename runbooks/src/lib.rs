@@ -39,7 +39,9 @@ pub use error::RunbookError;
 pub use machine::{
     Effect, Event, Execution, Level, Machine, Outbox, State, StepInfo, Transitioned, Undo,
 };
-pub use plan::{Change, Guard, GuardOutcome, Plan, PlannedStep, Target, plan};
+pub use plan::{
+    Change, Guard, GuardOutcome, Plan, PlannedStep, Readiness, Target, plan, point_of_no_return,
+};
 pub use preconditions::{Preconditions, ServicePrecondition, drift, preconditions};
 pub use schema::{
     Action, Endpoint, FenceMode, Mode, Rollback, RollbackStep, Runbook, Step, StepKind, Trigger,

@@ -49,6 +49,11 @@ pub struct Execution {
     pub not_undone: Vec<String>,
     /// Why the run stopped short, when it did.
     pub failure: Option<String>,
+    /// An irreversible step has succeeded or may have partly applied: from here on nothing is
+    /// rolled back (the old side is never made writable again), and a failure or a cancel
+    /// ends in `needs_operator` with "retry STEP" or the failback runbook as ways forward.
+    #[serde(default)]
+    pub past_point_of_no_return: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +76,10 @@ pub enum Event {
         index: usize,
         retryable: bool,
         error: String,
+        /// The action is certain it changed nothing (e.g. it could not connect before acting).
+        /// An irreversible step that fails this way does not pass the point of no return.
+        #[serde(default)]
+        untouched: bool,
     },
     RetryDue {
         index: usize,
@@ -92,6 +101,16 @@ pub enum Event {
     /// Checked at start: the world moved beyond the approved tolerance.
     PreconditionsDrifted {
         details: Vec<String>,
+    },
+    /// Checked at start, before anything is touched: a step could not run as planned (a file
+    /// missing, a TSIG key refused, a target not answering). Ends the execution untouched.
+    NotReady {
+        details: Vec<String>,
+    },
+    /// An operator rolls forward from `needs_operator`: run step `index` again and continue
+    /// (`index` = the number of steps: run the verification again).
+    Retry {
+        index: usize,
     },
 }
 
@@ -183,6 +202,7 @@ impl Execution {
             rollback_queue: Vec::new(),
             not_undone: Vec::new(),
             failure: None,
+            past_point_of_no_return: false,
         }
     }
 }
@@ -213,6 +233,8 @@ fn event_name(e: &Event) -> &'static str {
         Event::RollbackStepDone { .. } => "rollback_step_done",
         Event::RollbackStepFailed { .. } => "rollback_step_failed",
         Event::PreconditionsDrifted { .. } => "preconditions_drifted",
+        Event::NotReady { .. } => "not_ready",
+        Event::Retry { .. } => "retry",
     }
 }
 
@@ -260,6 +282,21 @@ impl Execution {
     fn approved(&mut self, context: &mut Outbox, event: &Event) -> Outcome<State> {
         match event {
             Event::Start => self.run_from(0, context),
+            Event::NotReady { details } => {
+                self.failure = Some(format!(
+                    "not ready, nothing was touched: {}",
+                    details.join("; ")
+                ));
+                context.notify(
+                    Level::Critical,
+                    format!(
+                        "{} is not ready; it stopped before its first step: {}",
+                        self.runbook,
+                        details.join("; ")
+                    ),
+                );
+                Transition(State::failed(false))
+            }
             Event::PreconditionsDrifted { details } => {
                 context.notify(
                     Level::Warning,
@@ -295,8 +332,11 @@ impl Execution {
         match event {
             Event::StepSucceeded { index } if *index == current => {
                 self.done.push(current);
+                if self.steps[current].undo == Undo::Irreversible {
+                    self.past_point_of_no_return = true;
+                }
                 if self.cancel_requested {
-                    return self.cancel(None, context);
+                    return self.cancel(None, current + 1, context);
                 }
                 let next = current + 1;
                 if next == self.steps.len() {
@@ -312,11 +352,15 @@ impl Execution {
                 index,
                 retryable,
                 error,
+                untouched,
             } if *index == current => {
+                if self.steps[current].undo == Undo::Irreversible && !untouched {
+                    self.past_point_of_no_return = true;
+                }
                 let info = &self.steps[current];
                 let attempt = self.attempts[current];
                 if self.cancel_requested {
-                    return self.cancel(Some(current), context);
+                    return self.cancel(Some(current), current, context);
                 }
                 if *retryable && attempt <= info.retries {
                     let shift = attempt.saturating_sub(1).min(16);
@@ -333,6 +377,9 @@ impl Execution {
                 self.failure = Some(format!(
                     "step {id} failed after {attempt} attempt(s): {error}"
                 ));
+                if self.past_point_of_no_return {
+                    return self.stop_for_operator(current, context);
+                }
                 context.notify(
                     Level::Critical,
                     format!("step {id} failed: {error}; rolling back"),
@@ -341,7 +388,7 @@ impl Execution {
             }
             Event::RetryDue { index } if *index == current => {
                 if self.cancel_requested {
-                    return self.cancel(Some(current), context);
+                    return self.cancel(Some(current), current, context);
                 }
                 if self.pause_requested {
                     return Transition(State::paused(current));
@@ -362,10 +409,17 @@ impl Execution {
             }
             Event::Cancel => {
                 self.cancel_requested = true;
+                let then = if self.past_point_of_no_return
+                    || self.steps[current].undo == Undo::Irreversible
+                {
+                    "stopping (past the point of no return: nothing is rolled back)"
+                } else {
+                    "rolling back"
+                };
                 context.notify(
                     Level::Warning,
                     format!(
-                        "cancel requested: rolling back after step {} finishes",
+                        "cancel requested: {then} after step {} finishes",
                         self.steps[current].id
                     ),
                 );
@@ -384,7 +438,10 @@ impl Execution {
                 self.pause_requested = false;
                 self.run_from(*next, context)
             }
-            Event::Cancel => self.cancel(None, context),
+            Event::Cancel => {
+                let next = *next;
+                self.cancel(None, next, context)
+            }
             Event::Pause | Event::PreconditionsDrifted { .. } => Handled,
             _ => refuse(context, "paused", event),
         }
@@ -399,6 +456,9 @@ impl Execution {
             }
             Event::VerifyFailed { error } => {
                 self.failure = Some(format!("verification failed: {error}"));
+                if self.past_point_of_no_return {
+                    return self.stop_for_operator(self.steps.len(), context);
+                }
                 context.notify(
                     Level::Critical,
                     format!("verification failed: {error}; rolling back"),
@@ -429,6 +489,44 @@ impl Execution {
                 Transition(State::failed(true))
             }
             _ => refuse(context, "rolling back", event),
+        }
+    }
+
+    /// Past the point of no return and stuck: nothing is undone. `step` is where a retry
+    /// would start (the number of steps: the verification).
+    #[state]
+    fn needs_operator(
+        &mut self,
+        step: &mut usize,
+        context: &mut Outbox,
+        event: &Event,
+    ) -> Outcome<State> {
+        let _ = step;
+        match event {
+            Event::Retry { index } if *index <= self.steps.len() => {
+                self.failure = None;
+                self.cancel_requested = false;
+                self.pause_requested = false;
+                self.run_from(*index, context)
+            }
+            Event::Retry { index } => {
+                context.refused = Some(format!(
+                    "no step {index}: the runbook has {} steps",
+                    self.steps.len()
+                ));
+                Handled
+            }
+            // Closing it leaves everything as it is: the old side stays fenced.
+            Event::Cancel => {
+                self.failure = Some(
+                    "closed by an operator past the point of no return: nothing was undone; \
+                     finish by hand or run the failback runbook"
+                        .into(),
+                );
+                Transition(State::failed(true))
+            }
+            Event::PreconditionsDrifted { .. } => Handled,
+            _ => refuse(context, "needing an operator", event),
         }
     }
 
@@ -498,6 +596,8 @@ impl Execution {
             match info.undo {
                 Undo::Nothing => {}
                 Undo::Rollback => self.rollback_queue.push(i),
+                // It failed without changing anything (else the point of no return had passed).
+                Undo::Irreversible if Some(i) == failed && !self.past_point_of_no_return => {}
                 Undo::Irreversible => {
                     let note = if Some(i) == failed {
                         format!("{} (failed; may have partly applied)", info.id)
@@ -527,10 +627,36 @@ impl Execution {
     }
 
     /// An operator's cancel once steps have run: undo them (nothing to undo: cancelled).
-    fn cancel(&mut self, in_flight: Option<usize>, context: &mut Outbox) -> Outcome<State> {
+    /// Past the point of no return nothing is undone: it stops at `next` for an operator.
+    fn cancel(
+        &mut self,
+        in_flight: Option<usize>,
+        next: usize,
+        context: &mut Outbox,
+    ) -> Outcome<State> {
         self.cancel_requested = true;
         self.failure = Some("cancelled by an operator".into());
+        if self.past_point_of_no_return {
+            return self.stop_for_operator(next, context);
+        }
         self.start_rollback(in_flight, context)
+    }
+
+    /// Stop past the point of no return: nothing is rolled back; say the ways forward.
+    fn stop_for_operator(&mut self, next: usize, context: &mut Outbox) -> Outcome<State> {
+        let retry = self
+            .steps
+            .get(next)
+            .map_or_else(|| "verify".to_string(), |s| s.id.clone());
+        let why = self.failure.clone().unwrap_or_default();
+        context.notify(
+            Level::Critical,
+            format!(
+                "{why}; past the point of no return nothing is rolled back (the old side stays \
+                 fenced): fix the cause and `retry {retry}` to roll forward, or run the failback runbook"
+            ),
+        );
+        Transition(State::needs_operator(next))
     }
 
     fn next_rollback(&mut self, context: &mut Outbox) -> Outcome<State> {
@@ -560,6 +686,7 @@ impl State {
             State::Failed { .. } => "failed",
             State::RollingBack { .. } => "rolling_back",
             State::RolledBack {} => "rolled_back",
+            State::NeedsOperator { .. } => "needs_operator",
             State::Cancelled {} => "cancelled",
             State::Rejected {} => "rejected",
             State::Expired {} => "expired",
@@ -587,6 +714,7 @@ impl State {
                 | State::Paused { .. }
                 | State::Verifying {}
                 | State::RollingBack { .. }
+                | State::NeedsOperator { .. }
         )
     }
 }
@@ -597,6 +725,7 @@ impl fmt::Display for State {
             State::Running { step } => write!(f, "running{{step: {step}}}"),
             State::Paused { next } => write!(f, "paused{{next: {next}}}"),
             State::RollingBack { step } => write!(f, "rolling_back{{step: {step}}}"),
+            State::NeedsOperator { step } => write!(f, "needs_operator{{step: {step}}}"),
             State::Failed { needs_operator } => {
                 write!(f, "failed{{needs_operator: {needs_operator}}}")
             }

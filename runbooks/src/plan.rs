@@ -62,6 +62,19 @@ pub struct PlannedStep {
     pub timeout_ms: u64,
     pub retries: u32,
     pub backoff_ms: u64,
+    /// This step is the first irreversible one or comes after it: once the point of no return
+    /// is passed nothing is rolled back, a failure stops for an operator (retry or failback).
+    #[serde(default)]
+    pub after_point_of_no_return: bool,
+}
+
+/// Whether a step can run as planned, checked against the real world (files, PgBouncer,
+/// TSIG accepted, current DNS answers, targets answering) before anything is touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub step: String,
+    pub ready: bool,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +90,20 @@ pub struct Plan {
     pub lock_scope: Vec<String>,
     pub approval: ApprovalPolicy,
     pub preconditions: Preconditions,
+    /// The first irreversible step: before it a failure rolls back, from it on nothing is.
+    #[serde(default)]
+    pub point_of_no_return: Option<String>,
+    /// Per step, checked live by the orchestrator (empty when not checked: a pure plan).
+    #[serde(default)]
+    pub readiness: Vec<Readiness>,
+}
+
+/// Index of the first step declared irreversible.
+pub fn point_of_no_return(runbook: &Runbook) -> Option<usize> {
+    runbook
+        .steps
+        .iter()
+        .position(|s| matches!(s.rollback, Rollback::Irreversible { .. }))
 }
 
 /// Resolve `runbook` against `world`. Pure: the world is data, nothing is probed or changed.
@@ -86,11 +113,15 @@ pub fn plan(runbook: &Runbook, world: &WorldSnapshot) -> Plan {
         proj: world.clone(),
         warnings: Vec::new(),
     };
+    let ponr = point_of_no_return(runbook);
     let steps: Vec<PlannedStep> = runbook
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| p.step(i, s))
+        .map(|(i, s)| PlannedStep {
+            after_point_of_no_return: ponr.is_some_and(|p| i >= p),
+            ..p.step(i, s)
+        })
         .collect();
     let ready = steps
         .iter()
@@ -105,6 +136,8 @@ pub fn plan(runbook: &Runbook, world: &WorldSnapshot) -> Plan {
         lock_scope: runbook.services.clone(),
         approval: runbook.approval.clone(),
         preconditions: preconditions(runbook, world),
+        point_of_no_return: ponr.map(|i| runbook.steps[i].id.clone()),
+        readiness: Vec::new(),
     }
 }
 
@@ -309,6 +342,7 @@ impl Planner<'_> {
                 "none (verify = false)".into()
             },
             timeout_ms: step.timeout_ms,
+            after_point_of_no_return: false,
             retries: step.retries,
             backoff_ms: step.backoff_ms,
         };

@@ -59,7 +59,9 @@ fn check(runbook: &str, script: &str, expect: Expect) {
 fn parse(line: &str, state: &State) -> Event {
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
     let current = match state {
-        State::Running { step } | State::RollingBack { step } => *step,
+        State::Running { step } | State::RollingBack { step } | State::NeedsOperator { step } => {
+            *step
+        }
         _ => usize::MAX,
     };
     match word {
@@ -71,10 +73,17 @@ fn parse(line: &str, state: &State) -> Event {
         "expire" => Event::Expire,
         "start" => Event::Start,
         "ok" | "ok*" => Event::StepSucceeded { index: current },
-        "fail" | "fail!" => Event::StepFailed {
+        "fail" | "fail!" | "fail0" => Event::StepFailed {
             index: current,
             retryable: word == "fail",
             error: rest.into(),
+            untouched: word == "fail0",
+        },
+        "roll-forward" => Event::Retry {
+            index: rest.parse().unwrap(),
+        },
+        "not-ready" => Event::NotReady {
+            details: vec![rest.into()],
         },
         "retry" => Event::RetryDue { index: current },
         "verified" => Event::VerifySucceeded,
@@ -108,9 +117,11 @@ fn show_event(e: &Event, m: &Machine) -> String {
             index,
             retryable,
             error,
+            untouched,
         } => format!(
-            "step_failed {index} {} retryable={retryable}: {error}",
-            step_id(m, *index)
+            "step_failed {index} {} retryable={retryable}{}: {error}",
+            step_id(m, *index),
+            if *untouched { " untouched" } else { "" }
         ),
         Event::RetryDue { index } => format!("retry_due {index} {}", step_id(m, *index)),
         Event::RollbackStepDone { index } => {
@@ -209,12 +220,12 @@ fn failover_happy_path() {
 }
 
 #[test]
-fn failover_dns_cutover_fails_and_rolls_back() {
+fn failover_dns_cutover_fails_past_the_point_of_no_return_and_rolls_forward() {
     check(
         "failover-khartoum-to-port-sudan.toml",
         "submit d1\napproved\nstart\nok\nok\nok\nok\nok\nok\nok\nok\nok\n\
-         fail TSIG authentication failed\nretry\nfail TSIG authentication failed\nretry\n\
-         fail TSIG authentication failed\nundone\nundone\nundone\nundone\nundone\nundone\nundone",
+         fail DNS servers unreachable\nretry\nfail DNS servers unreachable\nretry\n\
+         fail DNS servers unreachable\nundone\nroll-forward 9\nok*\nverified",
         expect![[r#"
             > {"event":"submit","digest":"d1"}
                 proposed -> awaiting_approval
@@ -250,44 +261,43 @@ fn failover_dns_cutover_fails_and_rolls_back() {
             > step_succeeded 8 cutover-cache
                 running{step: 8} -> running{step: 9}
                 + run 9 cutover-api (attempt 1)
-            > step_failed 9 cutover-api retryable=true: TSIG authentication failed
+            > step_failed 9 cutover-api retryable=true: DNS servers unreachable
                 + retry 9 cutover-api as attempt 2 in 1000ms
             > retry_due 9 cutover-api
                 running{step: 9} -> running{step: 9}
                 + run 9 cutover-api (attempt 2)
-            > step_failed 9 cutover-api retryable=true: TSIG authentication failed
+            > step_failed 9 cutover-api retryable=true: DNS servers unreachable
                 + retry 9 cutover-api as attempt 3 in 2000ms
             > retry_due 9 cutover-api
                 running{step: 9} -> running{step: 9}
                 + run 9 cutover-api (attempt 3)
-            > step_failed 9 cutover-api retryable=true: TSIG authentication failed
-                running{step: 9} -> rolling_back{step: 9}
-                + notify Critical: step cutover-api failed: TSIG authentication failed; rolling back
-                + notify Critical: irreversible, left as they are: promote-port-sudan-redis, promote-port-sudan-pg
-                + rollback 9 cutover-api
+            > step_failed 9 cutover-api retryable=true: DNS servers unreachable
+                running{step: 9} -> needs_operator{step: 9}
+                + notify Critical: step cutover-api failed after 3 attempt(s): DNS servers unreachable; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry cutover-api` to roll forward, or run the failback runbook
             > rollback_step_done 9 cutover-api
-                rolling_back{step: 9} -> rolling_back{step: 8}
-                + rollback 8 cutover-cache
-            > rollback_step_done 8 cutover-cache
-                rolling_back{step: 8} -> rolling_back{step: 7}
-                + rollback 7 cutover-db
-            > rollback_step_done 7 cutover-db
-                rolling_back{step: 7} -> rolling_back{step: 6}
-                + rollback 6 ttl-db
-            > rollback_step_done 6 ttl-db
-                rolling_back{step: 6} -> rolling_back{step: 5}
-                + rollback 5 swap-pgbouncer
-            > rollback_step_done 5 swap-pgbouncer
-                rolling_back{step: 5} -> rolling_back{step: 4}
-                + rollback 4 swap-app-env
-            > rollback_step_done 4 swap-app-env
-                rolling_back{step: 4} -> rolling_back{step: 1}
-                + rollback 1 fence-khartoum-pg
-            > rollback_step_done 1 fence-khartoum-pg
-                rolling_back{step: 1} -> rolled_back
-            = rolled_back
-              failure: step cutover-api failed after 3 attempt(s): TSIG authentication failed
-              not undone: promote-port-sudan-redis, promote-port-sudan-pg
+                ! refused: rollback_step_done does not apply while needing an operator
+            > {"event":"retry","index":9}
+                needs_operator{step: 9} -> running{step: 9}
+                + run 9 cutover-api (attempt 4)
+            > step_succeeded 9 cutover-api
+                running{step: 9} -> running{step: 10}
+                + run 10 verify-db (attempt 1)
+            > step_succeeded 10 verify-db
+                running{step: 10} -> running{step: 11}
+                + run 11 verify-cache (attempt 1)
+            > step_succeeded 11 verify-cache
+                running{step: 11} -> running{step: 12}
+                + run 12 verify-api (attempt 1)
+            > step_succeeded 12 verify-api
+                running{step: 12} -> running{step: 13}
+                + run 13 smoke-sql (attempt 1)
+            > step_succeeded 13 smoke-sql
+                running{step: 13} -> verifying
+                + verify
+            > {"event":"verify_succeeded"}
+                verifying -> succeeded
+                + notify Info: failover-khartoum-to-port-sudan succeeded
+            = succeeded
         "#]],
     );
 }
@@ -373,7 +383,7 @@ fn switchover_drift_then_pause_and_resume() {
 fn failback_verification_fails() {
     check(
         "failback-port-sudan-to-khartoum.toml",
-        "submit d1\napproved\nstart\nok*\nverify-failed writes through db.nilecare.sd. time out\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone\nundone",
+        "submit d1\napproved\nstart\nok*\nverify-failed writes through db.nilecare.sd. time out\nundone\ncancel",
         expect![[r#"
             > {"event":"submit","digest":"d1"}
                 proposed -> awaiting_approval
@@ -446,51 +456,23 @@ fn failback_verification_fails() {
                 running{step: 20} -> verifying
                 + verify
             > {"event":"verify_failed","error":"writes through db.nilecare.sd. time out"}
-                verifying -> rolling_back{step: 16}
-                + notify Critical: verification failed: writes through db.nilecare.sd. time out; rolling back
-                + notify Critical: irreversible, left as they are: promote-khartoum-redis, promote-khartoum-pg
-                + rollback 16 cutover-api
-            > rollback_step_done 16 cutover-api
-                rolling_back{step: 16} -> rolling_back{step: 15}
-                + rollback 15 cutover-cache
-            > rollback_step_done 15 cutover-cache
-                rolling_back{step: 15} -> rolling_back{step: 14}
-                + rollback 14 cutover-db
-            > rollback_step_done 14 cutover-db
-                rolling_back{step: 14} -> rolling_back{step: 13}
-                + rollback 13 swap-pgbouncer
-            > rollback_step_done 13 swap-pgbouncer
-                rolling_back{step: 13} -> rolling_back{step: 12}
-                + rollback 12 swap-app-env
-            > rollback_step_done 12 swap-app-env
-                rolling_back{step: 12} -> rolling_back{step: 11}
-                + rollback 11 port-sudan-redis-follows
-            > rollback_step_done 11 port-sudan-redis-follows
-                rolling_back{step: 11} -> rolling_back{step: 9}
-                + rollback 9 fence-port-sudan-redis
-            > rollback_step_done 9 fence-port-sudan-redis
-                rolling_back{step: 9} -> rolling_back{step: 6}
-                + rollback 6 fence-port-sudan-pg
-            > rollback_step_done 6 fence-port-sudan-pg
-                rolling_back{step: 6} -> rolling_back{step: 5}
-                + rollback 5 ttl-db
-            > rollback_step_done 5 ttl-db
-                rolling_back{step: 5} -> rolling_back{step: 2}
-                + rollback 2 khartoum-redis-follows
-            > rollback_step_done 2 khartoum-redis-follows
-                rolling_back{step: 2} -> rolled_back
-            = rolled_back
-              failure: verification failed: writes through db.nilecare.sd. time out
-              not undone: promote-khartoum-redis, promote-khartoum-pg
+                verifying -> needs_operator{step: 21}
+                + notify Critical: verification failed: writes through db.nilecare.sd. time out; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry verify` to roll forward, or run the failback runbook
+            > rollback_step_done 21 ?
+                ! refused: rollback_step_done does not apply while needing an operator
+            > {"event":"cancel"}
+                needs_operator{step: 21} -> failed{needs_operator: true}
+            = failed{needs_operator: true}
+              failure: closed by an operator past the point of no return: nothing was undone; finish by hand or run the failback runbook
         "#]],
     );
 }
 
 #[test]
-fn redis_failover_rollback_fails() {
+fn redis_failover_cutover_refused_past_the_point_of_no_return() {
     check(
         "redis-failover-khartoum-to-port-sudan.toml",
-        "submit d1\napproved\nstart\nok\nok\nfail! prerequisite failed: cache.nilecare.sd. answers 127.0.9.9\nundo-failed TSIG authentication failed\nresume",
+        "submit d1\napproved\nstart\nok\nok\nfail! prerequisite failed: cache.nilecare.sd. answers 127.0.9.9\nundo-failed TSIG authentication failed\nresume\nroll-forward 7",
         expect![[r#"
             > {"event":"submit","digest":"d1"}
                 proposed -> awaiting_approval
@@ -506,18 +488,102 @@ fn redis_failover_rollback_fails() {
                 running{step: 1} -> running{step: 2}
                 + run 2 cutover-cache (attempt 1)
             > step_failed 2 cutover-cache retryable=false: prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
-                running{step: 2} -> rolling_back{step: 2}
-                + notify Critical: step cutover-cache failed: prerequisite failed: cache.nilecare.sd. answers 127.0.9.9; rolling back
-                + notify Critical: irreversible, left as they are: promote-port-sudan-redis
-                + rollback 2 cutover-cache
+                running{step: 2} -> needs_operator{step: 2}
+                + notify Critical: step cutover-cache failed after 1 attempt(s): prerequisite failed: cache.nilecare.sd. answers 127.0.9.9; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry cutover-cache` to roll forward, or run the failback runbook
             > rollback_step_failed 2 cutover-cache: TSIG authentication failed
-                rolling_back{step: 2} -> failed{needs_operator: true}
-                + notify Critical: rollback of step cutover-cache failed: TSIG authentication failed; an operator must take over
+                ! refused: rollback_step_failed does not apply while needing an operator
             > {"event":"resume"}
-                ! refused: resume does not apply while failed
-            = failed{needs_operator: true}
+                ! refused: resume does not apply while needing an operator
+            > {"event":"retry","index":7}
+                ! refused: no step 7: the runbook has 4 steps
+            = needs_operator{step: 2}
               failure: step cutover-cache failed after 1 attempt(s): prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
-              not undone: promote-port-sudan-redis
+        "#]],
+    );
+}
+
+#[test]
+fn failover_fence_fails_before_the_point_of_no_return_and_rolls_back() {
+    check(
+        "failover-khartoum-to-port-sudan.toml",
+        "submit d1\napproved\nstart\nok\nok\nfail0 could not connect\nundone",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 check-lag (attempt 1)
+            > step_succeeded 0 check-lag
+                running{step: 0} -> running{step: 1}
+                + run 1 fence-khartoum-pg (attempt 1)
+            > step_succeeded 1 fence-khartoum-pg
+                running{step: 1} -> running{step: 2}
+                + run 2 promote-port-sudan-pg (attempt 1)
+            > step_failed 2 promote-port-sudan-pg retryable=false untouched: could not connect
+                running{step: 2} -> rolling_back{step: 1}
+                + notify Critical: step promote-port-sudan-pg failed: could not connect; rolling back
+                + rollback 1 fence-khartoum-pg
+            > rollback_step_done 1 fence-khartoum-pg
+                rolling_back{step: 1} -> rolled_back
+            = rolled_back
+              failure: step promote-port-sudan-pg failed after 1 attempt(s): could not connect
+        "#]],
+    );
+}
+
+#[test]
+fn failover_cancel_after_promotion_stops_for_an_operator() {
+    check(
+        "failover-khartoum-to-port-sudan.toml",
+        "submit d1\napproved\nstart\nok\nok\ncancel\nok\nundone\ncancel",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"start"}
+                approved -> running{step: 0}
+                + run 0 check-lag (attempt 1)
+            > step_succeeded 0 check-lag
+                running{step: 0} -> running{step: 1}
+                + run 1 fence-khartoum-pg (attempt 1)
+            > step_succeeded 1 fence-khartoum-pg
+                running{step: 1} -> running{step: 2}
+                + run 2 promote-port-sudan-pg (attempt 1)
+            > {"event":"cancel"}
+                + notify Warning: cancel requested: stopping (past the point of no return: nothing is rolled back) after step promote-port-sudan-pg finishes
+            > step_succeeded 2 promote-port-sudan-pg
+                running{step: 2} -> needs_operator{step: 3}
+                + notify Critical: cancelled by an operator; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry promote-port-sudan-redis` to roll forward, or run the failback runbook
+            > rollback_step_done 3 promote-port-sudan-redis
+                ! refused: rollback_step_done does not apply while needing an operator
+            > {"event":"cancel"}
+                needs_operator{step: 3} -> failed{needs_operator: true}
+            = failed{needs_operator: true}
+              failure: closed by an operator past the point of no return: nothing was undone; finish by hand or run the failback runbook
+        "#]],
+    );
+}
+
+#[test]
+fn failover_not_ready_touches_nothing() {
+    check(
+        "failover-khartoum-to-port-sudan.toml",
+        "submit d1\napproved\nnot-ready swap-app-env: /srv/app/database.env does not exist\nstart",
+        expect![[r#"
+            > {"event":"submit","digest":"d1"}
+                proposed -> awaiting_approval
+            > {"event":"approved"}
+                awaiting_approval -> approved
+            > {"event":"not_ready","details":["swap-app-env: /srv/app/database.env does not exist"]}
+                approved -> failed{needs_operator: false}
+                + notify Critical: failover-khartoum-to-port-sudan is not ready; it stopped before its first step: swap-app-env: /srv/app/database.env does not exist
+            > {"event":"start"}
+                ! refused: start does not apply while failed
+            = failed{needs_operator: false}
+              failure: not ready, nothing was touched: swap-app-env: /srv/app/database.env does not exist
         "#]],
     );
 }
