@@ -3,11 +3,11 @@
 //! audit chain before they are published to the API and event stream.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use niledr_probes::health::Scope;
-use niledr_probes::{HealthModel, Observation, ProbeResult, StatusChange};
+use niledr_probes::{Observation, ProbeResult, StatusChange};
 use niledr_web::types::StatusEventView;
 use tokio::sync::{broadcast, mpsc};
 
@@ -28,10 +28,19 @@ pub enum Event {
     Shutdown,
 }
 
-/// State the API reads; only the event loop writes it.
-pub struct Shared {
-    pub model: RwLock<HealthModel>,
-    pub ready: AtomicBool,
+pub use crate::shared::Shared;
+
+/// How long shutdown waits for steps in flight.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The engine's way back into this loop: its events wrapped as `Event::Engine`.
+pub fn engine_tx(tx: mpsc::Sender<Event>) -> crate::engine::EngineTx {
+    crate::engine::EngineTx::new(move |ev| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.send(Event::Engine(Box::new(ev))).await;
+        })
+    })
 }
 
 pub struct EventLoop {
@@ -85,7 +94,10 @@ impl EventLoop {
                         }
                     }
                 },
-                Event::Shutdown => break,
+                Event::Shutdown => {
+                    self.drain(&mut rx)?;
+                    break;
+                }
             }
         }
         self.flush()?;
@@ -94,6 +106,28 @@ impl EventLoop {
             action: "daemon.stopped",
             detail: serde_json::json!({ "pid": std::process::id() }),
         }])?;
+        Ok(())
+    }
+
+    /// Shutdown: no new step starts; steps in flight get up to `DRAIN` to finish and journal
+    /// their outcome; what is still running then is journaled as in doubt.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Event>) -> anyhow::Result<()> {
+        let Some(engine) = self.engine.as_mut() else {
+            return Ok(());
+        };
+        engine.begin_stop();
+        let deadline = std::time::Instant::now() + DRAIN;
+        while engine.in_flight() > 0 && std::time::Instant::now() < deadline {
+            match rx.try_recv() {
+                Ok(Event::Engine(ev)) => engine.handle(*ev)?,
+                Ok(_) => {}
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        engine.journal_unfinished();
         Ok(())
     }
 

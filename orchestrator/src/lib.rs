@@ -14,5 +14,7 @@ pub mod failpoint;
 pub mod metrics;
 pub mod records;
 pub mod serve;
+pub mod shared;
 pub mod store;
+pub mod util;
 pub mod world;

@@ -84,6 +84,10 @@ pub struct ExecutionRecordV1 {
     pub needs_operator: Option<String>,
     /// Failover generation this execution holds (fencing token), once it has started.
     pub generation: Option<u64>,
+    /// An irreversible step succeeded or may have partly applied: the old side is kept
+    /// fenced from now on, whatever state the execution ends in.
+    #[serde(default)]
+    pub past_point_of_no_return: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
@@ -109,6 +113,12 @@ pub struct StepRecordV1 {
     /// What the rollback of this step did.
     #[serde(default)]
     pub rollback_detail: Option<String>,
+    /// A retry is scheduled for this time (RFC 3339): after a restart it is re-armed.
+    #[serde(default)]
+    pub retry_due_at: Option<String>,
+    /// Waiting for an operator's confirm until this time (RFC 3339), then the step fails.
+    #[serde(default)]
+    pub confirm_by: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

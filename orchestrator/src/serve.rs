@@ -115,7 +115,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 store: store.clone(),
                 shared: shared.clone(),
                 catalog: catalog.clone(),
-                tx: tx.clone(),
+                tx: crate::event_loop::engine_tx(tx.clone()),
                 rt: tokio::runtime::Handle::current(),
                 events: events_tx.clone(),
             },

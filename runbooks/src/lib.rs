@@ -44,8 +44,8 @@ pub use plan::{
 };
 pub use preconditions::{Preconditions, ServicePrecondition, drift, preconditions};
 pub use schema::{
-    Action, Endpoint, FenceMode, Mode, Rollback, RollbackStep, Runbook, Step, StepKind, Trigger,
-    WaitCondition,
+    Action, Endpoint, FenceMode, Mode, OnUnreachable, Rollback, RollbackStep, Runbook, Step,
+    StepKind, Trigger, WaitCondition,
 };
 pub use validate::{PHI_COUNTRY, parse_runbook};
 pub use world::{DnsObservation, ObservedRole, ServiceObservation, WorldSnapshot};

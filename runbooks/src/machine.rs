@@ -107,6 +107,12 @@ pub enum Event {
     NotReady {
         details: Vec<String>,
     },
+    /// A step's task ended abnormally (panic, abort): it may have partly applied. The
+    /// execution stops for an operator.
+    StepCrashed {
+        index: usize,
+        error: String,
+    },
     /// An operator rolls forward from `needs_operator`: run step `index` again and continue
     /// (`index` = the number of steps: run the verification again).
     Retry {
@@ -235,6 +241,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::PreconditionsDrifted { .. } => "preconditions_drifted",
         Event::NotReady { .. } => "not_ready",
         Event::Retry { .. } => "retry",
+        Event::StepCrashed { .. } => "step_crashed",
     }
 }
 
@@ -384,7 +391,19 @@ impl Execution {
                     Level::Critical,
                     format!("step {id} failed: {error}; rolling back"),
                 );
-                self.start_rollback(Some(current), context)
+                // A step that is certain it changed nothing has nothing of its own to undo.
+                self.start_rollback(Some(current).filter(|_| !untouched), context)
+            }
+            Event::StepCrashed { index, error } if *index == current => {
+                let info = &self.steps[current];
+                if info.undo == Undo::Irreversible {
+                    self.past_point_of_no_return = true;
+                }
+                self.failure = Some(format!(
+                    "step {}'s task ended abnormally ({error}); it may have partly applied",
+                    info.id
+                ));
+                self.stop_for_operator(current, context)
             }
             Event::RetryDue { index } if *index == current => {
                 if self.cancel_requested {
@@ -501,7 +520,6 @@ impl Execution {
         context: &mut Outbox,
         event: &Event,
     ) -> Outcome<State> {
-        let _ = step;
         match event {
             Event::Retry { index } if *index <= self.steps.len() => {
                 self.failure = None;
@@ -515,6 +533,15 @@ impl Execution {
                     self.steps.len()
                 ));
                 Handled
+            }
+            // Before the point of no return a cancel undoes what was done, as usual.
+            Event::Cancel if !self.past_point_of_no_return => {
+                let failed = *step;
+                self.cancel(
+                    Some(failed).filter(|i| *i < self.steps.len()),
+                    failed,
+                    context,
+                )
             }
             // Closing it leaves everything as it is: the old side stays fenced.
             Event::Cancel => {

@@ -9,7 +9,8 @@ use crate::approval::ApprovalPolicy;
 use crate::catalog::{ServiceKind, host_of};
 use crate::preconditions::{Preconditions, preconditions};
 use crate::schema::{
-    Action, Endpoint, FenceMode, Mode, Rollback, Runbook, Step, StepKind, WaitCondition,
+    Action, Endpoint, FenceMode, Mode, OnUnreachable, Rollback, Runbook, Step, StepKind,
+    WaitCondition,
 };
 use crate::world::{DnsObservation, ObservedRole, ServiceObservation, WorldSnapshot};
 
@@ -358,6 +359,7 @@ impl Planner<'_> {
                 service,
                 max_lag_bytes,
                 max_lag_seconds,
+                ..
             } => {
                 s.summary = format!("check that {service} lags at most {max_lag_bytes} bytes");
                 s.targets.push(self.service_target(service));
@@ -387,7 +389,11 @@ impl Planner<'_> {
                     });
                 }
             }
-            Action::PostgresFence { service, mode } => {
+            Action::PostgresFence {
+                service,
+                mode,
+                on_unreachable,
+            } => {
                 let how = match mode {
                     FenceMode::ReadOnly => "read-only, writing sessions terminated",
                     FenceMode::Stop => "stopped",
@@ -415,11 +421,21 @@ impl Planner<'_> {
                         }
                     }
                 } else {
+                    let then = match on_unreachable {
+                        OnUnreachable::RequireEvidence => {
+                            "the step proceeds only if its standby has lost it too, else it waits for an operator's confirm"
+                        }
+                        OnUnreachable::Confirm => "the step waits for an operator's confirm",
+                        OnUnreachable::Proceed => {
+                            "the step proceeds (on_unreachable = proceed): it cannot be fenced now"
+                        }
+                    };
                     self.warnings.push(format!(
-                        "old primary {service} does not answer: fencing will rely on DNS and connection-string changes; if it comes back it must not take writes"
+                        "old primary {service} does not answer: {then}; if it comes back it is fenced again and must not take writes"
                     ));
                     s.notes.push(format!(
-                        "{service} does not answer: the step is recorded as not fenced"
+                        "{service} does not answer: on_unreachable = {}",
+                        on_unreachable.as_str()
                     ));
                 }
             }
@@ -483,7 +499,9 @@ impl Planner<'_> {
                     lsn(of)
                 ));
             }
-            Action::RedisFence { service, replica } => {
+            Action::RedisFence {
+                service, replica, ..
+            } => {
                 s.summary = format!(
                     "fence {service} (CLIENT PAUSE WRITE), wait until {replica} has every write"
                 );
@@ -540,7 +558,7 @@ impl Planner<'_> {
                 e.role = Some(ObservedRole::Master);
                 e.upstream = None;
             }
-            Action::RedisReplicaOf { service, of } => {
+            Action::RedisReplicaOf { service, of, .. } => {
                 let of_addr = self.service_address(of);
                 s.summary = format!(
                     "make {service} a replica of {of} ({})",

@@ -6,7 +6,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::schema::{FenceMode, Mode};
+use crate::schema::{FenceMode, Mode, OnUnreachable};
 
 pub(crate) type Str = Spanned<String>;
 
@@ -81,8 +81,11 @@ pub(crate) struct RawStep {
     pub url: Option<Str>,
     pub item: Option<Str>,
     pub mode: Option<Spanned<FenceMode>>,
+    pub on_unreachable: Option<Spanned<OnUnreachable>>,
     pub max_lag_bytes: Option<Spanned<u64>>,
     pub max_lag_seconds: Option<Spanned<u64>>,
+    pub max_lag_age: Option<Spanned<Dur>>,
+    pub unreachable_after: Option<Spanned<Dur>>,
     pub ttl: Option<Spanned<u32>>,
     pub expect_status: Option<Spanned<u16>>,
     pub until: Option<Spanned<RawUntil>>,
@@ -113,8 +116,11 @@ impl RawStep {
             s("url", &self.url),
             s("item", &self.item),
             s("mode", &self.mode),
+            s("on_unreachable", &self.on_unreachable),
             s("max_lag_bytes", &self.max_lag_bytes),
             s("max_lag_seconds", &self.max_lag_seconds),
+            s("max_lag_age", &self.max_lag_age),
+            s("unreachable_after", &self.unreachable_after),
             s("ttl", &self.ttl),
             s("expect_status", &self.expect_status),
             s("until", &self.until),

@@ -94,6 +94,30 @@ pub enum FenceMode {
     Stop,
 }
 
+/// What a `postgres.fence` does when the old primary does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnreachable {
+    /// Proceed only when its standby confirms it lost the primary too (no WAL stream from
+    /// it); otherwise wait for an operator's confirm within the step's timeout.
+    #[default]
+    RequireEvidence,
+    /// Always wait for an operator's confirm.
+    Confirm,
+    /// Proceed, recording that nothing could be fenced.
+    Proceed,
+}
+
+impl OnUnreachable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnreachable::RequireEvidence => "require_evidence",
+            OnUnreachable::Confirm => "confirm",
+            OnUnreachable::Proceed => "proceed",
+        }
+    }
+}
+
 /// Where a DNS name should point: a site (its address) or a service (its IP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,20 +151,43 @@ pub enum Action {
         service: String,
         max_lag_bytes: u64,
         max_lag_seconds: Option<u64>,
+        /// With the primary gone, the last lag the probes measured counts only if it was
+        /// measured at most this long before the primary was last seen answering.
+        /// `None`: three of the standby's probe intervals.
+        #[serde(default)]
+        max_lag_age_ms: Option<u64>,
     },
     #[serde(rename = "postgres.fence")]
-    PostgresFence { service: String, mode: FenceMode },
+    PostgresFence {
+        service: String,
+        mode: FenceMode,
+        #[serde(default)]
+        on_unreachable: OnUnreachable,
+    },
     #[serde(rename = "postgres.promote")]
     PostgresPromote { service: String },
     #[serde(rename = "postgres.wait_caught_up")]
     PostgresWaitCaughtUp { service: String, of: String },
     /// `CLIENT PAUSE WRITE` on the master `service`, then wait until `replica` has every byte.
     #[serde(rename = "redis.fence")]
-    RedisFence { service: String, replica: String },
+    RedisFence {
+        service: String,
+        replica: String,
+        /// Unplanned failovers: a master that does not answer within this bound is skipped
+        /// (recorded, nothing to fence). `None`: it must answer (planned switchover).
+        #[serde(default)]
+        unreachable_after_ms: Option<u64>,
+    },
     #[serde(rename = "redis.promote")]
     RedisPromote { service: String },
     #[serde(rename = "redis.replicaof")]
-    RedisReplicaOf { service: String, of: String },
+    RedisReplicaOf {
+        service: String,
+        of: String,
+        /// As for `redis.fence`: a server that does not answer within this bound is skipped.
+        #[serde(default)]
+        unreachable_after_ms: Option<u64>,
+    },
     #[serde(rename = "connstr.swap")]
     ConnstrSwap { target: String, to_service: String },
     #[serde(rename = "dns.set_ttl")]
@@ -261,11 +308,14 @@ impl StepKind {
     /// The parameters this kind takes (besides the common id/kind/timeout/... keys).
     pub fn params(self) -> &'static [&'static str] {
         match self {
-            StepKind::PostgresCheckLag => &["service", "max_lag_bytes", "max_lag_seconds"],
-            StepKind::PostgresFence => &["service", "mode"],
-            StepKind::RedisFence => &["service", "replica"],
+            StepKind::PostgresCheckLag => {
+                &["service", "max_lag_bytes", "max_lag_seconds", "max_lag_age"]
+            }
+            StepKind::PostgresFence => &["service", "mode", "on_unreachable"],
+            StepKind::RedisFence => &["service", "replica", "unreachable_after"],
             StepKind::PostgresPromote | StepKind::RedisPromote => &["service"],
-            StepKind::PostgresWaitCaughtUp | StepKind::RedisReplicaOf => &["service", "of"],
+            StepKind::PostgresWaitCaughtUp => &["service", "of"],
+            StepKind::RedisReplicaOf => &["service", "of", "unreachable_after"],
             StepKind::ConnstrSwap => &["target", "to_service"],
             StepKind::DnsSetTtl => &["name", "ttl"],
             StepKind::DnsCutover => &["name", "from_site", "from_service", "to_site", "to_service"],
@@ -341,10 +391,11 @@ impl Action {
             | Action::PostgresPromote { service }
             | Action::RedisPromote { service } => vec![service],
             Action::PostgresWaitCaughtUp { service, of }
-            | Action::RedisReplicaOf { service, of }
+            | Action::RedisReplicaOf { service, of, .. }
             | Action::RedisFence {
                 service,
                 replica: of,
+                ..
             } => {
                 vec![service, of]
             }

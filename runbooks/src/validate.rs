@@ -532,6 +532,7 @@ impl Checker<'_> {
                     service,
                     max_lag_bytes,
                     max_lag_seconds: raw.max_lag_seconds.as_ref().map(|s| *s.get_ref()),
+                    max_lag_age_ms: raw.max_lag_age.as_ref().map(|d| d.get_ref().0),
                 }
             }
             StepKind::PostgresFence => {
@@ -543,7 +544,15 @@ impl Checker<'_> {
                         format!("`{k}` needs `mode = \"read_only\"` or `mode = \"stop\"`"),
                     )
                 })?;
-                Action::PostgresFence { service, mode }
+                Action::PostgresFence {
+                    service,
+                    mode,
+                    on_unreachable: raw
+                        .on_unreachable
+                        .as_ref()
+                        .map(|m| *m.get_ref())
+                        .unwrap_or_default(),
+                }
             }
             StepKind::PostgresPromote => {
                 let s = self.required(kind, raw, &raw.service, "service")?;
@@ -564,7 +573,11 @@ impl Checker<'_> {
                         ),
                     ));
                 }
-                Action::RedisFence { service, replica }
+                Action::RedisFence {
+                    service,
+                    replica,
+                    unreachable_after_ms: raw.unreachable_after.as_ref().map(|d| d.get_ref().0),
+                }
             }
             StepKind::RedisPromote => {
                 let s = self.required(kind, raw, &raw.service, "service")?;
@@ -589,7 +602,11 @@ impl Checker<'_> {
                     ));
                 }
                 if kind == StepKind::RedisReplicaOf {
-                    Action::RedisReplicaOf { service, of }
+                    Action::RedisReplicaOf {
+                        service,
+                        of,
+                        unreachable_after_ms: raw.unreachable_after.as_ref().map(|d| d.get_ref().0),
+                    }
                 } else {
                     Action::PostgresWaitCaughtUp { service, of }
                 }

@@ -133,7 +133,7 @@ fn failover_plan_when_khartoum_is_down() {
                rollback: nothing to undo
             1. fence-khartoum-pg [postgres.fence]: fence khartoum-postgres (read-only, writing sessions terminated)
                target service khartoum-postgres @ 127.0.1.1:5432
-               note khartoum-postgres does not answer: the step is recorded as not fenced
+               note khartoum-postgres does not answer: on_unreachable = require_evidence
                rollback: unfence khartoum-postgres (writes accepted again)
             2. promote-port-sudan-pg [postgres.promote]: promote port-sudan-postgres to primary (pg_promote)
                target service port-sudan-postgres @ 127.0.2.1:5432
@@ -208,7 +208,7 @@ fn failover_plan_when_khartoum_is_down() {
                target dns_name db.nilecare.sd.
                target service port-sudan-postgres @ 127.0.2.1:5432
                rollback: nothing to undo
-            warning: old primary khartoum-postgres does not answer: fencing will rely on DNS and connection-string changes; if it comes back it must not take writes
+            warning: old primary khartoum-postgres does not answer: the step proceeds only if its standby has lost it too, else it waits for an operator's confirm; if it comes back it is fenced again and must not take writes
             warning: step promote-port-sudan-pg (postgres.promote) cannot be undone: a promoted standby starts a new timeline; going back is the failback runbook (re-seed Khartoum, then switch over)
             warning: step promote-port-sudan-redis (redis.promote) cannot be undone: after REPLICAOF NO ONE, pointing it back at Khartoum would discard writes taken since; use the failback runbook
             warning: khartoum-redis still answers as a writable master when port-sudan-redis is promoted: two writable primaries until DNS and connection strings move

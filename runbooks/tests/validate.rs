@@ -371,6 +371,7 @@ fn redis_fence_parses_with_an_inverse() {
         niledr_runbooks::Action::RedisFence {
             service: "khartoum-redis".into(),
             replica: "port-sudan-redis".into(),
+            unreachable_after_ms: None,
         }
     );
     assert_eq!(fence.action.kind().as_str(), "redis.fence");

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use niledr_orchestrator::actions::dns::{self, TsigKey};
-use niledr_orchestrator::actions::postgres::{self as pg, FenceMode, FenceOutcome, PgTarget};
+use niledr_orchestrator::actions::postgres::{self as pg, FenceOutcome, PgTarget};
 use niledr_orchestrator::actions::redis::{self as rd, RedisRole, RedisTarget};
 use niledr_orchestrator::actions::{checks, connstr, pgbouncer as pgb};
 use niledr_tests::{Layout, Site, Topology, ZONE, wait_until};
@@ -77,7 +77,7 @@ async fn postgres_fence_catch_up_and_promote_exactly_once() {
         .execute(&mut writer)
         .await
         .unwrap();
-    let fenced = pg::fence(&primary, FenceMode::ReadOnly).await.unwrap();
+    let fenced = pg::fence(&primary).await.unwrap();
     eprintln!("fence: {}", fenced.summary());
     match &fenced {
         FenceOutcome::Fenced {
@@ -103,7 +103,7 @@ async fn postgres_fence_catch_up_and_promote_exactly_once() {
     assert!(format!("{e:#}").contains("read-only"), "{e:#}");
     assert!(pg::observe(&primary).await.unwrap().read_only);
     // Idempotent.
-    match pg::fence(&primary, FenceMode::ReadOnly).await.unwrap() {
+    match pg::fence(&primary).await.unwrap() {
         FenceOutcome::Fenced {
             already_read_only, ..
         } => assert!(already_read_only),
@@ -131,7 +131,7 @@ async fn postgres_fence_catch_up_and_promote_exactly_once() {
     let before = pg::observe(&standby).await.unwrap();
     assert!(before.in_recovery);
     topo.postgres_primary().kill().unwrap();
-    let unreachable = pg::fence(&primary, FenceMode::ReadOnly).await.unwrap();
+    let unreachable = pg::fence(&primary).await.unwrap();
     assert!(
         matches!(unreachable, FenceOutcome::Unreachable { .. }),
         "{unreachable:?}"

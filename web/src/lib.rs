@@ -47,6 +47,11 @@ pub enum Command {
         id: String,
         request: ConfirmRequest,
     },
+    /// Roll forward from `needs_operator`: run `request.step` again and continue.
+    Retry {
+        id: String,
+        request: ConfirmRequest,
+    },
 }
 
 /// What the HTTP layer needs from the daemon. Implemented by the orchestrator.

@@ -153,7 +153,9 @@ pub struct ApprovalRequest {
     pub break_glass_reason: Option<String>,
 }
 
-/// `POST /api/v1/executions/{id}/confirm`
+/// `POST /api/v1/executions/{id}/confirm` (a manual step, or a step waiting for a confirm)
+/// and `POST /api/v1/executions/{id}/retry` (roll forward from `needs_operator`: `step` is a
+/// step id, or `verify`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {

@@ -1,5 +1,5 @@
 //! `niledr` subcommands that talk to a running daemon over its HTTP API: plan, runbooks,
-//! executions, execution, propose, approve, reject, cancel, pause, resume, confirm, and the
+//! executions, execution, propose, approve, reject, cancel, pause, resume, confirm, retry, and the
 //! `drill` group (see `drill`).
 //! Each takes `--url` / `NILEDR_URL` and `--token-file` / `NILEDR_TOKEN` (see `conn`).
 //! Exit codes: 0 done, 1 the daemon refused or could not be reached, 2 bad usage, 3 a drill
@@ -98,24 +98,34 @@ pub enum RemoteCommand {
     Pause(OnExecution),
     /// Resume a paused execution ID.
     Resume(OnExecution),
-    /// Confirm manual step STEP of execution ID (the checklist item is done).
-    Confirm {
-        id: String,
-        step: String,
-        /// A comment for the timeline and the audit log.
-        #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
-        comment: String,
-        /// Print the API's JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        conn: Connection,
-    },
+    /// Confirm step STEP of execution ID: a manual step (the checklist item is done), or a
+    /// step waiting for a confirm (e.g. a fence whose old primary does not answer; say in
+    /// --comment what you verified).
+    Confirm(OnStep),
+    /// Roll forward an execution that needs an operator: run STEP (a step id, or `verify`)
+    /// again and continue. Past the point of no return this is the way forward once the
+    /// cause is fixed; nothing is ever rolled back there.
+    Retry(OnStep),
     /// Drills: list, show, approve (standing), run now and follow, runs, report.
     Drill {
         #[command(subcommand)]
         command: drill::DrillCommand,
     },
+}
+
+/// Arguments of the commands that act on one step of an execution.
+#[derive(Args, Debug)]
+pub struct OnStep {
+    id: String,
+    step: String,
+    /// A comment for the timeline and the audit log.
+    #[arg(long, value_name = "C", default_value = "", hide_default_value = true)]
+    comment: String,
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 /// Arguments shared by the commands that act on one execution with an optional comment.
@@ -320,21 +330,18 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             json,
             conn,
         }) => control(&conn, &id, "resume", "resumed", &comment, json),
-        RemoteCommand::Confirm {
-            id,
-            step,
-            comment,
-            json,
-            conn,
-        } => {
-            let c = connect(&conn, true)?;
-            let v = c.post(
-                &["api", "v1", "executions", &id, "confirm"],
-                &json!({ "step": step, "comment": comment }),
-            )?;
-            mutation_output(&format!("confirmed step {step} of"), v, json)
-        }
+        RemoteCommand::Confirm(a) => on_step(a, "confirm", "confirmed step"),
+        RemoteCommand::Retry(a) => on_step(a, "retry", "retrying from step"),
     }
+}
+
+fn on_step(a: OnStep, endpoint: &str, verb: &str) -> Result<String, CliError> {
+    let c = connect(&a.conn, true)?;
+    let v = c.post(
+        &["api", "v1", "executions", &a.id, endpoint],
+        &json!({ "step": a.step, "comment": a.comment }),
+    )?;
+    mutation_output(&format!("{verb} {} of", a.step), v, a.json)
 }
 
 fn control(

@@ -98,6 +98,11 @@ impl Engine {
                 self.confirm(who, &id, &request.step, &request.comment)?;
                 id
             }
+            Command::Retry { id, request } => {
+                require(who, Need::Operator, "retry steps")?;
+                self.retry(who, &id, &request.step, &request.comment)?;
+                id
+            }
         };
         let rec = match self.live.get(&id) {
             Some(l) => l.record.clone(),
@@ -347,21 +352,88 @@ impl Engine {
         let Some(s) = live.runbook.steps.get(current) else {
             return Err(ApiError::Conflict("no current step".into()));
         };
-        if s.id != step || !matches!(s.action, Action::ManualConfirm { .. }) {
+        let waiting = live
+            .record
+            .steps
+            .get(current)
+            .is_some_and(|r| r.state == "waiting_confirmation");
+        if s.id != step || !(waiting || matches!(s.action, Action::ManualConfirm { .. })) {
             return Err(ApiError::Conflict(format!(
-                "the current step is {:?} ({}), not a manual step {step:?}",
+                "the current step is {:?} ({}), not a step {step:?} waiting for a confirm",
                 s.id,
                 s.action.kind().as_str()
             )));
         }
+        if comment.trim().is_empty() && !matches!(s.action, Action::ManualConfirm { .. }) {
+            return Err(ApiError::BadRequest(format!(
+                "confirming {step} overrides a safety check: say why in `comment` (what you verified)"
+            )));
+        }
+        let mut seen = String::new();
         if let Some(l) = self.live.get_mut(id)
             && let Some(rec) = l.record.steps.get_mut(current)
         {
+            seen = std::mem::take(&mut rec.detail);
             rec.outcome_at = Some(jiff::Timestamp::now().to_string());
             rec.state = "succeeded".into();
-            rec.detail = format!("confirmed by {}: {comment}", who.name);
+            rec.confirm_by = None;
+            rec.detail = if seen.is_empty() {
+                format!("confirmed by {}: {comment}", who.name)
+            } else {
+                format!("confirmed by {}: {comment} (it said: {seen})", who.name)
+            };
         }
+        self.pending_audit.push((
+            who.name.clone(),
+            "step.confirmed".into(),
+            serde_json::json!({ "id": id, "step": step, "comment": comment, "step_said": seen }),
+        ));
         self.apply_as(id, &who.name, MEvent::StepSucceeded { index: current })
+    }
+
+    /// Roll forward from `needs_operator`: `step` (an id, or `verify`) runs again.
+    fn retry(
+        &mut self,
+        who: &PrincipalView,
+        id: &str,
+        step: &str,
+        comment: &str,
+    ) -> Result<(), ApiError> {
+        let live = self.live.get(id).ok_or_else(|| self.not_live(id))?;
+        if !matches!(live.machine.state(), State::NeedsOperator { .. }) {
+            return Err(ApiError::Conflict(format!(
+                "execution {id} is {}; retry applies only when it needs an operator",
+                live.machine.state().name()
+            )));
+        }
+        let index = if step == "verify" {
+            live.runbook.steps.len()
+        } else {
+            live.runbook
+                .steps
+                .iter()
+                .position(|s| s.id == step)
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        live.runbook.steps.iter().map(|s| s.id.as_str()).collect();
+                    ApiError::BadRequest(format!(
+                        "no step {step:?} in {}; steps: {}, or `verify`",
+                        live.runbook.name,
+                        known.join(", ")
+                    ))
+                })?
+        };
+        self.note(
+            id,
+            "retry",
+            &format!("{} retries {step}: {comment}", who.name),
+        );
+        self.pending_audit.push((
+            who.name.clone(),
+            "execution.retry".into(),
+            serde_json::json!({ "id": id, "step": step, "comment": comment }),
+        ));
+        self.apply_as(id, &who.name, MEvent::Retry { index })
     }
 
     fn not_live(&self, id: &str) -> ApiError {

@@ -1,24 +1,33 @@
-//! Returning old primaries: after a failover promoted a standby, an old primary that comes back
-//! writable (it was down when the failover fenced it) is made read-only again at once, audited,
-//! so it is never given writes without a failback plan.
+//! Returning old primaries: after an execution passed its point of no return (it promoted a
+//! standby, whatever state it ended in), an old primary that comes back writable (it was down
+//! when the failover fenced it) is fenced again at once, audited, and retried with backoff
+//! until the fence holds — so it is never given writes without a failback plan.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use niledr_probes::Observation;
-use niledr_runbooks::{Action, FenceMode};
+use niledr_runbooks::{Action, FenceMode, OnUnreachable};
 
 use super::{Engine, EngineEvent, steps};
-use crate::event_loop::Event;
+
+/// Backoff between re-fence attempts that failed: 1 s, doubled, at most 30 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1 << failures.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
 
 impl Engine {
-    /// Services fenced by the latest succeeded execution that promoted another server, and not
-    /// promoted again since (a failback ends the obligation).
+    /// Services fenced by executions past their point of no return, and not promoted again
+    /// by a later such execution (a failback ends the obligation).
     pub(super) fn refresh_fence_list(&mut self) {
         let Ok(all) = self.store.executions() else {
             return;
         };
         let mut fenced = BTreeSet::new();
-        for rec in all.iter().filter(|r| r.state == "succeeded") {
+        let passed = all
+            .iter()
+            .filter(|r| r.past_point_of_no_return || r.state == "succeeded");
+        for rec in passed {
             let Some(rb) = self.runbooks.get(&rec.runbook) else {
                 continue;
             };
@@ -37,15 +46,20 @@ impl Engine {
         self.keep_fenced = fenced;
     }
 
-    /// On each tick: re-fence any kept-fenced service seen writable again. Services an active
-    /// execution holds are left to it (a failback promotes the old primary on purpose), and a
-    /// service is re-fenced once per up-episode (the probes cannot tell read-only from writable).
+    /// On each tick: re-fence any kept-fenced service seen writable again. Services an
+    /// execution *acting* on them holds are left to it (a failback promotes the old primary
+    /// on purpose); a proposal still waiting for approval never blocks it. A service is
+    /// re-fenced once per up-episode (the probes cannot tell read-only from writable), and
+    /// again with backoff while attempts fail.
     pub(super) fn check_returning_primaries(&mut self) {
+        self.refresh_fence_list_if_changed();
         let locked: BTreeSet<&String> = self
             .live
             .values()
+            .filter(|l| l.machine.state().is_active())
             .flat_map(|l| l.runbook.services.iter())
             .collect();
+        let now = Instant::now();
         let writable: Vec<(String, i64)> = {
             let Ok(model) = self.shared.model.read() else {
                 return;
@@ -53,6 +67,7 @@ impl Engine {
             self.keep_fenced
                 .iter()
                 .filter(|id| !locked.contains(id))
+                .filter(|id| self.refence_retry.get(*id).is_none_or(|(_, at)| *at <= now))
                 .filter_map(|id| {
                     let svc = model.services.get(id)?;
                     let primary = svc.last.as_ref().is_some_and(|r| {
@@ -64,32 +79,70 @@ impl Engine {
                 .collect()
         };
         for (service, episode) in writable {
-            // Fence it now (idempotent if it already is read-only).
             self.fencing.insert(service.clone(), episode);
-            tracing::warn!(%service, "an old primary a failover fenced answers as a primary: making it read-only (again)");
-            let entry = crate::store::AuditEvent {
-                actor: "niledr",
-                action: "fence.returning_primary",
-                detail: serde_json::json!({ "service": service }),
+            self.refence(service);
+        }
+    }
+
+    /// Executions change state only through the journal: refresh when one passed its point of
+    /// no return since the last refresh.
+    fn refresh_fence_list_if_changed(&mut self) {
+        let passed = self
+            .live
+            .values()
+            .filter(|l| l.machine.execution().past_point_of_no_return)
+            .count();
+        if passed != self.fence_list_passed {
+            self.fence_list_passed = passed;
+            self.refresh_fence_list();
+        }
+    }
+
+    /// Fence it now (idempotent if it already is fenced), audited before acting.
+    fn refence(&mut self, service: String) {
+        let attempt = self.refence_retry.get(&service).map_or(1, |(n, _)| n + 1);
+        tracing::warn!(%service, attempt, "an old primary a failover fenced answers as a primary: making it read-only (again)");
+        let entry = crate::store::AuditEvent {
+            actor: "niledr",
+            action: "fence.returning_primary",
+            detail: serde_json::json!({ "service": service, "attempt": attempt }),
+        };
+        if let Err(e) = self.store.append_audit(vec![entry]) {
+            tracing::error!("audit of re-fencing {service} failed: {e:#}");
+        }
+        let ctx = self.ctx.clone();
+        let tx = self.tx.clone();
+        self.rt.spawn(async move {
+            let action = Action::PostgresFence {
+                service: service.clone(),
+                mode: FenceMode::ReadOnly,
+                on_unreachable: OnUnreachable::Proceed,
             };
-            if let Err(e) = self.store.append_audit(vec![entry]) {
-                tracing::error!("audit of re-fencing {service} failed: {e:#}");
+            let result = match steps::run(&ctx, &action, Duration::from_secs(15)).await {
+                Ok(steps::StepOutcome::Done(d)) if d.starts_with("unreachable") => Err(d),
+                Ok(steps::StepOutcome::Done(d) | steps::StepOutcome::AwaitConfirm(d)) => Ok(d),
+                Err(e) => Err(e.error),
+            };
+            tx.send(EngineEvent::Refenced { service, result }).await;
+        });
+    }
+
+    /// The outcome of a re-fence: a failure is retried with backoff until it holds.
+    pub(super) fn refenced(&mut self, service: &str, result: Result<String, String>) {
+        match result {
+            Ok(d) => {
+                self.refence_retry.remove(service);
+                tracing::warn!(%service, "returning old primary fenced: {d}");
             }
-            let ctx = self.ctx.clone();
-            let tx = self.tx.clone();
-            self.rt.spawn(async move {
-                let action = Action::PostgresFence {
-                    service: service.clone(),
-                    mode: FenceMode::ReadOnly,
-                };
-                let result = steps::run(&ctx, &action, std::time::Duration::from_secs(15)).await;
-                let _ = tx
-                    .send(Event::Engine(Box::new(EngineEvent::Refenced {
-                        service,
-                        result: result.map_err(|e| e.error),
-                    })))
-                    .await;
-            });
+            Err(e) => {
+                let failures = self.refence_retry.get(service).map_or(1, |(n, _)| n + 1);
+                let wait = backoff(failures);
+                self.refence_retry
+                    .insert(service.to_string(), (failures, Instant::now() + wait));
+                // Not fenced: the next tick after the backoff tries again.
+                self.fencing.remove(service);
+                tracing::error!(%service, failures, "could not fence the returning old primary: {e}; retrying in {wait:?}");
+            }
         }
     }
 }

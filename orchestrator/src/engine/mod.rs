@@ -6,30 +6,56 @@
 mod commands;
 mod drill_hooks;
 mod fencing;
+mod journal;
+mod resume;
+mod start;
 pub mod steps;
+mod tasks;
 mod triggers;
 mod view;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use niledr_runbooks::{Action, Catalog, Effect, Event as MEvent, Level, Machine, Runbook, State};
+use niledr_runbooks::{Catalog, Event as MEvent, Machine, Readiness, Runbook, State};
 use niledr_web::types::{ExecutionView, PrincipalView, RunbookSummaryView, StatusEventView};
 use niledr_web::{ApiError, Command};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use crate::config::Config;
-use crate::event_loop::{Event, Shared};
-use crate::failpoint;
 use crate::records::{ExecutionRecordV1, StepRecordV1, TimelineEntryV1};
-use crate::store::{AuditEvent, Store};
+use crate::shared::Shared;
+use crate::store::Store;
 pub(crate) use commands::{Need, require};
 pub use drill_hooks::{StandingApproval, drill_principal};
-use steps::{StepContext, StepError};
+use steps::{StepContext, StepError, StepOutcome};
+pub use tasks::TaskKind;
 pub use view::execution_view;
+
+type SendFn = dyn Fn(EngineEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+/// How the engine's tasks report back to the loop that owns the engine. Built by the event
+/// loop (`event_loop::engine_tx`), so the engine does not know the loop's `Event` type.
+#[derive(Clone)]
+pub struct EngineTx(Arc<SendFn>);
+
+impl EngineTx {
+    pub fn new(
+        f: impl Fn(EngineEvent) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
+    ) -> Self {
+        EngineTx(Arc::new(f))
+    }
+
+    /// Deliver `ev` to the loop (dropped when the loop has stopped).
+    pub async fn send(&self, ev: EngineEvent) {
+        (self.0)(ev).await;
+    }
+}
 
 /// Events the engine handles (wrapped in the loop's `Event::Engine`).
 #[derive(Debug)]
@@ -43,8 +69,26 @@ pub enum EngineEvent {
         id: String,
         index: usize,
         rollback: bool,
-        result: Result<String, StepError>,
+        result: Result<StepOutcome, StepError>,
         took: Duration,
+    },
+    /// A supervised task panicked or was aborted.
+    TaskCrashed {
+        id: String,
+        index: usize,
+        kind: TaskKind,
+        error: String,
+    },
+    /// The readiness check before the first step finished.
+    ReadyDone {
+        id: String,
+        readiness: Vec<Readiness>,
+    },
+    /// A step waiting for an operator's confirm ran out of time (if still at `attempt`).
+    ConfirmDue {
+        id: String,
+        index: usize,
+        attempt: u32,
     },
     RetryDue {
         id: String,
@@ -140,7 +184,7 @@ pub struct Engine {
     catalog: Catalog,
     runbooks: BTreeMap<String, LoadedRunbook>,
     live: BTreeMap<String, Live>,
-    tx: mpsc::Sender<Event>,
+    tx: EngineTx,
     rt: tokio::runtime::Handle,
     ctx: Arc<StepContext>,
     events: broadcast::Sender<StatusEventView>,
@@ -152,8 +196,16 @@ pub struct Engine {
     keep_fenced: std::collections::BTreeSet<String>,
     /// Service → the up-episode (status `since`, ms) it was last re-fenced in.
     fencing: BTreeMap<String, i64>,
+    /// Service → (failed re-fence attempts, not before): retried with backoff.
+    refence_retry: BTreeMap<String, (u32, Instant)>,
+    /// Live executions past their point of no return at the last fence-list refresh.
+    fence_list_passed: usize,
     /// The drill running now, if any: triggers do not propose for the outage it causes.
     drill_active: Option<String>,
+    /// Supervised tasks running now, since when.
+    in_flight: BTreeMap<tasks::TaskKey, Instant>,
+    /// Shutting down: no new step, rollback or verification starts.
+    stopping: bool,
 }
 
 /// Engine-internal errors surface in the loop as anyhow errors.
@@ -175,7 +227,7 @@ pub struct EngineDeps {
     pub store: Arc<Store>,
     pub shared: Arc<Shared>,
     pub catalog: Catalog,
-    pub tx: mpsc::Sender<Event>,
+    pub tx: EngineTx,
     pub rt: tokio::runtime::Handle,
     pub events: broadcast::Sender<StatusEventView>,
 }
@@ -202,7 +254,11 @@ impl Engine {
             pending_audit: Vec::new(),
             keep_fenced: Default::default(),
             fencing: Default::default(),
+            refence_retry: BTreeMap::new(),
+            fence_list_passed: 0,
             drill_active: None,
+            in_flight: BTreeMap::new(),
+            stopping: false,
         }
     }
 
@@ -222,88 +278,6 @@ impl Engine {
             .collect()
     }
 
-    /// After a restart: take back every execution that had not ended, and re-run what was in
-    /// flight. Steps with intent but no outcome are in doubt; their actions check the world
-    /// before acting, so nothing runs twice blindly.
-    pub fn resume(&mut self) -> Result<()> {
-        self.refresh_fence_list();
-        for rec in self.store.executions()? {
-            let machine: Machine = match serde_json::from_value(rec.machine.clone()) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::error!(id = %rec.id, "cannot resume execution: its state machine does not load: {e}");
-                    continue;
-                }
-            };
-            if machine.state().is_terminal() {
-                continue;
-            }
-            let Some(loaded) = self.runbooks.get(&rec.runbook) else {
-                tracing::error!(id = %rec.id, runbook = %rec.runbook, "cannot resume execution: runbook no longer loaded");
-                continue;
-            };
-            let runbook = loaded.runbook.clone();
-            let id = rec.id.clone();
-            tracing::warn!(%id, state = %machine.state(), "resuming execution after restart");
-            let state = machine.state().clone();
-            self.live.insert(
-                id.clone(),
-                Live {
-                    machine,
-                    record: rec,
-                    runbook,
-                },
-            );
-            self.note(
-                &id,
-                "resumed",
-                "niledr restarted; re-checking in-flight work",
-            );
-            match state {
-                State::Running { step } => {
-                    let in_doubt = self.live.get(&id).is_some_and(|l| {
-                        l.record
-                            .steps
-                            .get(step)
-                            .is_some_and(|s| s.intent_at.is_some() && s.outcome_at.is_none())
-                    });
-                    let waiting = self.live.get(&id).is_some_and(|l| {
-                        l.record
-                            .steps
-                            .get(step)
-                            .is_some_and(|s| s.state == "waiting_confirmation")
-                    });
-                    if in_doubt && !waiting {
-                        self.note(&id, "in_doubt", &format!("step {step} had intent but no outcome: re-checking the world, then acting only if needed"));
-                        let attempt = self
-                            .live
-                            .get(&id)
-                            .and_then(|l| l.record.steps.get(step))
-                            .map_or(1, |s| s.attempts.max(1));
-                        self.save(&id, vec![])?;
-                        self.spawn_step(&id, step, attempt);
-                    } else {
-                        self.save(&id, vec![])?;
-                    }
-                }
-                State::RollingBack { step } => {
-                    self.save(&id, vec![])?;
-                    self.spawn_rollback(&id, step);
-                }
-                State::Verifying {} => {
-                    self.save(&id, vec![])?;
-                    self.spawn_verify(&id);
-                }
-                State::Approved {} => {
-                    self.save(&id, vec![])?;
-                    self.start_approved(&id).map_err(api)?;
-                }
-                _ => self.save(&id, vec![])?,
-            }
-        }
-        Ok(())
-    }
-
     pub fn handle(&mut self, ev: EngineEvent) -> Result<()> {
         match ev {
             EngineEvent::Command {
@@ -320,7 +294,31 @@ impl Engine {
                 rollback,
                 result,
                 took,
-            } => self.step_done(&id, index, rollback, result, took)?,
+            } => {
+                let kind = if rollback {
+                    TaskKind::Rollback
+                } else {
+                    TaskKind::Step
+                };
+                self.task_ended(&id, index, kind);
+                self.step_done(&id, index, rollback, result, took)?;
+            }
+            EngineEvent::TaskCrashed {
+                id,
+                index,
+                kind,
+                error,
+            } => {
+                self.task_ended(&id, index, kind);
+                self.task_crashed(&id, index, kind, error);
+            }
+            EngineEvent::ReadyDone { id, readiness } => {
+                self.task_ended(&id, 0, TaskKind::Ready);
+                self.ready_done(&id, readiness);
+            }
+            EngineEvent::ConfirmDue { id, index, attempt } => {
+                self.confirm_due(&id, index, attempt);
+            }
             EngineEvent::DrillPropose {
                 drill,
                 runbook,
@@ -352,14 +350,10 @@ impl Engine {
                     detail: serde_json::json!({ "service": service, "result": format!("{result:?}") }),
                 };
                 self.store.append_audit(vec![entry])?;
-                match result {
-                    Ok(d) => tracing::warn!(%service, "returning old primary fenced: {d}"),
-                    Err(e) => {
-                        tracing::error!(%service, "could not fence the returning old primary: {e}")
-                    }
-                }
+                self.refenced(&service, result);
             }
             EngineEvent::VerifyDone { id, result } => {
+                self.task_ended(&id, 0, TaskKind::Verify);
                 if self.live.contains_key(&id) {
                     let ev = match result {
                         Ok(detail) => {
@@ -403,7 +397,7 @@ impl Engine {
         Ok(())
     }
 
-    fn note(&mut self, id: &str, event: &str, detail: &str) {
+    pub(super) fn note(&mut self, id: &str, event: &str, detail: &str) {
         if let Some(l) = self.live.get_mut(id) {
             l.record.timeline.push(TimelineEntryV1 {
                 at: now_str(),
@@ -411,415 +405,6 @@ impl Engine {
                 detail: detail.into(),
             });
         }
-    }
-
-    /// Persist the record (fsync) with audit entries.
-    fn save(
-        &mut self,
-        id: &str,
-        mut audit: Vec<(String, String, serde_json::Value)>,
-    ) -> Result<()> {
-        let Some(l) = self.live.get_mut(id) else {
-            return Ok(());
-        };
-        audit.append(&mut self.pending_audit);
-        l.record.state = l.machine.state().name().to_string();
-        l.record.machine = serde_json::to_value(&l.machine)?;
-        let events = audit
-            .iter()
-            .map(|(actor, action, detail)| AuditEvent {
-                actor,
-                action,
-                detail: detail.clone(),
-            })
-            .collect();
-        self.store.save_execution(&l.record, events)
-    }
-
-    /// Feed one event to an execution's machine: journal the transitions, then perform the
-    /// effects. A refused event changes nothing and is reported as a conflict.
-    fn apply(&mut self, id: &str, event: MEvent) -> Result<(), ApiError> {
-        self.apply_as(id, "niledr", event)
-    }
-
-    fn apply_as(&mut self, id: &str, actor: &str, event: MEvent) -> Result<(), ApiError> {
-        let Some(l) = self.live.get_mut(id) else {
-            return Err(ApiError::NotFound(format!("no active execution {id}")));
-        };
-        let outbox = l.machine.handle(&event);
-        if let Some(why) = outbox.refused {
-            return Err(ApiError::Conflict(why));
-        }
-        let event_name = serde_json::to_value(&event)
-            .ok()
-            .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_default();
-        let mut audit = Vec::new();
-        for t in &outbox.transitions {
-            l.record.timeline.push(TimelineEntryV1 {
-                at: now_str(),
-                event: format!("{} → {}", t.from.name(), t.to.name()),
-                detail: event_name.clone(),
-            });
-            audit.push((
-                actor.to_string(),
-                "execution.transition".to_string(),
-                serde_json::json!({ "id": id, "from": t.from.to_string(), "to": t.to.to_string(), "event": event_name }),
-            ));
-        }
-        // Mark intent for every step about to start, in the same commit (journal before effect).
-        for e in &outbox.effects {
-            match e {
-                Effect::RunStep { index, attempt, .. } => {
-                    let manual = matches!(
-                        l.runbook.steps.get(*index).map(|s| &s.action),
-                        Some(Action::ManualConfirm { .. })
-                    );
-                    audit.push((
-                        "niledr".to_string(),
-                        "step.intent".to_string(),
-                        serde_json::json!({ "id": id, "step": l.runbook.steps.get(*index).map(|s| s.id.clone()), "attempt": attempt }),
-                    ));
-                    if let Some(s) = l.record.steps.get_mut(*index) {
-                        s.attempts = *attempt;
-                        s.intent_at = Some(now_str());
-                        s.outcome_at = None;
-                        s.state = if manual {
-                            "waiting_confirmation".into()
-                        } else {
-                            "running".into()
-                        };
-                    }
-                }
-                Effect::RollbackStep { index, .. } => {
-                    audit.push((
-                        "niledr".to_string(),
-                        "step.rollback_intent".to_string(),
-                        serde_json::json!({ "id": id, "step": l.runbook.steps.get(*index).map(|s| s.id.clone()) }),
-                    ));
-                    if let Some(s) = l.record.steps.get_mut(*index) {
-                        s.state = "rolling_back".into();
-                        s.intent_at = Some(now_str());
-                        s.outcome_at = None;
-                    }
-                }
-                Effect::Notify { level, message } => {
-                    l.record.timeline.push(TimelineEntryV1 {
-                        at: now_str(),
-                        event: format!("notify.{level:?}").to_lowercase(),
-                        detail: message.clone(),
-                    });
-                }
-                _ => {}
-            }
-        }
-        if let State::Failed {
-            needs_operator: true,
-        } = l.machine.state()
-        {
-            l.record.needs_operator = Some(
-                l.machine
-                    .execution()
-                    .failure
-                    .clone()
-                    .unwrap_or_else(|| "rollback failed".into()),
-            );
-        }
-        let transitions = outbox.transitions.clone();
-        self.save(id, audit)
-            .map_err(|e| ApiError::Internal(format!("journal: {e:#}")))?;
-        for t in &transitions {
-            let _ = self.events.send(StatusEventView {
-                seq: 0,
-                at: now_str(),
-                scope: "execution".into(),
-                id: id.to_string(),
-                site: None,
-                from: t.from.name().into(),
-                to: t.to.name().into(),
-                reason: event_name.clone(),
-            });
-        }
-        for e in outbox.effects {
-            self.perform(id, e);
-        }
-        if self
-            .live
-            .get(id)
-            .is_some_and(|l| l.machine.state().is_terminal())
-            && let Some(l) = self.live.remove(id)
-        {
-            tracing::info!(%id, state = %l.machine.state(), "execution ended");
-            self.refresh_fence_list();
-        }
-        Ok(())
-    }
-
-    fn perform(&mut self, id: &str, effect: Effect) {
-        match effect {
-            Effect::RunStep { index, attempt, .. } => {
-                let manual = self.live.get(id).is_some_and(|l| {
-                    matches!(
-                        l.runbook.steps.get(index).map(|s| &s.action),
-                        Some(Action::ManualConfirm { .. })
-                    )
-                });
-                if !manual {
-                    self.spawn_step(id, index, attempt);
-                }
-            }
-            Effect::ScheduleRetry {
-                index, after_ms, ..
-            } => {
-                let tx = self.tx.clone();
-                let id = id.to_string();
-                self.rt.spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
-                    let _ = tx
-                        .send(Event::Engine(Box::new(EngineEvent::RetryDue { id, index })))
-                        .await;
-                });
-            }
-            Effect::RollbackStep { index, .. } => self.spawn_rollback(id, index),
-            Effect::Verify => self.spawn_verify(id),
-            Effect::Notify { level, message } => match level {
-                Level::Info => tracing::info!(%id, "{message}"),
-                Level::Warning => tracing::warn!(%id, "{message}"),
-                Level::Critical => tracing::error!(%id, "NEEDS AN OPERATOR: {message}"),
-            },
-        }
-    }
-
-    fn spawn_step(&self, id: &str, index: usize, attempt: u32) {
-        let Some(l) = self.live.get(id) else { return };
-        let Some(step) = l.runbook.steps.get(index).cloned() else {
-            return;
-        };
-        let tx = self.tx.clone();
-        let ctx = self.ctx.clone();
-        let id = id.to_string();
-        failpoint::hit(&format!("after_intent:{}", step.id));
-        tracing::info!(%id, step = %step.id, attempt, "step starting");
-        self.rt.spawn(async move {
-            let started = Instant::now();
-            let timeout = Duration::from_millis(step.timeout_ms);
-            let result = match tokio::time::timeout(
-                timeout + Duration::from_secs(1),
-                steps::run(&ctx, &step.action, timeout),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(StepError {
-                    error: format!("timed out after {timeout:?}"),
-                    retryable: true,
-                }),
-            };
-            failpoint::hit(&format!("after_action:{}", step.id));
-            let _ = tx
-                .send(Event::Engine(Box::new(EngineEvent::StepDone {
-                    id,
-                    index,
-                    rollback: false,
-                    result,
-                    took: started.elapsed(),
-                })))
-                .await;
-        });
-    }
-
-    fn spawn_rollback(&self, id: &str, index: usize) {
-        let Some(l) = self.live.get(id) else { return };
-        let Some(step) = l.runbook.steps.get(index).cloned() else {
-            return;
-        };
-        let detail = l
-            .record
-            .steps
-            .get(index)
-            .map(|s| s.detail.clone())
-            .unwrap_or_default();
-        let tx = self.tx.clone();
-        let ctx = self.ctx.clone();
-        let id = id.to_string();
-        tracing::warn!(%id, step = %step.id, "rolling back step");
-        self.rt.spawn(async move {
-            let started = Instant::now();
-            let timeout = Duration::from_millis(step.timeout_ms);
-            let action = match &step.rollback {
-                niledr_runbooks::Rollback::Explicit(r) => r.action.clone(),
-                _ => step.action.clone(),
-            };
-            let result = match &step.rollback {
-                niledr_runbooks::Rollback::Explicit(_) => steps::run(&ctx, &action, timeout).await,
-                _ => steps::rollback(&ctx, &action, &detail, timeout).await,
-            };
-            let _ = tx
-                .send(Event::Engine(Box::new(EngineEvent::StepDone {
-                    id,
-                    index,
-                    rollback: true,
-                    result,
-                    took: started.elapsed(),
-                })))
-                .await;
-        });
-    }
-
-    /// End-to-end verification: every promoted store answers as a primary and every cut-over
-    /// name answers the new address on every authoritative server.
-    fn spawn_verify(&self, id: &str) {
-        let Some(l) = self.live.get(id) else { return };
-        let checks: Vec<Action> = l
-            .runbook
-            .steps
-            .iter()
-            .filter_map(|s| match &s.action {
-                Action::DnsCutover { name, to, .. } => Some(Action::DnsVerify {
-                    name: name.clone(),
-                    expect: to.clone(),
-                }),
-                Action::PostgresPromote { .. } | Action::RedisPromote { .. } => {
-                    Some(s.action.clone())
-                }
-                _ => None,
-            })
-            .collect();
-        let tx = self.tx.clone();
-        let ctx = self.ctx.clone();
-        let id = id.to_string();
-        self.rt.spawn(async move {
-            let mut seen = Vec::new();
-            let mut result = Ok(());
-            for a in &checks {
-                // Promotions are idempotent: on a promoted store they only confirm it.
-                match steps::run(&ctx, a, Duration::from_secs(10)).await {
-                    Ok(d) => seen.push(d),
-                    Err(e) => {
-                        result = Err(e.error);
-                        break;
-                    }
-                }
-            }
-            let result = result.map(|()| format!("{} checks passed", seen.len()));
-            let _ = tx
-                .send(Event::Engine(Box::new(EngineEvent::VerifyDone {
-                    id,
-                    result,
-                })))
-                .await;
-        });
-    }
-
-    fn step_done(
-        &mut self,
-        id: &str,
-        index: usize,
-        rollback: bool,
-        result: Result<String, StepError>,
-        took: Duration,
-    ) -> Result<()> {
-        let step_id = self
-            .live
-            .get(id)
-            .and_then(|l| l.runbook.steps.get(index))
-            .map(|s| s.id.clone())
-            .unwrap_or_default();
-        failpoint::hit(&format!("before_outcome:{step_id}"));
-        let journal_start = Instant::now();
-        let Some(l) = self.live.get_mut(id) else {
-            return Ok(());
-        };
-        if let Some(s) = l.record.steps.get_mut(index) {
-            s.outcome_at = Some(now_str());
-            let text = match &result {
-                Ok(d) => d.clone(),
-                Err(e) => e.error.clone(),
-            };
-            if rollback {
-                s.rollback_detail = Some(text);
-            } else {
-                s.duration_ms = Some(took.as_secs_f64() * 1000.0);
-                if result.is_err() {
-                    s.error = Some(text.clone());
-                }
-                s.detail = text;
-            }
-            s.state = match (rollback, result.is_ok()) {
-                (false, true) => "succeeded",
-                (false, false) => "failed",
-                (true, true) => "rolled_back",
-                (true, false) => "rollback_failed",
-            }
-            .into();
-        }
-        let outcome = l
-            .record
-            .steps
-            .get(index)
-            .map(|s| (s.state.clone(), s.detail.clone(), s.rollback_detail.clone()));
-        self.pending_audit.push((
-            "niledr".to_string(),
-            if rollback {
-                "step.rollback_outcome"
-            } else {
-                "step.outcome"
-            }
-            .to_string(),
-            serde_json::json!({ "id": id, "step": step_id, "outcome": outcome }),
-        ));
-        let ev = match (rollback, result) {
-            (false, Ok(_)) => MEvent::StepSucceeded { index },
-            (false, Err(e)) => MEvent::StepFailed {
-                index,
-                retryable: e.retryable,
-                error: e.error,
-            },
-            (true, Ok(_)) => MEvent::RollbackStepDone { index },
-            (true, Err(e)) => MEvent::RollbackStepFailed {
-                index,
-                error: e.error,
-            },
-        };
-        if let Err(e) = self.apply(id, ev) {
-            tracing::error!(%id, "journal of step {index} outcome failed: {e:?}");
-        }
-        if let Some(l) = self.live.get_mut(id)
-            && let Some(s) = l.record.steps.get_mut(index)
-        {
-            s.overhead_ms = Some(journal_start.elapsed().as_secs_f64() * 1000.0);
-        }
-        Ok(())
-    }
-
-    /// Approved: check the world did not drift past tolerance, take a fencing generation, go.
-    fn start_approved(&mut self, id: &str) -> Result<(), ApiError> {
-        let Some(l) = self.live.get(id) else {
-            return Ok(());
-        };
-        let approved: niledr_runbooks::Preconditions =
-            serde_json::from_value(l.record.preconditions.clone()).unwrap_or_default();
-        let world = self.world();
-        let now = niledr_runbooks::preconditions(&l.runbook, &world);
-        let drift = niledr_runbooks::drift(&approved, &now, &l.runbook.approval.tolerance);
-        if !drift.is_empty() {
-            self.note(id, "preconditions_drifted", &drift.join("; "));
-            if let Some(l) = self.live.get_mut(id) {
-                l.record.preconditions = serde_json::to_value(&now).unwrap_or_default();
-                // Approvals given for the old picture no longer count.
-                l.record.approvals.clear();
-            }
-            return self.apply(id, MEvent::PreconditionsDrifted { details: drift });
-        }
-        let generation = self
-            .store
-            .next_generation()
-            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-        if let Some(l) = self.live.get_mut(id) {
-            l.record.generation = Some(generation);
-        }
-        self.note(id, "started", &format!("fencing generation {generation}"));
-        self.apply(id, MEvent::Start)
     }
 
     fn world(&self) -> niledr_runbooks::WorldSnapshot {
@@ -865,6 +450,7 @@ impl Engine {
             timeline: Vec::new(),
             needs_operator: None,
             generation: None,
+            past_point_of_no_return: false,
         }
     }
 }

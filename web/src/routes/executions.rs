@@ -102,6 +102,19 @@ pub async fn confirm(
         .map(Json)
 }
 
+pub async fn retry(
+    State(b): State<SharedBackend>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    req: Result<Json<ConfirmRequest>, JsonRejection>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let who = principal(&b, &headers)?;
+    let request = body(req)?;
+    b.command(who, Command::Retry { id, request })
+        .await
+        .map(Json)
+}
+
 async fn control(
     b: SharedBackend,
     headers: HeaderMap,

@@ -55,6 +55,7 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/executions/{id}/pause", post(executions::pause))
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/confirm", post(executions::confirm))
+        .route("/api/v1/executions/{id}/retry", post(executions::retry))
         .route("/", get(console::index))
         .route("/assets/{*path}", get(console::asset))
         .fallback(not_found)

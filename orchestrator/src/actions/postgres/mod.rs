@@ -10,6 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::time::{Instant, sleep, timeout};
 
+mod fence;
+pub use fence::{FenceOutcome, UnfenceOutcome, fence, unfence};
+
 /// How long a connection attempt may take before the server counts as not answering.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// `pg_promote(false)` returns at once; `pg_is_in_recovery()` is polled this often
@@ -263,6 +266,26 @@ pub async fn wal_sender(standby: &PgTarget) -> Result<Option<(String, u16)>> {
     Ok(r.2.zip(r.3))
 }
 
+/// Does `standby` stream WAL from `host:port` right now (its own `pg_stat_wal_receiver`)?
+pub async fn streams_from(standby: &PgTarget, host: &str, port: u16) -> Result<(bool, String)> {
+    let (in_recovery, status, shost, sport, _) = receiver(standby).await?;
+    let from = shost.as_deref() == Some(host) && sport == Some(port);
+    let streaming = in_recovery && from && status.as_deref() == Some("streaming");
+    let seen = if in_recovery {
+        format!(
+            "WAL receiver {} from {}",
+            status.as_deref().unwrap_or("absent"),
+            shost.map_or("nobody".to_string(), |h| format!(
+                "{h}:{}",
+                sport.unwrap_or_default()
+            ))
+        )
+    } else {
+        "not in recovery (it is a primary)".to_string()
+    };
+    Ok((streaming, seen))
+}
+
 type ReceiverRow = (
     bool,
     Option<String>,
@@ -411,154 +434,6 @@ pub async fn check_lag(
         seconds.map_or("unknown seconds".to_string(), |s| format!("{s:.3} s"))
     );
     Ok(report)
-}
-
-// ---------------------------------------------------------------------------------------
-// fence / unfence
-
-/// How to fence the old primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FenceMode {
-    /// `ALTER SYSTEM SET default_transaction_read_only = on`, reload, and terminate every
-    /// other client session so none keeps writing. WAL senders stay (switchover needs them).
-    ReadOnly,
-}
-
-/// What fencing did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FenceOutcome {
-    Fenced {
-        /// It was already read-only before this call (a retry or an in-doubt step).
-        already_read_only: bool,
-        /// The server was a standby (a returning old primary already demoted).
-        was_in_recovery: bool,
-        /// Client sessions terminated.
-        terminated: u64,
-        took: Duration,
-    },
-    /// The old primary did not answer: nothing could be done to it. Fencing then relies
-    /// on DNS and connection strings pointing elsewhere (approvers see this in the plan).
-    Unreachable { error: String },
-}
-
-impl FenceOutcome {
-    pub fn summary(&self) -> String {
-        match self {
-            FenceOutcome::Fenced {
-                already_read_only,
-                terminated,
-                took,
-                ..
-            } => format!(
-                "read-only{}; {terminated} client session(s) terminated in {took:?}",
-                if *already_read_only { " (already)" } else { "" }
-            ),
-            FenceOutcome::Unreachable { error } => format!(
-                "old primary did not answer ({error}); fencing relies on DNS and connection strings"
-            ),
-        }
-    }
-}
-
-async fn new_session_read_only(target: &PgTarget) -> Result<bool> {
-    let mut c = target.connect().await?;
-    let v = scalar_text(
-        &mut c,
-        "SELECT current_setting('default_transaction_read_only')",
-    )
-    .await?;
-    let _ = c.close().await;
-    Ok(v.as_deref() == Some("on"))
-}
-
-/// Wait until a new session sees `default_transaction_read_only = want` (the reload is
-/// asynchronous: the postmaster re-reads the config when it handles SIGHUP).
-async fn wait_setting(target: &PgTarget, want: bool) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if new_session_read_only(target).await? == want {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{target}: default_transaction_read_only still not {want} 10 s after pg_reload_conf()"
-            );
-        }
-        sleep(POLL).await;
-    }
-}
-
-/// Fence the old primary. Idempotent: setting and reload are repeated harmlessly, sessions
-/// opened since are terminated again. Caveat: a superuser can still `SET
-/// default_transaction_read_only = off` in its own session; this fence stops applications,
-/// not a determined administrator.
-pub async fn fence(primary: &PgTarget, mode: FenceMode) -> Result<FenceOutcome> {
-    let t0 = Instant::now();
-    let mut conn = match primary.connect().await {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(FenceOutcome::Unreachable {
-                error: format!("{e:#}"),
-            });
-        }
-    };
-    match mode {
-        FenceMode::ReadOnly => {}
-    }
-    let was_in_recovery = in_recovery(&mut conn).await?;
-    let already_read_only = new_session_read_only(primary).await?;
-    // ALTER SYSTEM refuses to run in a transaction block: one statement per call.
-    sqlx::raw_sql("ALTER SYSTEM SET default_transaction_read_only = on")
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("{primary}: ALTER SYSTEM SET default_transaction_read_only"))?;
-    sqlx::raw_sql("SELECT pg_reload_conf()")
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("{primary}: pg_reload_conf()"))?;
-    wait_setting(primary, true).await?;
-    // Only now: a terminated client that reconnects gets a read-only session.
-    let terminated: i64 = sqlx::query_scalar(
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 1000)) FROM pg_stat_activity \
-         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .with_context(|| format!("{primary}: terminating client sessions"))?;
-    let _ = conn.close().await;
-    Ok(FenceOutcome::Fenced {
-        already_read_only,
-        was_in_recovery,
-        terminated: u64::try_from(terminated).unwrap_or(0),
-        took: t0.elapsed(),
-    })
-}
-
-/// Undo `fence`: reset the setting and reload. Returns whether it was fenced before.
-pub async fn unfence(primary: &PgTarget) -> Result<UnfenceOutcome> {
-    let t0 = Instant::now();
-    let was_read_only = new_session_read_only(primary).await?;
-    let mut conn = primary.connect().await?;
-    sqlx::raw_sql("ALTER SYSTEM RESET default_transaction_read_only")
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("{primary}: ALTER SYSTEM RESET default_transaction_read_only"))?;
-    sqlx::raw_sql("SELECT pg_reload_conf()")
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("{primary}: pg_reload_conf()"))?;
-    let _ = conn.close().await;
-    wait_setting(primary, false).await?;
-    Ok(UnfenceOutcome {
-        was_read_only,
-        took: t0.elapsed(),
-    })
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnfenceOutcome {
-    pub was_read_only: bool,
-    pub took: Duration,
 }
 
 // ---------------------------------------------------------------------------------------

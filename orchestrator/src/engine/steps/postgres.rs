@@ -1,0 +1,327 @@
+//! PostgreSQL steps: the lag gate, fencing the old primary (with evidence when it does not
+//! answer), promotion and the switchover wait — forward, undo, observe-only verification and
+//! readiness side by side.
+
+use std::time::Duration;
+
+use niledr_probes::ProbeSpec;
+use niledr_runbooks::{FenceMode, OnUnreachable};
+
+use super::context::{StepContext, StepError, StepOutcome, fatal, untouched};
+use super::took;
+use crate::actions::{self, postgres::FenceOutcome};
+use crate::util::poll_until;
+
+/// How long the standby must be seen without a WAL stream from the old primary before that
+/// counts as evidence the old primary is gone (sampled every `EVIDENCE_POLL`).
+const EVIDENCE_WINDOW: Duration = Duration::from_secs(1);
+const EVIDENCE_POLL: Duration = Duration::from_millis(250);
+
+pub async fn check_lag(
+    ctx: &StepContext,
+    service: &str,
+    max_lag_bytes: u64,
+    max_lag_seconds: Option<u64>,
+    max_lag_age_ms: Option<u64>,
+) -> Result<String, StepError> {
+    let standby = ctx.pg(service)?;
+    // Whom it streams from right now; the config's `upstream` when it does not stream (the
+    // primary is down). After a switchover the direction is reversed, so the static config
+    // alone would measure against the wrong server.
+    let upstream = match live_upstream(ctx, service).await {
+        Some(u) => u,
+        None => upstream_of(ctx, service)?,
+    };
+    let primary = ctx.pg(&upstream)?;
+    let r = actions::postgres::check_lag(
+        &standby,
+        &primary,
+        max_lag_bytes,
+        max_lag_seconds.map_or(f64::INFINITY, |s| s as f64),
+    )
+    .await?;
+    if r.within_bounds {
+        return Ok(r.reason);
+    }
+    let Some(primary_error) = r.primary_error else {
+        return Err(StepError {
+            error: format!("lag gate: {}", r.reason),
+            retryable: true,
+            untouched: true,
+        });
+    };
+    last_measured_lag(ctx, service, &upstream, max_lag_bytes, max_lag_age_ms)
+        .map(|ok| format!("primary unreachable ({primary_error}); {ok}"))
+}
+
+/// The primary is gone, so the lag cannot be measured now: the last lag the probes measured
+/// while it was alive is what the standby has at most lost — if it was measured close enough
+/// to the moment the primary was last seen answering (older evidence proves nothing).
+fn last_measured_lag(
+    ctx: &StepContext,
+    service: &str,
+    upstream: &str,
+    max_lag_bytes: u64,
+    max_lag_age_ms: Option<u64>,
+) -> Result<String, StepError> {
+    let history = |id: &str| {
+        ctx.store
+            .probe_history(id, 500)
+            .map_err(|e| fatal(format!("reading probe history of {id}: {e:#}")))
+    };
+    let Some((lag, at)) = history(service)?
+        .into_iter()
+        .find_map(|p| p.lag.map(|l| (l, p.at)))
+    else {
+        return Err(fatal(
+            "lag gate: the primary is unreachable and no lag was ever measured",
+        ));
+    };
+    let bound =
+        max_lag_age_ms.map_or_else(|| probe_interval(ctx, service) * 3, Duration::from_millis);
+    let measured = parse_ts(&at)?;
+    // The primary was last seen answering at its newest successful probe (or now).
+    let last_alive = history(upstream)?
+        .into_iter()
+        .find(|p| p.ok)
+        .map(|p| parse_ts(&p.at))
+        .transpose()?
+        .unwrap_or_else(jiff::Timestamp::now);
+    let age = last_alive.duration_since(measured);
+    let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
+    if age > bound {
+        return Err(fatal(format!(
+            "lag gate: the last measured lag ({lag} B at {at}) is {:.1} s older than the moment \
+             {upstream} was last seen answering, more than max_lag_age {:.1} s: stale evidence \
+             (break-glass approval, or a step with a larger max_lag_age, to proceed anyway)",
+            age.as_secs_f64(),
+            bound.as_secs_f64()
+        )));
+    }
+    if lag > max_lag_bytes {
+        return Err(fatal(format!(
+            "lag gate: last measured lag {lag} B at {at} exceeds {max_lag_bytes} B"
+        )));
+    }
+    Ok(format!(
+        "last measured lag {lag} B at {at} ({:.1} s before {upstream} was last seen) is within {max_lag_bytes} B",
+        age.as_secs_f64()
+    ))
+}
+
+fn parse_ts(s: &str) -> Result<jiff::Timestamp, StepError> {
+    s.parse()
+        .map_err(|e| fatal(format!("probe history holds an unreadable time {s:?}: {e}")))
+}
+
+fn probe_interval(ctx: &StepContext, service: &str) -> Duration {
+    ctx.config
+        .services
+        .get(service)
+        .map_or(Duration::from_secs(1), |s| s.probe.interval)
+}
+
+pub async fn fence(
+    ctx: &StepContext,
+    service: &str,
+    mode: FenceMode,
+    on_unreachable: OnUnreachable,
+) -> Result<StepOutcome, StepError> {
+    if mode == FenceMode::Stop {
+        return Err(fatal(
+            "fence mode `stop` needs shell access to the old primary's host, which niledr does not have; use `read_only`",
+        ));
+    }
+    let r = actions::postgres::fence(&ctx.pg(service)?).await?;
+    let FenceOutcome::Unreachable { error } = &r else {
+        return Ok(StepOutcome::Done(r.summary()));
+    };
+    let down_for = probe_down_for(ctx, service);
+    let unreachable = format!("unreachable: {service} did not answer ({error}); {down_for}");
+    match on_unreachable {
+        OnUnreachable::Proceed => Ok(StepOutcome::Done(format!(
+            "{unreachable}; not fenced, proceeding (on_unreachable = proceed)"
+        ))),
+        OnUnreachable::Confirm => Ok(StepOutcome::AwaitConfirm(format!(
+            "{unreachable}; waiting for an operator's confirm (on_unreachable = confirm)"
+        ))),
+        OnUnreachable::RequireEvidence => match standby_evidence(ctx, service).await {
+            Ok(evidence) => Ok(StepOutcome::Done(format!(
+                "{unreachable}; evidence it is gone: {evidence}"
+            ))),
+            Err(no) => Ok(StepOutcome::AwaitConfirm(format!(
+                "{unreachable}; NO evidence it is gone: {no}; it may still take writes where \
+                 niledr cannot see: waiting for an operator's confirm"
+            ))),
+        },
+    }
+}
+
+/// How long niledr's own probes have failed the service (from the health model).
+fn probe_down_for(ctx: &StepContext, service: &str) -> String {
+    let Ok(model) = ctx.shared.model.read() else {
+        return "health model unavailable".into();
+    };
+    match model.services.get(service) {
+        Some(s) => {
+            let since = jiff::Timestamp::now().duration_since(s.since);
+            format!(
+                "niledr's probes: {} for {:.1} s ({})",
+                s.status,
+                since.as_secs_f64(),
+                s.reason
+            )
+        }
+        None => "not probed by niledr".into(),
+    }
+}
+
+/// The holistic check: every standby the config streams from `service` must see no WAL
+/// stream from it for the whole window. `Err` says what was seen instead.
+async fn standby_evidence(ctx: &StepContext, service: &str) -> Result<String, String> {
+    let addr = ctx.service_addr(service).map_err(|e| format!("{e:#}"))?;
+    let standbys: Vec<&String> = ctx
+        .config
+        .services
+        .iter()
+        .filter(|(_, s)| {
+            s.upstream.as_deref() == Some(service) && matches!(s.spec, ProbeSpec::Postgres(_))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if standbys.is_empty() {
+        return Err(format!(
+            "no service in the config has `upstream = \"{service}\"`, so no standby can confirm"
+        ));
+    }
+    let mut seen = Vec::new();
+    for id in standbys {
+        let target = ctx.pg(id).map_err(|e| format!("{e:#}"))?;
+        let host = addr.ip().to_string();
+        let started = tokio::time::Instant::now();
+        let last = std::sync::Mutex::new(String::new());
+        let lost = poll_until(started + EVIDENCE_WINDOW, EVIDENCE_POLL, || async {
+            match actions::postgres::streams_from(&target, &host, addr.port()).await {
+                Ok((true, s)) => Err(format!("{id} still streams from it ({s})")),
+                Ok((false, s)) => {
+                    if let Ok(mut l) = last.lock() {
+                        *l = s;
+                    }
+                    Ok(false)
+                }
+                Err(e) => Err(format!("{id} does not answer ({e:#})")),
+            }
+        })
+        .await;
+        let last = last.into_inner().unwrap_or_default();
+        match lost {
+            // Not streaming at any sample over the whole window.
+            Ok(()) | Err(None) => seen.push(format!(
+                "{id} has no WAL stream from {addr} over {:.1} s ({last})",
+                started.elapsed().as_secs_f64()
+            )),
+            Err(Some(why)) => return Err(why),
+        }
+    }
+    Ok(seen.join("; "))
+}
+
+pub async fn promote(
+    ctx: &StepContext,
+    service: &str,
+    timeout: Duration,
+) -> Result<String, StepError> {
+    let target = ctx.pg(service).map_err(untouched)?;
+    let r = actions::postgres::promote(&target, timeout).await?;
+    Ok(r.summary())
+}
+
+pub async fn wait_caught_up(
+    ctx: &StepContext,
+    service: &str,
+    of: &str,
+    timeout: Duration,
+) -> Result<String, StepError> {
+    let r = actions::postgres::wait_caught_up(&ctx.pg(service)?, &ctx.pg(of)?, timeout).await?;
+    Ok(format!(
+        "{service} replayed {} ≥ {of}'s {} after {:.1} ms",
+        r.replay_lsn,
+        r.target_lsn,
+        r.waited.as_secs_f64() * 1000.0
+    ))
+}
+
+/// Undo a fence (only ever before the point of no return).
+pub async fn unfence(ctx: &StepContext, service: &str) -> Result<String, StepError> {
+    let r = actions::postgres::unfence(&ctx.pg(service)?).await?;
+    Ok(format!(
+        "{service} writable again (was read-only: {}; login given back to [{}]){}",
+        r.was_read_only,
+        r.roles.join(", "),
+        took(r.took)
+    ))
+}
+
+/// Verification of a promotion: observe only — the server is out of recovery and a new
+/// session is writable. Never promotes.
+pub async fn verify_promoted(ctx: &StepContext, service: &str) -> Result<String, StepError> {
+    let s = actions::postgres::observe(&ctx.pg(service)?).await?;
+    if s.in_recovery {
+        return Err(fatal(format!(
+            "{service} is still in recovery (a standby): it was not promoted"
+        )));
+    }
+    if s.read_only {
+        return Err(fatal(format!(
+            "{service} is a primary but read-only: it does not take writes"
+        )));
+    }
+    Ok(format!(
+        "{service} is a writable primary on timeline {}",
+        s.timeline
+    ))
+}
+
+/// Does the server answer (the precondition of acting on it)?
+pub async fn ready_answers(ctx: &StepContext, service: &str) -> Result<String, String> {
+    let target = ctx.pg(service).map_err(|e| format!("{e:#}"))?;
+    match actions::postgres::observe(&target).await {
+        Ok(s) => Ok(format!(
+            "{service} answers ({})",
+            if s.in_recovery { "standby" } else { "primary" }
+        )),
+        Err(e) => Err(format!("{service} does not answer: {e:#}")),
+    }
+}
+
+/// The configured PostgreSQL service `service`'s WAL receiver is connected to, if any.
+async fn live_upstream(ctx: &StepContext, service: &str) -> Option<String> {
+    let (host, port) = actions::postgres::wal_sender(&ctx.pg(service).ok()?)
+        .await
+        .ok()??;
+    ctx.config
+        .services
+        .iter()
+        .find_map(|(id, s)| match &s.spec {
+            ProbeSpec::Postgres(p)
+                if id != service
+                    && p.endpoint.address.port() == port
+                    && p.endpoint.address.ip().to_string() == host =>
+            {
+                Some(id.clone())
+            }
+            _ => None,
+        })
+}
+
+fn upstream_of(ctx: &StepContext, service: &str) -> Result<String, StepError> {
+    ctx.config
+        .services
+        .get(service)
+        .and_then(|s| s.upstream.clone())
+        .ok_or_else(|| {
+            fatal(format!(
+                "{service} has no `upstream` in the config to measure lag against"
+            ))
+        })
+}
