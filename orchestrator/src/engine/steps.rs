@@ -272,9 +272,14 @@ pub async fn run(
                     reload_command,
                     ..
                 } => {
-                    let r =
-                        actions::connstr::swap_file(path, &old, &new, reload_command.as_deref())
-                            .await?;
+                    let r = actions::connstr::swap_file(
+                        path,
+                        &old,
+                        &new,
+                        reload_command.as_deref(),
+                        None,
+                    )
+                    .await?;
                     Ok(format!(
                         "{}: {} (previous kept as {}){}",
                         r.path.display(),
@@ -289,7 +294,8 @@ pub async fn run(
                 }
                 ConnstrTarget::Pgbouncer { ini, database, .. } => {
                     let admin = admin(t).ok_or_else(|| fatal("pgbouncer admin missing"))?;
-                    let r = actions::pgbouncer::swap(ini, database, &old, &new, &admin).await?;
+                    let r =
+                        actions::pgbouncer::swap(ini, database, &old, &new, &admin, None).await?;
                     Ok(format!(
                         "pgbouncer [{}]: {} → {}{}{}",
                         r.database,
@@ -333,9 +339,10 @@ pub async fn run(
                 .ok()
                 .and_then(|r| r.ttl)
                 .unwrap_or(60);
-            let r = actions::dns::cutover(primary, &dns.zone, name, &old, &new, ttl, ctx.tsig()?)
-                .await
-                .map_err(tsig_fatal)?;
+            let r =
+                actions::dns::cutover(primary, &dns.zone, name, &old, &new, ttl, ctx.tsig()?, None)
+                    .await
+                    .map_err(tsig_fatal)?;
             Ok(cutover(&r))
         }
         Action::DnsVerify { name, expect } => {
@@ -417,8 +424,13 @@ pub async fn rollback(
                     reload_command,
                     ..
                 } => {
-                    let r = actions::connstr::rollback_file(path, &new, reload_command.as_deref())
-                        .await?;
+                    let r = actions::connstr::rollback_file(
+                        path,
+                        &new,
+                        reload_command.as_deref(),
+                        None,
+                    )
+                    .await?;
                     Ok(format!(
                         "{}: previous value restored{}",
                         r.path.display(),
@@ -427,7 +439,7 @@ pub async fn rollback(
                 }
                 ConnstrTarget::Pgbouncer { ini, database, .. } => {
                     let admin = admin(t).ok_or_else(|| fatal("pgbouncer admin missing"))?;
-                    let r = actions::pgbouncer::rollback(ini, database, &new, &admin).await?;
+                    let r = actions::pgbouncer::rollback(ini, database, &new, &admin, None).await?;
                     Ok(format!(
                         "pgbouncer [{}]: restored {}{}",
                         r.database,
@@ -449,10 +461,18 @@ pub async fn rollback(
                     ));
                 }
             };
-            let r =
-                actions::dns::cutover(primary, &dns.zone, name, &current, &back, 60, ctx.tsig()?)
-                    .await
-                    .map_err(tsig_fatal)?;
+            let r = actions::dns::cutover(
+                primary,
+                &dns.zone,
+                name,
+                &current,
+                &back,
+                60,
+                ctx.tsig()?,
+                None,
+            )
+            .await
+            .map_err(tsig_fatal)?;
             Ok(cutover(&r))
         }
         Action::RedisPromote { .. } | Action::PostgresPromote { .. } => Err(fatal(
