@@ -371,14 +371,14 @@ async fn explain_refusal(
     }
     let generation = match fence {
         Some(f) => format!(
-            ", generation {} (expected {})",
+            "; the generation record holds {}, expected {}",
             show(generation_now),
             show(f.found)
         ),
         None => String::new(),
     };
     bail!(
-        "cutover of {rr_name}: compare-and-swap refused by the server's prerequisite: {server} answers {now:?}{generation}, expected {old:?} (changed by someone else?); nothing was changed"
+        "cutover of {rr_name}: compare-and-swap refused by the server's prerequisite: {server} answers {now:?}, expected {old:?}{generation} (changed by someone else?); nothing was changed"
     )
 }
 
