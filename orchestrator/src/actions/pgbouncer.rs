@@ -290,27 +290,30 @@ pub async fn swap(
     .await?;
     match reload_and_verify(admin, db, new).await {
         Ok((took, shown)) => Ok(outcome(false, Some(took), shown)),
-        Err(e) => {
-            let restored = blocking({
-                let (p, o) = (path.clone(), text.clone());
-                move || write_atomic(&p, o.as_bytes())
-            })
-            .await;
-            let reloaded = reload(admin).await;
-            Err(e.context(format!(
-                "{}: swap undone ({}; RELOAD after restore: {})",
-                ini.display(),
-                match restored {
-                    Ok(()) => "previous file restored".to_string(),
-                    Err(r) => format!("RESTORE FAILED: {r:#}"),
-                },
-                match reloaded {
-                    Ok(_) => "ok".to_string(),
-                    Err(r) => format!("{r:#}"),
-                }
-            )))
-        }
+        Err(e) => Err(undo(ini, text, admin, e).await),
     }
+}
+
+/// A swap whose RELOAD or check failed: put the file as it was (`text`) back and reload.
+async fn undo(ini: &Path, text: String, admin: &PgBouncerAdmin, e: anyhow::Error) -> anyhow::Error {
+    let restored = blocking({
+        let p = ini.to_path_buf();
+        move || write_atomic(&p, text.as_bytes())
+    })
+    .await;
+    let reloaded = reload(admin).await;
+    e.context(format!(
+        "{}: swap undone ({}; RELOAD after restore: {})",
+        ini.display(),
+        match restored {
+            Ok(()) => "previous file restored".to_string(),
+            Err(r) => format!("RESTORE FAILED: {r:#}"),
+        },
+        match reloaded {
+            Ok(_) => "ok".to_string(),
+            Err(r) => format!("{r:#}"),
+        }
+    ))
 }
 
 /// Undo `swap`: the entry from the kept previous file (`INI.prev`) goes back, refused unless
