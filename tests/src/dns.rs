@@ -173,10 +173,27 @@ impl Dns {
     pub fn dig_a(&self, name: &str, server: SocketAddr) -> Result<Vec<Ipv4Addr>> {
         dig_a(&self.kdig, name, server)
     }
+
+    /// Any record type of `name` as answered by `server` (`kdig +short`, one line per record).
+    pub fn dig(&self, rtype: &str, name: &str, server: SocketAddr) -> Result<Vec<String>> {
+        dig(&self.kdig, rtype, name, server)
+    }
 }
 
 /// `kdig @server -p port +short A name`, parsed.
 pub fn dig_a(kdig: &Path, name: &str, server: SocketAddr) -> Result<Vec<Ipv4Addr>> {
+    let lines = dig(kdig, "A", name, server)?;
+    let mut addrs: Vec<Ipv4Addr> = lines.iter().filter_map(|l| l.parse().ok()).collect();
+    if addrs.is_empty() && lines.iter().any(|l| l.contains(";;")) {
+        bail!("kdig {name} @{server}: {}", lines.join("\n"));
+    }
+    addrs.sort();
+    Ok(addrs)
+}
+
+/// `kdig @server -p port +short RTYPE name`: the answer lines, trimmed, as printed
+/// (TXT strings keep their quotes; an SOA is one line of seven fields).
+pub fn dig(kdig: &Path, rtype: &str, name: &str, server: SocketAddr) -> Result<Vec<String>> {
     let mut cmd = Command::new(kdig);
     cmd.arg(format!("@{}", server.ip())).args([
         "-p",
@@ -184,28 +201,24 @@ pub fn dig_a(kdig: &Path, name: &str, server: SocketAddr) -> Result<Vec<Ipv4Addr
         "+short",
         "+timeout=1",
         "+retry=1",
-        "A",
+        rtype,
         name,
     ]);
     let out = run_capture("kdig", cmd, None, CLIENT_TIMEOUT)?;
     if !out.success {
         bail!(
-            "kdig {name} @{server} failed ({}): {}{}",
+            "kdig {name} {rtype} @{server} failed ({}): {}{}",
             out.status,
             out.stdout.trim(),
             out.stderr.trim()
         );
     }
-    let mut addrs: Vec<Ipv4Addr> = out
+    Ok(out
         .stdout
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    if addrs.is_empty() && out.stdout.contains(";;") {
-        bail!("kdig {name} @{server}: {}", out.stdout.trim());
-    }
-    addrs.sort();
-    Ok(addrs)
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// Records every server starts with: the services all point at `target` (khartoum).

@@ -247,9 +247,18 @@ async fn redis_dns_cutover_and_smoke_checks() {
         secret: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
         ..key.clone()
     };
-    let e = dns::cutover(server, ZONE, &name, &[khartoum], &[port_sudan], 30, &wrong)
-        .await
-        .unwrap_err();
+    let e = dns::cutover(
+        server,
+        ZONE,
+        &name,
+        &[khartoum],
+        &[port_sudan],
+        30,
+        &wrong,
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(
         format!("{e:#}").contains("TSIG authentication failed"),
         "{e:#}"
@@ -278,6 +287,7 @@ async fn redis_dns_cutover_and_smoke_checks() {
         &[port_sudan],
         30,
         &key,
+        None,
     )
     .await
     .unwrap_err();
@@ -286,9 +296,18 @@ async fn redis_dns_cutover_and_smoke_checks() {
     dig_all(khartoum);
 
     // The cutover, verified on every authoritative server.
-    let c = dns::cutover(server, ZONE, &name, &[khartoum], &[port_sudan], 30, &key)
-        .await
-        .unwrap();
+    let c = dns::cutover(
+        server,
+        ZONE,
+        &name,
+        &[khartoum],
+        &[port_sudan],
+        30,
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
     assert!(!c.already_done);
     assert_eq!(
         (c.before.clone(), c.after.clone()),
@@ -308,13 +327,31 @@ async fn redis_dns_cutover_and_smoke_checks() {
     assert_eq!(dns::query_a(servers[1], &name).await.unwrap().ttl, Some(30));
 
     // A second cutover is a no-op; the revert (rollback) is the same call reversed.
-    let c2 = dns::cutover(server, ZONE, &name, &[khartoum], &[port_sudan], 30, &key)
-        .await
-        .unwrap();
+    let c2 = dns::cutover(
+        server,
+        ZONE,
+        &name,
+        &[khartoum],
+        &[port_sudan],
+        30,
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
     assert!(c2.already_done);
-    let r = dns::cutover(server, ZONE, &name, &[port_sudan], &[khartoum], 60, &key)
-        .await
-        .unwrap();
+    let r = dns::cutover(
+        server,
+        ZONE,
+        &name,
+        &[port_sudan],
+        &[khartoum],
+        60,
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
     assert!(!r.already_done);
     dns::verify(&servers, &name, &[khartoum], Duration::from_secs(30))
         .await
@@ -346,7 +383,7 @@ async fn connstr_file_swap_rollback_and_compare_and_swap() {
             .unwrap_or(0)
     };
 
-    let s = connstr::swap_file(&path, old, new, Some(&reload))
+    let s = connstr::swap_file(&path, old, new, Some(&reload), None)
         .await
         .unwrap();
     assert!(!s.already_done && s.reload.is_some());
@@ -363,28 +400,28 @@ async fn connstr_file_swap_rollback_and_compare_and_swap() {
     );
 
     // Idempotent: no second write, no second reload.
-    let again = connstr::swap_file(&path, old, new, Some(&reload))
+    let again = connstr::swap_file(&path, old, new, Some(&reload), None)
         .await
         .unwrap();
     assert!(again.already_done && again.reload.is_none());
     assert_eq!(reload_count(), 1);
 
     // Compare-and-swap: an unexpected current content is refused and left alone.
-    let e = connstr::swap_file(&path, "something else\n", "x\n", None)
+    let e = connstr::swap_file(&path, "something else\n", "x\n", None, None)
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("not swapped"), "{e:#}");
     assert_eq!(fs::read_to_string(&path).unwrap(), new);
 
     // Rollback restores the kept version; repeating it is a no-op.
-    let r = connstr::rollback_file(&path, new, Some(&reload))
+    let r = connstr::rollback_file(&path, new, Some(&reload), None)
         .await
         .unwrap();
     assert!(!r.already_done);
     assert_eq!(fs::read_to_string(&path).unwrap(), old);
     assert_eq!(reload_count(), 2);
     assert!(
-        connstr::rollback_file(&path, new, Some(&reload))
+        connstr::rollback_file(&path, new, Some(&reload), None)
             .await
             .unwrap()
             .already_done
@@ -392,7 +429,7 @@ async fn connstr_file_swap_rollback_and_compare_and_swap() {
     assert_eq!(fs::read_to_string(&path).unwrap(), old);
 
     // A failing reload undoes the swap.
-    let e = connstr::swap_file(&path, old, new, Some(&["/bin/false".to_string()]))
+    let e = connstr::swap_file(&path, old, new, Some(&["/bin/false".to_string()]), None)
         .await
         .unwrap_err();
     assert!(
@@ -457,6 +494,7 @@ async fn pgbouncer_swap_to_promoted_standby_and_back() {
         "host=127.0.3.1 port=1 dbname=postgres",
         &new,
         &admin,
+        None,
     )
     .await
     .unwrap_err();
@@ -465,14 +503,16 @@ async fn pgbouncer_swap_to_promoted_standby_and_back() {
 
     // PgBouncer that cannot reload: the file is put back.
     bouncer.sigstop().unwrap();
-    let e = pgb::swap(&ini, db, &old, &new, &admin).await.unwrap_err();
+    let e = pgb::swap(&ini, db, &old, &new, &admin, None)
+        .await
+        .unwrap_err();
     bouncer.sigcont().unwrap();
     assert!(format!("{e:#}").contains("previous file restored"), "{e:#}");
     assert_eq!(fs::read_to_string(&ini).unwrap(), original);
     assert_eq!(server_port(), k.port().to_string());
 
     // The swap: new connections land on the promoted standby.
-    let s = pgb::swap(&ini, db, &old, &new, &admin).await.unwrap();
+    let s = pgb::swap(&ini, db, &old, &new, &admin, None).await.unwrap();
     eprintln!("pgbouncer swap: {s:?}");
     assert!(!s.already_done);
     assert_eq!(s.shown.port, i32::from(p.port()));
@@ -482,7 +522,7 @@ async fn pgbouncer_swap_to_promoted_standby_and_back() {
         .psql(db, "CREATE TABLE IF NOT EXISTS through_bouncer (x int); INSERT INTO through_bouncer VALUES (1)")
         .unwrap();
     assert!(
-        pgb::swap(&ini, db, &old, &new, &admin)
+        pgb::swap(&ini, db, &old, &new, &admin, None)
             .await
             .unwrap()
             .already_done
@@ -493,12 +533,12 @@ async fn pgbouncer_swap_to_promoted_standby_and_back() {
     );
 
     // Rollback restores the previous entry (and the file byte for byte); again → no-op.
-    let r = pgb::rollback(&ini, db, &new, &admin).await.unwrap();
+    let r = pgb::rollback(&ini, db, &new, &admin, None).await.unwrap();
     assert!(!r.already_done);
     assert_eq!(fs::read_to_string(&ini).unwrap(), original);
     assert_eq!(server_port(), k.port().to_string());
     assert!(
-        pgb::rollback(&ini, db, &new, &admin)
+        pgb::rollback(&ini, db, &new, &admin, None)
             .await
             .unwrap()
             .already_done

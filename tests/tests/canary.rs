@@ -127,6 +127,7 @@ async fn fail_over_postgres(topo: &Topology) -> Result<()> {
         &[ps],
         1,
         &key,
+        None,
     )
     .await?;
     Ok(())
@@ -151,6 +152,7 @@ async fn fail_over_redis(topo: &Topology) -> Result<()> {
         &[ps],
         1,
         &key,
+        None,
     )
     .await?;
     Ok(())

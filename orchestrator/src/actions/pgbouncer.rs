@@ -1,6 +1,7 @@
 //! Connection-string swap, PgBouncer target: rewrite one `[databases]` entry of the ini file
-//! atomically, `RELOAD` on the admin console, and check with `SHOW DATABASES` that PgBouncer
-//! now points where we said; any failure puts the previous file back.
+//! atomically (fenced by the generation comment line the ini carries), `RELOAD` on the admin
+//! console, and check with `SHOW DATABASES` that PgBouncer now points where we said; any
+//! failure puts the previous file back. Also its readiness check.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 use tokio::time::{Instant, sleep};
 
-use super::atomic_file::{prev_path, read_optional, replace_keeping_prev, write_atomic};
+use super::atomic_file::{
+    body, check_not_newer, find_generation, prev_path, read_optional, ready as file_ready,
+    replace_keeping_prev, stamped, write_atomic,
+};
 use super::postgres::connect_with;
 
 /// How to reach PgBouncer's admin console (database `pgbouncer`, a user in `admin_users`).
@@ -220,21 +224,31 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// not matter). Already `new` in the file → only checks PgBouncer uses it (reloading if a
 /// crash came between rename and RELOAD). If RELOAD or the check fails, the previous file is
 /// restored and reloaded before the error is returned.
+///
+/// With `generation: Some(n)` an ini carrying a newer generation line is refused untouched
+/// ([`super::dns::StaleGeneration`]) and the written ini carries `n` (raised even when the
+/// entry was already `new`); `None` keeps whatever line the ini has.
 pub async fn swap(
     ini: &Path,
     db: &str,
     expected_old: &str,
     new: &str,
     admin: &PgBouncerAdmin,
+    generation: Option<u64>,
 ) -> Result<PgBouncerSwapOutcome> {
     let t0 = Instant::now();
     let path = ini.to_path_buf();
-    let text = blocking({
+    let (text, line) = blocking({
         let p = path.clone();
-        move || read_optional(&p)
+        move || {
+            let text =
+                read_optional(&p)?.with_context(|| format!("{} does not exist", p.display()))?;
+            let line = find_generation(&p, &text)?;
+            check_not_newer(&p, line.as_ref(), generation)?;
+            Ok((text, line.map(|l| l.value)))
+        }
     })
-    .await?
-    .with_context(|| format!("{} does not exist", ini.display()))?;
+    .await?;
     let (_, current) = find_entry(&text, db)
         .with_context(|| format!("{}: no [databases] entry {db:?}", ini.display()))?;
     let outcome = |already_done, reload_took, shown| PgBouncerSwapOutcome {
@@ -248,6 +262,12 @@ pub async fn swap(
         took: t0.elapsed(),
     };
     if same_entry(&current, new) {
+        if generation.is_some() && line != generation {
+            // Raise the generation line only; `INI.prev` keeps the version before the swap.
+            let restamped = stamped(&path, &text, &body(&text), generation)?;
+            let p = path.clone();
+            blocking(move || write_atomic(&p, restamped.as_bytes())).await?;
+        }
         let shown = show_database(admin, db).await?;
         if shows(&shown, new) {
             return Ok(outcome(true, None, shown.context("checked above")?));
@@ -262,7 +282,7 @@ pub async fn swap(
             ini.display()
         );
     }
-    let new_text = set_entry(&text, db, new)?;
+    let new_text = stamped(&path, &text, &body(&set_entry(&text, db, new)?), generation)?;
     blocking({
         let (p, o, n) = (path.clone(), text.clone(), new_text);
         move || replace_keeping_prev(&p, &o, &n)
@@ -270,36 +290,41 @@ pub async fn swap(
     .await?;
     match reload_and_verify(admin, db, new).await {
         Ok((took, shown)) => Ok(outcome(false, Some(took), shown)),
-        Err(e) => {
-            let restored = blocking({
-                let (p, o) = (path.clone(), text.clone());
-                move || write_atomic(&p, o.as_bytes())
-            })
-            .await;
-            let reloaded = reload(admin).await;
-            Err(e.context(format!(
-                "{}: swap undone ({}; RELOAD after restore: {})",
-                ini.display(),
-                match restored {
-                    Ok(()) => "previous file restored".to_string(),
-                    Err(r) => format!("RESTORE FAILED: {r:#}"),
-                },
-                match reloaded {
-                    Ok(_) => "ok".to_string(),
-                    Err(r) => format!("{r:#}"),
-                }
-            )))
-        }
+        Err(e) => Err(undo(ini, text, admin, e).await),
     }
+}
+
+/// A swap whose RELOAD or check failed: put the file as it was (`text`) back and reload.
+async fn undo(ini: &Path, text: String, admin: &PgBouncerAdmin, e: anyhow::Error) -> anyhow::Error {
+    let restored = blocking({
+        let p = ini.to_path_buf();
+        move || write_atomic(&p, text.as_bytes())
+    })
+    .await;
+    let reloaded = reload(admin).await;
+    e.context(format!(
+        "{}: swap undone ({}; RELOAD after restore: {})",
+        ini.display(),
+        match restored {
+            Ok(()) => "previous file restored".to_string(),
+            Err(r) => format!("RESTORE FAILED: {r:#}"),
+        },
+        match reloaded {
+            Ok(_) => "ok".to_string(),
+            Err(r) => format!("{r:#}"),
+        }
+    ))
 }
 
 /// Undo `swap`: the entry from the kept previous file (`INI.prev`) goes back, refused unless
 /// the entry still is `swapped_to`. Repeating it is a no-op (then `INI.prev` holds `swapped_to`).
+/// Same `generation` as the swap: an ini carrying a newer one is refused untouched.
 pub async fn rollback(
     ini: &Path,
     db: &str,
     swapped_to: &str,
     admin: &PgBouncerAdmin,
+    generation: Option<u64>,
 ) -> Result<PgBouncerSwapOutcome> {
     let (current, prev) = blocking({
         let p = ini.to_path_buf();
@@ -321,16 +346,51 @@ pub async fn rollback(
         )
     })?;
     if same_entry(&current, swapped_to) && !same_entry(&prev, swapped_to) {
-        return swap(ini, db, swapped_to, &prev, admin).await;
+        return swap(ini, db, swapped_to, &prev, admin, generation).await;
     }
     if same_entry(&prev, swapped_to) {
         // Rolled back already: make sure PgBouncer uses the restored entry.
-        return swap(ini, db, swapped_to, &current, admin).await;
+        return swap(ini, db, swapped_to, &current, admin, generation).await;
     }
     bail!(
         "{}: [databases] {db} = {current:?} is not the swapped-to entry {swapped_to:?}; not rolled back",
         ini.display()
     )
+}
+
+// ---------------------------------------------------------------------------------------
+// readiness
+
+/// Before the point of no return: will `swap` work? The ini is a writable regular file in a
+/// writable directory with a readable generation line (as for a connection-string file), it
+/// has the `[databases]` entry `db`, and the admin console answers with `SHOW DATABASES`
+/// listing `db`.
+pub async fn ready(ini: &Path, db: &str, admin: &PgBouncerAdmin) -> Result<String> {
+    let (file, entry) = blocking({
+        let (p, db) = (ini.to_path_buf(), db.to_string());
+        move || {
+            let file = file_ready(&p)?;
+            let entry = read_entry(&p, &db)?
+                .with_context(|| format!("{}: no [databases] entry {db:?}", p.display()))?;
+            Ok((file, entry))
+        }
+    })
+    .await?;
+    let shown = show_database(admin, db).await?.with_context(|| {
+        format!(
+            "PgBouncer {}:{}: SHOW DATABASES does not list {db:?} (is the ini at {} the one it runs with, and reloaded?)",
+            admin.host,
+            admin.port,
+            ini.display()
+        )
+    })?;
+    Ok(format!(
+        "{file}; [databases] {db} = {entry}; PgBouncer {}:{} lists it ({}:{})",
+        admin.host,
+        admin.port,
+        shown.host.as_deref().unwrap_or("-"),
+        shown.port
+    ))
 }
 
 #[cfg(test)]

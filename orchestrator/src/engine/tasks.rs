@@ -80,6 +80,7 @@ impl Engine {
         let Some(step) = l.runbook.steps.get(index).cloned() else {
             return;
         };
+        let generation = l.record.generation;
         let ctx = self.ctx.clone();
         let id = id.to_string();
         failpoint::hit(&format!("after_intent:{}", step.id));
@@ -99,7 +100,7 @@ impl Engine {
             } else {
                 match tokio::time::timeout(
                     timeout + Duration::from_secs(1),
-                    steps::run(&ctx, &step.action, timeout),
+                    steps::run(&ctx, &step.action, timeout, generation),
                 )
                 .await
                 {
@@ -127,6 +128,7 @@ impl Engine {
         let Some(step) = l.runbook.steps.get(index).cloned() else {
             return;
         };
+        let generation = l.record.generation;
         let ctx = self.ctx.clone();
         let id = id.to_string();
         tracing::warn!(%id, step = %step.id, "rolling back step");
@@ -135,8 +137,8 @@ impl Engine {
             let started = tokio::time::Instant::now();
             let timeout = Duration::from_millis(step.timeout_ms);
             let result = match &step.rollback {
-                Rollback::Explicit(r) => steps::run(&ctx, &r.action, timeout).await,
-                _ => steps::undo(&ctx, &step.action, timeout)
+                Rollback::Explicit(r) => steps::run(&ctx, &r.action, timeout, generation).await,
+                _ => steps::undo(&ctx, &step.action, timeout, generation)
                     .await
                     .map(StepOutcome::Done),
             };

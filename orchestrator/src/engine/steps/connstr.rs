@@ -2,12 +2,17 @@
 //! `[databases]` entry (previous value kept), its undo (only before the point of no return)
 //! and readiness side by side.
 
-use super::context::{StepContext, StepError, admin, fatal};
+use super::context::{StepContext, StepError, admin, fatal, stale_fatal};
 use super::took;
 use crate::actions;
 use crate::config::ConnstrTarget;
 
-pub async fn swap(ctx: &StepContext, target: &str, to_service: &str) -> Result<String, StepError> {
+pub async fn swap(
+    ctx: &StepContext,
+    target: &str,
+    to_service: &str,
+    generation: Option<u64>,
+) -> Result<String, StepError> {
     let (new, t) = ctx.connstr_value(target, to_service)?;
     let old = ctx.current_connstr(t)?;
     match t {
@@ -16,8 +21,15 @@ pub async fn swap(ctx: &StepContext, target: &str, to_service: &str) -> Result<S
             reload_command,
             ..
         } => {
-            let r =
-                actions::connstr::swap_file(path, &old, &new, reload_command.as_deref()).await?;
+            let r = actions::connstr::swap_file(
+                path,
+                &old,
+                &new,
+                reload_command.as_deref(),
+                generation,
+            )
+            .await
+            .map_err(stale_fatal)?;
             Ok(format!(
                 "{}: {} (previous kept as {}){}",
                 r.path.display(),
@@ -32,7 +44,9 @@ pub async fn swap(ctx: &StepContext, target: &str, to_service: &str) -> Result<S
         }
         ConnstrTarget::Pgbouncer { ini, database, .. } => {
             let admin = admin(t).ok_or_else(|| fatal("pgbouncer admin missing"))?;
-            let r = actions::pgbouncer::swap(ini, database, &old, &new, &admin).await?;
+            let r = actions::pgbouncer::swap(ini, database, &old, &new, &admin, generation)
+                .await
+                .map_err(stale_fatal)?;
             Ok(format!(
                 "pgbouncer [{}]: {} → {}{}{}",
                 r.database,
@@ -53,6 +67,7 @@ pub async fn undo_swap(
     ctx: &StepContext,
     target: &str,
     to_service: &str,
+    generation: Option<u64>,
 ) -> Result<String, StepError> {
     let (new, t) = ctx.connstr_value(target, to_service)?;
     match t {
@@ -61,7 +76,10 @@ pub async fn undo_swap(
             reload_command,
             ..
         } => {
-            let r = actions::connstr::rollback_file(path, &new, reload_command.as_deref()).await?;
+            let r =
+                actions::connstr::rollback_file(path, &new, reload_command.as_deref(), generation)
+                    .await
+                    .map_err(stale_fatal)?;
             Ok(format!(
                 "{}: previous value restored{}",
                 r.path.display(),
@@ -70,7 +88,9 @@ pub async fn undo_swap(
         }
         ConnstrTarget::Pgbouncer { ini, database, .. } => {
             let admin = admin(t).ok_or_else(|| fatal("pgbouncer admin missing"))?;
-            let r = actions::pgbouncer::rollback(ini, database, &new, &admin).await?;
+            let r = actions::pgbouncer::rollback(ini, database, &new, &admin, generation)
+                .await
+                .map_err(stale_fatal)?;
             Ok(format!(
                 "pgbouncer [{}]: restored {}{}",
                 r.database,
@@ -84,37 +104,12 @@ pub async fn undo_swap(
 /// Ready to swap: the file exists and can be replaced, or PgBouncer answers and has the entry.
 pub async fn ready(ctx: &StepContext, target: &str) -> Result<String, String> {
     let t = ctx.connstr_target(target).map_err(|e| format!("{e:#}"))?;
-    match t {
-        ConnstrTarget::File { path, .. } => ready_file(path),
+    let r = match t {
+        ConnstrTarget::File { path, .. } => actions::connstr::ready_file(path).await,
         ConnstrTarget::Pgbouncer { ini, database, .. } => {
             let admin = admin(t).ok_or_else(|| "pgbouncer admin missing".to_string())?;
-            ready_file(ini)?;
-            match actions::pgbouncer::show_database(&admin, database).await {
-                Ok(Some(d)) => Ok(format!(
-                    "PgBouncer answers; [{database}] → {}:{}",
-                    d.host.unwrap_or_default(),
-                    d.port
-                )),
-                Ok(None) => Err(format!("PgBouncer has no database entry [{database}]")),
-                Err(e) => Err(format!("PgBouncer's admin console does not answer: {e:#}")),
-            }
+            actions::pgbouncer::ready(ini, database, &admin).await
         }
-    }
-}
-
-/// The file exists and can be replaced (written, and its directory takes the new file).
-fn ready_file(path: &std::path::Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("{}: {e} (create it before the failover)", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if meta.permissions().readonly() {
-        return Err(format!("{} is read-only", path.display()));
-    }
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("{} cannot be opened for writing: {e}", path.display()))?;
-    Ok(format!("{} exists and is writable", path.display()))
+    };
+    r.map_err(|e| format!("{e:#}"))
 }

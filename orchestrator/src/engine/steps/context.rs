@@ -46,6 +46,19 @@ pub fn fatal(msg: impl Into<String>) -> StepError {
     }
 }
 
+/// A newer fencing generation holds the target: this execution is stale, never retry.
+pub fn stale_fatal(e: anyhow::Error) -> StepError {
+    let stale = e.chain().any(|c| {
+        c.downcast_ref::<crate::actions::dns::StaleGeneration>()
+            .is_some()
+    });
+    StepError {
+        error: format!("{e:#}"),
+        retryable: !stale,
+        untouched: stale,
+    }
+}
+
 /// Failed before acting: certain nothing changed (retrying may help).
 pub fn untouched(e: anyhow::Error) -> StepError {
     StepError {

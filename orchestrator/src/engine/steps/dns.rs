@@ -32,13 +32,14 @@ pub async fn cutover(
     name: &str,
     from: Option<&Endpoint>,
     to: &Endpoint,
+    generation: Option<u64>,
 ) -> Result<String, StepError> {
     let new = vec![ctx.endpoint_ip(to)?];
     let old = match from {
         Some(e) => vec![ctx.endpoint_ip(e)?],
         None => actions::dns::query_a(ctx.dns_primary()?, name).await?.addrs,
     };
-    swap(ctx, name, &old, &new, None).await
+    swap(ctx, name, &old, &new, None, generation).await
 }
 
 /// Cut back (the inverse of `cutover`): only a rollback before the point of no return.
@@ -47,6 +48,7 @@ pub async fn undo_cutover(
     name: &str,
     from: Option<&Endpoint>,
     to: &Endpoint,
+    generation: Option<u64>,
 ) -> Result<String, StepError> {
     let current = vec![ctx.endpoint_ip(to)?];
     let Some(from) = from else {
@@ -55,7 +57,7 @@ pub async fn undo_cutover(
         ));
     };
     let back = vec![ctx.endpoint_ip(from)?];
-    swap(ctx, name, &current, &back, Some(60)).await
+    swap(ctx, name, &current, &back, Some(60), generation).await
 }
 
 async fn swap(
@@ -64,6 +66,7 @@ async fn swap(
     old: &[Ipv4Addr],
     new: &[Ipv4Addr],
     ttl: Option<u32>,
+    generation: Option<u64>,
 ) -> Result<String, StepError> {
     let dns = ctx.dns()?;
     let primary = ctx.dns_primary()?;
@@ -75,14 +78,25 @@ async fn swap(
             .and_then(|r| r.ttl)
             .unwrap_or(60),
     };
-    let r = actions::dns::cutover(primary, &dns.zone, name, old, new, ttl, ctx.tsig()?)
-        .await
-        .map_err(tsig_fatal)?;
+    let r = actions::dns::cutover(
+        primary,
+        &dns.zone,
+        name,
+        old,
+        new,
+        ttl,
+        ctx.tsig()?,
+        generation,
+    )
+    .await
+    .map_err(tsig_fatal)?;
     Ok(format!(
-        "{}: {} → {}{}{}",
+        "{}: {} → {}{}{}{}",
         r.name,
         addrs(&r.before),
         addrs(&r.after),
+        r.generation
+            .map_or(String::new(), |g| format!(" (generation {g})")),
         if r.already_done {
             " (already done)"
         } else {
@@ -110,7 +124,18 @@ pub async fn verify(
     ))
 }
 
-/// Ready to cut over: the primary server answers `from` now (or already `to`: an earlier
+/// The server updates go to accepts the TSIG key (a signed update whose prerequisite cannot
+/// match: proves the key, changes nothing).
+pub async fn ready_tsig(ctx: &StepContext) -> Result<String, String> {
+    let dns = ctx.dns().map_err(|e| format!("{e:#}"))?;
+    let primary = ctx.dns_primary().map_err(|e| e.error)?;
+    let key = ctx.tsig().map_err(|e| format!("{e:#}"))?;
+    actions::dns::prove_tsig(primary, &dns.zone, key)
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Ready to cut over: the key is accepted and the primary server answers `from` now (or already `to`: an earlier
 /// attempt did it).
 pub async fn ready_cutover(
     ctx: &StepContext,
@@ -119,6 +144,7 @@ pub async fn ready_cutover(
     to: &Endpoint,
 ) -> Result<String, String> {
     let e = |e: StepError| e.error;
+    let key = ready_tsig(ctx).await?;
     let primary = ctx.dns_primary().map_err(e)?;
     let want_new = vec![ctx.endpoint_ip(to).map_err(|x| format!("{x:#}"))?];
     let now = actions::dns::query_a(primary, name)
@@ -126,13 +152,13 @@ pub async fn ready_cutover(
         .map_err(|x| format!("{name}: {primary} does not answer: {x:#}"))?
         .addrs;
     if now == want_new {
-        return Ok(format!("{name} already answers {}", addrs(&now)));
+        return Ok(format!("{key}; {name} already answers {}", addrs(&now)));
     }
     match from {
         Some(f) => {
             let want_old = vec![ctx.endpoint_ip(f).map_err(|x| format!("{x:#}"))?];
             if now == want_old {
-                Ok(format!("{name} answers {} as expected", addrs(&now)))
+                Ok(format!("{key}; {name} answers {} as expected", addrs(&now)))
             } else {
                 Err(format!(
                     "{name} answers {} at {primary}, not the expected {}: the compare-and-swap would be refused",
@@ -141,12 +167,17 @@ pub async fn ready_cutover(
                 ))
             }
         }
-        None => Ok(format!("{name} answers {}", addrs(&now))),
+        None => Ok(format!("{key}; {name} answers {}", addrs(&now))),
     }
 }
 
 /// A bad key or a refused compare-and-swap will not fix itself: do not retry.
 fn tsig_fatal(e: anyhow::Error) -> StepError {
+    if e.chain()
+        .any(|c| c.downcast_ref::<actions::dns::StaleGeneration>().is_some())
+    {
+        return super::context::stale_fatal(e);
+    }
     let error = format!("{e:#}");
     let retryable =
         !(error.contains("TSIG") || error.contains("prerequisite") || error.contains("expected"));

@@ -19,11 +19,13 @@ use niledr_runbooks::{Action, Readiness, Step};
 
 pub use context::{StepContext, StepError, StepOutcome, fatal};
 
-/// Run `action` once.
+/// Run `action` once, for an execution holding fencing `generation` (checked and written by
+/// DNS cutovers and connection-string swaps: a stale execution's change is refused).
 pub async fn run(
     ctx: &StepContext,
     action: &Action,
     timeout: Duration,
+    generation: Option<u64>,
 ) -> Result<StepOutcome, StepError> {
     let done = match action {
         Action::PostgresCheckLag {
@@ -61,9 +63,13 @@ pub async fn run(
             of,
             unreachable_after_ms,
         } => redis::replicaof(ctx, service, of, *unreachable_after_ms).await,
-        Action::ConnstrSwap { target, to_service } => connstr::swap(ctx, target, to_service).await,
+        Action::ConnstrSwap { target, to_service } => {
+            connstr::swap(ctx, target, to_service, generation).await
+        }
         Action::DnsSetTtl { name, ttl } => dns::set_ttl(ctx, name, *ttl).await,
-        Action::DnsCutover { name, from, to } => dns::cutover(ctx, name, from.as_ref(), to).await,
+        Action::DnsCutover { name, from, to } => {
+            dns::cutover(ctx, name, from.as_ref(), to, generation).await
+        }
         Action::DnsVerify { name, expect } => dns::verify(ctx, name, expect, timeout).await,
         Action::SqlCheck { name, via } => checks::sql_check(ctx, name, via).await,
         Action::HttpCheck { url, expect_status } => checks::http_check(url, *expect_status).await,
@@ -80,15 +86,16 @@ pub async fn undo(
     ctx: &StepContext,
     action: &Action,
     timeout: Duration,
+    generation: Option<u64>,
 ) -> Result<String, StepError> {
     match action {
         Action::PostgresFence { service, .. } => postgres::unfence(ctx, service).await,
         Action::RedisFence { service, .. } => redis::unpause(ctx, service).await,
         Action::ConnstrSwap { target, to_service } => {
-            connstr::undo_swap(ctx, target, to_service).await
+            connstr::undo_swap(ctx, target, to_service, generation).await
         }
         Action::DnsCutover { name, from, to } => {
-            dns::undo_cutover(ctx, name, from.as_ref(), to).await
+            dns::undo_cutover(ctx, name, from.as_ref(), to, generation).await
         }
         Action::RedisPromote { .. } | Action::PostgresPromote { .. } => Err(fatal(
             "a promotion cannot be undone automatically; plan a failback",
@@ -145,6 +152,7 @@ pub async fn ready(ctx: &StepContext, step: &Step) -> Readiness {
         Action::DnsCutover { name, from, to } => {
             dns::ready_cutover(ctx, name, from.as_ref(), to).await
         }
+        Action::DnsSetTtl { .. } => dns::ready_tsig(ctx).await,
         Action::PostgresFence { service, .. } => Ok(format!(
             "{service}: fenced if it answers, else decided on evidence (no precondition)"
         )),
