@@ -23,6 +23,9 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 /// Run the daemon until `shutdown` is cancelled.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // One TLS provider for every HTTP client (probes, host agent), installed before any is
+    // built: the probes now start on their own thread, so no client may rely on their order.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let auth = match &config.users_file {
         Some(f) if !f.exists() => {
             tracing::warn!(users_file = %f.display(), "users file does not exist yet: every mutating endpoint will answer 401 until `niledr user add` creates it and niledr restarts");
