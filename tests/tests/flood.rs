@@ -209,25 +209,32 @@ fn probe_schedule(
     Ok((probes.len(), gap, latency))
 }
 
-#[test]
-fn a_wrong_secret_flood_changes_no_status_and_is_throttled_and_audited() -> Result<()> {
-    let w = scenario::start()?;
-    let to = w.niledr.listen;
-    // Settled: every service probed to a verdict and no change for a detection window.
-    w.niledr
-        .wait_json("/api/v1/services", Duration::from_secs(30), |v| {
-            v.as_array()
-                .is_some_and(|a| a.iter().all(|s| s["status"] != "unknown"))
-        })?;
+/// Wait until every service has a verdict and none changed for a detection window; returns the
+/// last status change's seq.
+fn settle(niledr: &Niledr) -> Result<u64> {
+    niledr.wait_json("/api/v1/services", Duration::from_secs(30), |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().all(|s| s["status"] != "unknown"))
+    })?;
     niledr_tests::util::wait_until(Instant::now() + Duration::from_secs(30), || {
-        let (_, v) = w.niledr.get("/api/v1/status-changes?limit=1")?;
+        let (_, v) = niledr.get("/api/v1/status-changes?limit=1")?;
         let last: Option<jiff::Timestamp> = v[0]["at"].as_str().and_then(|a| a.parse().ok());
         let quiet = jiff::SignedDuration::try_from(DETECTION_WINDOW)?;
         Ok(last.is_none_or(|at| jiff::Timestamp::now().duration_since(at) > quiet))
     })?;
-    let before = last_status_seq(&w.niledr)?;
+    last_status_seq(niledr)
+}
 
-    let flood_start = jiff::Timestamp::now();
+/// What the flood saw: the tally, and the first authentication of the viewer (a quarter in)
+/// and of the flooded user (half way), each from its own client address.
+struct Flood {
+    tally: Arc<Tally>,
+    viewer: (u16, String, u128),
+    amira: (u16, String, u128),
+}
+
+fn run_flood(w: &World) -> Result<Flood> {
+    let to = w.niledr.listen;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -247,14 +254,25 @@ fn a_wrong_secret_flood_changes_no_status_and_is_throttled_and_audited() -> Resu
         }
         (viewer, amira)
     });
-    let flood_end = jiff::Timestamp::now();
-    let (viewer, amira) = (viewer?, amira?);
+    Ok(Flood {
+        tally,
+        viewer: viewer?,
+        amira: amira?,
+    })
+}
 
-    // Probes went on after the flood for longer than a detection window.
-    let ids = service_ids(&w.niledr)?;
-    let settle = flood_end + jiff::SignedDuration::try_from(DETECTION_WINDOW)?;
+/// Wait until every service was probed a detection window after the flood; return the status
+/// changes after `before` and the worst probe gap during the flood (printing each service's).
+fn after_flood(
+    niledr: &Niledr,
+    before: u64,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> Result<(Vec<serde_json::Value>, Duration)> {
+    let ids = service_ids(niledr)?;
+    let settle = to + jiff::SignedDuration::try_from(DETECTION_WINDOW)?;
     for id in &ids {
-        w.niledr.wait_json(
+        niledr.wait_json(
             &format!("/api/v1/services/{id}/history?limit=1"),
             Duration::from_secs(15),
             |h| {
@@ -265,17 +283,17 @@ fn a_wrong_secret_flood_changes_no_status_and_is_throttled_and_audited() -> Resu
             },
         )?;
     }
-    let (_, changes) = w.niledr.get("/api/v1/status-changes?limit=100")?;
-    let new: Vec<&serde_json::Value> = changes
+    let (_, changes) = niledr.get("/api/v1/status-changes?limit=100")?;
+    let new = changes
         .as_array()
         .context("status changes")?
         .iter()
         .filter(|c| c["seq"].as_u64().is_some_and(|s| s > before))
+        .cloned()
         .collect();
-
     let mut worst_gap = Duration::ZERO;
     for id in &ids {
-        let (n, gap, latency) = probe_schedule(&w.niledr, id, flood_start, flood_end)?;
+        let (n, gap, latency) = probe_schedule(niledr, id, from, to)?;
         eprintln!(
             "flood: {id}: {n} probes, max gap {} ms, max latency {latency:.1} ms",
             gap.as_millis()
@@ -283,6 +301,22 @@ fn a_wrong_secret_flood_changes_no_status_and_is_throttled_and_audited() -> Resu
         assert!(n > 0, "{id} was probed during the flood");
         worst_gap = worst_gap.max(gap);
     }
+    Ok((new, worst_gap))
+}
+
+#[test]
+fn a_wrong_secret_flood_changes_no_status_and_is_throttled_and_audited() -> Result<()> {
+    let w = scenario::start()?;
+    let before = settle(&w.niledr)?;
+    let flood_start = jiff::Timestamp::now();
+    let Flood {
+        tally,
+        viewer,
+        amira,
+    } = run_flood(&w)?;
+    let flood_end = jiff::Timestamp::now();
+    let (new, worst_gap) = after_flood(&w.niledr, before, flood_start, flood_end)?;
+
     let t = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let (n401, n429) = (t(&tally.unauthorized), t(&tally.throttled));
     eprintln!(
@@ -295,7 +329,6 @@ fn a_wrong_secret_flood_changes_no_status_and_is_throttled_and_audited() -> Resu
         viewer.2,
         amira.2,
     );
-
     assert!(new.is_empty(), "status changes during the flood: {new:#?}");
     assert!(
         worst_gap < DETECTION_WINDOW,
