@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use niledr_probes::result::format_lsn;
 use niledr_probes::{HealthModel, Observation, ProbeResult, ServiceHealth, SiteHealth};
 use niledr_web::types::*;
-use niledr_web::{ApiError, Backend, BoxFuture, Command};
+use niledr_web::{ApiError, AuthRequest, Backend, BoxFuture, Command};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
@@ -23,7 +23,7 @@ pub struct DaemonBackend {
     pub events: broadcast::Sender<StatusEventView>,
     pub prometheus: PrometheusHandle,
     pub shutdown: tokio_util::sync::CancellationToken,
-    pub auth: Arc<crate::auth::Authenticator>,
+    pub auth: Arc<crate::auth::gate::AuthGate>,
     /// Commands go to the event loop, which owns executions and the store.
     pub engine_tx: tokio::sync::mpsc::Sender<crate::event_loop::Event>,
     pub catalog: niledr_runbooks::Catalog,
@@ -231,15 +231,31 @@ impl Backend for DaemonBackend {
         self.shutdown.clone()
     }
 
-    fn authenticate(&self, authorization: Option<&str>) -> Result<PrincipalView, ApiError> {
-        let p = self
-            .auth
-            .authenticate(authorization)
-            .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        Ok(PrincipalView {
-            name: p.name,
-            role: p.role.to_string(),
-            tags: p.tags,
+    fn authenticate(&self, request: AuthRequest) -> BoxFuture<'_, Result<PrincipalView, ApiError>> {
+        use crate::auth::gate::Refusal;
+        Box::pin(async move {
+            let p = self
+                .auth
+                .authenticate(request.authorization.as_deref(), request.client)
+                .await
+                .map_err(|r| match r {
+                    Refusal::Auth(e) => ApiError::Unauthorized(e.to_string()),
+                    Refusal::Throttled {
+                        message,
+                        retry_after,
+                    } => ApiError::TooManyRequests {
+                        message,
+                        retry_after_secs: retry_after.as_secs(),
+                    },
+                    Refusal::Busy => ApiError::Unavailable(
+                        "niledr is busy verifying other tokens; retry in a few seconds".into(),
+                    ),
+                })?;
+            Ok(PrincipalView {
+                name: p.name,
+                role: p.role.to_string(),
+                tags: p.tags,
+            })
         })
     }
 

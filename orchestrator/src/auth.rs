@@ -3,6 +3,11 @@
 //!
 //! A token is `ndr_<user>_<secret>`: the user part picks the one hash to check, so a request
 //! costs one argon2 verification, and a verified token is cached (by its sha256) afterwards.
+//! In the daemon every uncached verification goes through `gate` (rate limits of failed
+//! attempts, a bounded pool of argon2 workers); `limit` holds the per-client buckets.
+
+pub mod gate;
+pub mod limit;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -245,31 +250,46 @@ impl Authenticator {
         self.users.len()
     }
 
+    /// Verify a bearer header in full (argon2 on the calling thread); the daemon goes through
+    /// `gate::AuthGate` instead, which bounds where and how often this runs.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
-        let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Missing)?;
+        let token = bearer(header)?;
+        match self.cached(token) {
+            Some(r) => r,
+            None => self.verify(token),
+        }
+    }
+
+    /// The answer for a token verified before, without argon2; `None` if it never was.
+    pub fn cached(&self, token: &str) -> Option<Result<Principal, AuthError>> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let cached = self.verified.lock().ok().and_then(|m| m.get(&key).cloned());
-        let name = match cached {
-            Some(n) => n,
-            None => {
-                let rest = token.strip_prefix("ndr_").ok_or(AuthError::Invalid)?;
-                let (name, secret) = rest.rsplit_once('_').ok_or(AuthError::Invalid)?;
-                let user = self.users.get(name).ok_or(AuthError::Invalid)?;
-                let hash = PasswordHash::new(&user.token_hash).map_err(|_| AuthError::Invalid)?;
-                Argon2::default()
-                    .verify_password(secret.as_bytes(), &hash)
-                    .map_err(|_| AuthError::Invalid)?;
-                if let Ok(mut m) = self.verified.lock() {
-                    m.insert(key, name.to_string());
-                }
-                name.to_string()
-            }
-        };
-        let user = self.users.get(&name).ok_or(AuthError::Invalid)?;
+        let name = self.verified.lock().ok()?.get(&key).cloned()?;
+        Some(self.principal(&name))
+    }
+
+    /// The user a token claims to be, if the users file knows that name (so callers may key
+    /// state by it without letting strangers invent unbounded keys).
+    pub fn claimed_user(&self, token: &str) -> Option<&str> {
+        let (name, _) = split_token(token)?;
+        self.users.get_key_value(name).map(|(k, _)| k.as_str())
+    }
+
+    /// The slow path: one argon2 verification; a success is cached.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let (name, secret) = split_token(token).ok_or(AuthError::Invalid)?;
+        let user = self.users.get(name).ok_or(AuthError::Invalid)?;
+        let hash = PasswordHash::new(&user.token_hash).map_err(|_| AuthError::Invalid)?;
+        Argon2::default()
+            .verify_password(secret.as_bytes(), &hash)
+            .map_err(|_| AuthError::Invalid)?;
+        if let Ok(mut m) = self.verified.lock() {
+            m.insert(Sha256::digest(token.as_bytes()).into(), name.to_string());
+        }
+        self.principal(name)
+    }
+
+    fn principal(&self, name: &str) -> Result<Principal, AuthError> {
+        let user = self.users.get(name).ok_or(AuthError::Invalid)?;
         if user.disabled {
             return Err(AuthError::Invalid);
         }
@@ -279,6 +299,20 @@ impl Authenticator {
             tags: user.tags.clone(),
         })
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
+    header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AuthError::Missing)
+}
+
+/// `ndr_<user>_<secret>` → (user, secret).
+fn split_token(token: &str) -> Option<(&str, &str)> {
+    token.strip_prefix("ndr_")?.rsplit_once('_')
 }
 
 #[cfg(test)]

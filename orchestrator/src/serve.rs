@@ -1,13 +1,14 @@
-//! `niledr serve`: load the config, open the store, start probes, the event loop and the HTTP
-//! server; shut down in order on a signal.
+//! `niledr serve`: load the config, open the store, start probes (on their own runtime), the
+//! event loop (its own thread) and the HTTP server (this runtime); shut down in order on a signal.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use niledr_probes::{HealthModel, Scheduler, ServiceHealth};
+use niledr_probes::{HealthModel, ServiceHealth};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,9 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 /// Run the daemon until `shutdown` is cancelled.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // One TLS provider for every HTTP client (probes, host agent), installed before any is
+    // built: the probes now start on their own thread, so no client may rely on their order.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let auth = match &config.users_file {
         Some(f) if !f.exists() => {
             tracing::warn!(users_file = %f.display(), "users file does not exist yet: every mutating endpoint will answer 401 until `niledr user add` creates it and niledr restarts");
@@ -136,33 +140,25 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             r
         })?;
 
-    // Probe results become events.
-    let probes_cancel = shutdown.child_token();
-    let (ptx, mut prx) = mpsc::channel(4096);
-    let scheduler = Scheduler::start(
+    // Probes, their forwarding and the flush tick run on their own runtime: API work here
+    // cannot delay them.
+    let probes = crate::probe_runtime::ProbeRuntime::start(
         config.services.values().map(|s| s.target()).collect(),
-        ptx,
-        probes_cancel.clone(),
-    );
-    let forward_tx = tx.clone();
-    let forward = tokio::spawn(async move {
-        while let Some(r) = prx.recv().await {
-            if forward_tx.send(Event::Probe(Box::new(r))).await.is_err() {
-                break;
-            }
-        }
-    });
-    let flush_tx = tx.clone();
-    let flush_cancel = shutdown.child_token();
-    let flusher = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = flush_cancel.cancelled() => break,
-                _ = tick.tick() => if flush_tx.send(Event::Flush).await.is_err() { break },
-            }
-        }
-    });
+        tx.clone(),
+        shutdown.clone(),
+    )?;
+    let gate = Arc::new(crate::auth::gate::AuthGate::new(
+        auth,
+        config.auth_limits,
+        config.verify_workers,
+    ));
+    // Stopped only after the HTTP server, so the last refusals are counted too.
+    let auditor_stop = CancellationToken::new();
+    let auth_auditor = tokio::spawn(crate::auth::gate::run_auditor(
+        gate.clone(),
+        store.clone(),
+        auditor_stop.clone(),
+    ));
 
     let drills = Arc::new(crate::drills::DrillService::new(
         crate::drills::DrillDeps {
@@ -185,7 +181,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         events: events_tx,
         prometheus: crate::metrics::install(),
         shutdown: shutdown.clone(),
-        auth: Arc::new(auth),
+        auth: gate,
         engine_tx,
         catalog,
         runbook_files,
@@ -195,8 +191,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");
     let http_cancel = shutdown.clone();
-    let http = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+    let http = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { http_cancel.cancelled().await });
 
     // Graceful HTTP shutdown gets a deadline: a stuck client must not keep the daemon alive.
     let http = tokio::spawn(async move { http.await });
@@ -216,9 +215,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     shutdown.cancel();
     tracing::info!("shutting down: probes, event loop, store");
-    scheduler.shutdown().await;
-    let _ = forward.await;
-    let _ = flusher.await;
+    probes.shutdown().await;
+    auditor_stop.cancel();
+    let _ = auth_auditor.await;
     let _ = drill_scheduler.await;
     let _ = tx.send(Event::Shutdown).await;
     drop(tx);

@@ -1,7 +1,7 @@
 //! API errors: a status and a message that says what to fix; internals never leak.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::types::ErrorBody;
@@ -16,6 +16,11 @@ pub enum ApiError {
     Forbidden(String),
     /// 409: conflicts with the current state (locked service, duplicate approval, ...).
     Conflict(String),
+    /// 429 with `Retry-After` (whole seconds): this client failed to authenticate too often.
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Logged here, shown to the client only as a generic message.
     Internal(String),
     Unavailable(String),
@@ -30,6 +35,7 @@ impl ApiError {
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
             | ApiError::Conflict(m)
+            | ApiError::TooManyRequests { message: m, .. }
             | ApiError::Internal(m)
             | ApiError::Unavailable(m) => m,
         }
@@ -44,6 +50,21 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::TooManyRequests {
+                message,
+                retry_after_secs,
+            } => {
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(ErrorBody { error: message }),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs.max(1)),
+                );
+                return r;
+            }
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Internal(m) => {
                 tracing::error!("internal error serving a request: {m}");

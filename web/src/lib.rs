@@ -8,6 +8,7 @@ mod routes;
 pub mod types;
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -54,6 +55,15 @@ pub enum Command {
     },
 }
 
+/// What a request offers to prove who it is: its `Authorization` header and the peer address
+/// it came from (rate limits of failed attempts are kept per client).
+#[derive(Clone, Debug, Default)]
+pub struct AuthRequest {
+    pub authorization: Option<String>,
+    /// The TCP peer; `None` when the server was not started with connect info (router tests).
+    pub client: Option<IpAddr>,
+}
+
 /// What the HTTP layer needs from the daemon. Implemented by the orchestrator.
 pub trait Backend: Send + Sync + 'static {
     /// `Ok` once the daemon is serving real data (store open, probes running).
@@ -74,8 +84,10 @@ pub trait Backend: Send + Sync + 'static {
     /// shutdown does not wait on them forever.
     fn shutdown_token(&self) -> CancellationToken;
 
-    /// Check `Authorization: Bearer ...`; 401 with a reason when missing or invalid.
-    fn authenticate(&self, authorization: Option<&str>) -> Result<PrincipalView, ApiError>;
+    /// Check `Authorization: Bearer ...`; 401 with a reason when missing or invalid, 429 (with
+    /// `Retry-After`) when this client failed too often. Async: a verification may wait for
+    /// the daemon's bounded pool of password-hash workers.
+    fn authenticate(&self, request: AuthRequest) -> BoxFuture<'_, Result<PrincipalView, ApiError>>;
     fn runbooks(&self) -> Vec<RunbookSummaryView>;
     /// Drill definitions with their next scheduled runs.
     fn drills(&self) -> Vec<DrillView>;

@@ -36,6 +36,10 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     pub dns: Option<DnsConfig>,
     pub users_file: Option<PathBuf>,
+    /// Rate limits of failed authentication (`[auth]`).
+    pub auth_limits: crate::auth::limit::Limits,
+    /// argon2 verifications at once (`[auth] verify_workers`).
+    pub verify_workers: usize,
     pub runbook_dirs: Vec<PathBuf>,
     pub drills: DrillsConfig,
     pub connstr: BTreeMap<String, ConnstrTarget>,
@@ -238,6 +242,7 @@ impl Loader<'_> {
             .auth
             .as_ref()
             .map(|a| self.resolve(a.users_file.get_ref()));
+        let (auth_limits, verify_workers) = self.auth_limits(raw.auth.as_ref())?;
         let runbook_dirs = raw
             .runbooks
             .as_ref()
@@ -252,6 +257,8 @@ impl Loader<'_> {
 
         Ok(Config {
             users_file,
+            auth_limits,
+            verify_workers,
             runbook_dirs,
             drills,
             connstr,
@@ -263,6 +270,43 @@ impl Loader<'_> {
             services,
             dns,
         })
+    }
+
+    /// `[auth]` limits: counts at least 1, a window of at least one second; workers default to
+    /// half the cores (at least one) so argon2 never takes every core.
+    fn auth_limits(
+        &self,
+        raw: Option<&raw::RawAuth>,
+    ) -> Result<(crate::auth::limit::Limits, usize), ConfigError> {
+        let mut limits = crate::auth::limit::Limits::default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut workers = (cores / 2).max(1);
+        let Some(a) = raw else {
+            return Ok((limits, workers));
+        };
+        let count = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+            None => Ok(default),
+            Some(n) if *n.get_ref() >= 1 => Ok(*n.get_ref()),
+            Some(n) => Err(self.err(n.span(), format!("{key} must be at least 1"))),
+        };
+        limits.per_client = count(
+            &a.failures_per_client,
+            "failures_per_client",
+            limits.per_client,
+        )?;
+        limits.per_client_user = count(
+            &a.failures_per_client_user,
+            "failures_per_client_user",
+            limits.per_client_user,
+        )?;
+        workers = count(&a.verify_workers, "verify_workers", workers as u32)? as usize;
+        if let Some(w) = &a.failure_window {
+            if w.get_ref().0 < Duration::from_secs(1) {
+                return Err(self.err(w.span(), "failure_window must be at least 1s"));
+            }
+            limits.window = w.get_ref().0;
+        }
+        Ok((limits, workers))
     }
 
     fn connstr(&self, c: &Spanned<raw::RawConnstr>) -> Result<ConnstrTarget, ConfigError> {

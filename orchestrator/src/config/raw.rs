@@ -31,6 +31,13 @@ pub struct RawConfig {
 pub struct RawAuth {
     /// Users and their hashed tokens (`niledr user add`).
     pub users_file: Spanned<String>,
+    /// Failed attempts per client address per `failure_window` before 429.
+    pub failures_per_client: Option<Spanned<u32>>,
+    /// Failed attempts per (client address, user name) per `failure_window` before 429.
+    pub failures_per_client_user: Option<Spanned<u32>>,
+    pub failure_window: Option<Spanned<Dur>>,
+    /// argon2 verifications that may run at once.
+    pub verify_workers: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]

@@ -225,3 +225,48 @@ fn unreadable_file_names_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn auth_limits_default_parse_and_refuse_nonsense() {
+    let defaults = load_str(VALID).expect("valid");
+    assert_eq!(defaults.auth_limits, crate::auth::limit::Limits::default());
+    assert!(defaults.verify_workers >= 1);
+    let auth = "[auth]\nusers_file = \"users.toml\"\n";
+    let set = format!(
+        "{VALID}\n{auth}failures_per_client = 7\nfailures_per_client_user = 2\nfailure_window = \"30s\"\nverify_workers = 3\n"
+    );
+    let c = load_str(&set).expect("valid limits");
+    assert_eq!(
+        c.auth_limits,
+        crate::auth::limit::Limits {
+            per_client: 7,
+            per_client_user: 2,
+            window: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(c.verify_workers, 3);
+    let bad: &[(&str, &str, &str)] = &[
+        (
+            "failures_per_client = 0",
+            "failures_per_client",
+            "at least 1",
+        ),
+        (
+            "failures_per_client_user = 0",
+            "failures_per_client_user",
+            "at least 1",
+        ),
+        ("verify_workers = 0", "verify_workers", "at least 1"),
+        (
+            "failure_window = \"200ms\"",
+            "failure_window",
+            "at least 1s",
+        ),
+    ];
+    for (line, needle, fragment) in bad {
+        let text = format!("{VALID}\n{auth}{line}\n");
+        let err = load_str(&text).expect_err(line);
+        assert_eq!(err.line, line_of(&text, needle), "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    }
+}

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::executions::{body, optional_body, principal};
+use super::executions::{Client, body, optional_body, principal};
 use super::limit_within;
 use crate::types::{DrillApprovalRequest, DrillRunRequest, DrillRunView, DrillView};
 use crate::{ApiError, SharedBackend};
@@ -50,10 +50,11 @@ pub async fn show(
 pub async fn approve(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(name): Path<String>,
     req: Result<Json<DrillApprovalRequest>, JsonRejection>,
 ) -> Result<Json<DrillView>, ApiError> {
-    let who = principal(&b, &headers)?;
+    let who = principal(&b, &headers, client).await?;
     let request = body(req)?;
     find(&b, &name)?;
     b.approve_drill(who, &name, request).await.map(Json)
@@ -64,10 +65,11 @@ pub async fn approve(
 pub async fn start(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(name): Path<String>,
     raw: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let who = principal(&b, &headers)?;
+    let who = principal(&b, &headers, client).await?;
     let request: DrillRunRequest = optional_body(&raw)?;
     find(&b, &name)?;
     let run = b.start_drill(who, &name, request).await?;

@@ -1,9 +1,12 @@
 //! Runbooks, plans, executions and approvals: reads are open, every mutation needs a bearer
 //! token and answers only after the orchestrator committed it.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -12,13 +15,37 @@ use crate::types::{
     ApprovalRequest, ConfirmRequest, ControlRequest, CreateExecutionRequest, ExecutionView,
     PrincipalView, RunbookSummaryView,
 };
-use crate::{ApiError, Command, SharedBackend};
+use crate::{ApiError, AuthRequest, Command, SharedBackend};
 
-pub(super) fn principal(b: &SharedBackend, headers: &HeaderMap) -> Result<PrincipalView, ApiError> {
-    let value = headers
+/// The TCP peer of a request, when the server records it (`into_make_service_with_connect_info`).
+pub(super) struct Client(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+pub(super) async fn principal(
+    b: &SharedBackend,
+    headers: &HeaderMap,
+    client: Client,
+) -> Result<PrincipalView, ApiError> {
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
-    b.authenticate(value)
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    b.authenticate(AuthRequest {
+        authorization,
+        client: client.0,
+    })
+    .await
 }
 
 /// A JSON body, or a 400 that says what is wrong with it.
@@ -39,8 +66,9 @@ pub(super) fn optional_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Resu
 pub async fn whoami(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
 ) -> Result<Json<PrincipalView>, ApiError> {
-    principal(&b, &headers).map(Json)
+    principal(&b, &headers, client).await.map(Json)
 }
 
 pub async fn runbooks(State(b): State<SharedBackend>) -> Json<Vec<RunbookSummaryView>> {
@@ -68,9 +96,10 @@ pub async fn show(
 pub async fn create(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     req: Result<Json<CreateExecutionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let who = principal(&b, &headers)?;
+    let who = principal(&b, &headers, client).await?;
     let req = body(req)?;
     let view = b.command(who, Command::Create(req)).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -79,10 +108,11 @@ pub async fn create(
 pub async fn approve(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(id): Path<String>,
     req: Result<Json<ApprovalRequest>, JsonRejection>,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    let who = principal(&b, &headers)?;
+    let who = principal(&b, &headers, client).await?;
     let request = body(req)?;
     b.command(who, Command::Approve { id, request })
         .await
@@ -92,37 +122,53 @@ pub async fn approve(
 pub async fn confirm(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(id): Path<String>,
     req: Result<Json<ConfirmRequest>, JsonRejection>,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    let who = principal(&b, &headers)?;
-    let request = body(req)?;
-    b.command(who, Command::Confirm { id, request })
-        .await
-        .map(Json)
+    on_step(b, headers, client, id, req, |id, request| {
+        Command::Confirm { id, request }
+    })
+    .await
 }
 
+/// Roll forward from `needs_operator`.
 pub async fn retry(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(id): Path<String>,
     req: Result<Json<ConfirmRequest>, JsonRejection>,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    let who = principal(&b, &headers)?;
+    on_step(b, headers, client, id, req, |id, request| Command::Retry {
+        id,
+        request,
+    })
+    .await
+}
+
+async fn on_step(
+    b: SharedBackend,
+    headers: HeaderMap,
+    client: Client,
+    id: String,
+    req: Result<Json<ConfirmRequest>, JsonRejection>,
+    make: fn(String, ConfirmRequest) -> Command,
+) -> Result<Json<ExecutionView>, ApiError> {
+    let who = principal(&b, &headers, client).await?;
     let request = body(req)?;
-    b.command(who, Command::Retry { id, request })
-        .await
-        .map(Json)
+    b.command(who, make(id, request)).await.map(Json)
 }
 
 async fn control(
     b: SharedBackend,
     headers: HeaderMap,
+    client: Client,
     id: String,
     raw: axum::body::Bytes,
     make: fn(String, ControlRequest) -> Command,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    let who = principal(&b, &headers)?;
+    let who = principal(&b, &headers, client).await?;
     let request = optional_body(&raw)?;
     b.command(who, make(id, request)).await.map(Json)
 }
@@ -130,10 +176,11 @@ async fn control(
 pub async fn cancel(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    control(b, headers, id, raw, |id, request| Command::Cancel {
+    control(b, headers, client, id, raw, |id, request| Command::Cancel {
         id,
         request,
     })
@@ -143,10 +190,11 @@ pub async fn cancel(
 pub async fn pause(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    control(b, headers, id, raw, |id, request| Command::Pause {
+    control(b, headers, client, id, raw, |id, request| Command::Pause {
         id,
         request,
     })
@@ -156,10 +204,11 @@ pub async fn pause(
 pub async fn resume(
     State(b): State<SharedBackend>,
     headers: HeaderMap,
+    client: Client,
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> Result<Json<ExecutionView>, ApiError> {
-    control(b, headers, id, raw, |id, request| Command::Resume {
+    control(b, headers, client, id, raw, |id, request| Command::Resume {
         id,
         request,
     })

@@ -178,16 +178,24 @@ impl Backend for FixtureBackend {
     fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
         tokio_util::sync::CancellationToken::new()
     }
-    fn authenticate(&self, authorization: Option<&str>) -> Result<PrincipalView, crate::ApiError> {
-        match authorization {
+    fn authenticate(
+        &self,
+        request: crate::AuthRequest,
+    ) -> crate::BoxFuture<'_, Result<PrincipalView, crate::ApiError>> {
+        let r = match request.authorization.as_deref() {
             Some("Bearer good") => Ok(PrincipalView {
                 name: "amira".into(),
                 role: "approver".into(),
                 tags: vec![],
             }),
+            Some("Bearer flood") => Err(crate::ApiError::TooManyRequests {
+                message: "too many failed attempts".into(),
+                retry_after_secs: 7,
+            }),
             Some(_) => Err(crate::ApiError::Unauthorized("bad token".into())),
             None => Err(crate::ApiError::Unauthorized("missing token".into())),
-        }
+        };
+        Box::pin(async move { r })
     }
     fn runbooks(&self) -> Vec<RunbookSummaryView> {
         vec![]
@@ -422,6 +430,21 @@ async fn post_to(
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_throttled_client_gets_429_with_retry_after_and_a_json_message() {
+    let app = router(Arc::new(FixtureBackend::new(true)));
+    let req = Request::post("/api/v1/executions/e1/cancel")
+        .header("authorization", "Bearer flood")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body.error, "too many failed attempts");
 }
 
 #[tokio::test]
