@@ -26,7 +26,7 @@ use crate::event_loop::{Event, Shared};
 use crate::failpoint;
 use crate::records::{ExecutionRecordV1, StepRecordV1, TimelineEntryV1};
 use crate::store::{AuditEvent, Store};
-pub(crate) use commands::{Need, require};
+pub(crate) use commands::{Need, approval_error, require};
 pub use drill_hooks::{StandingApproval, drill_principal};
 use steps::{StepContext, StepError};
 pub use view::execution_view;
