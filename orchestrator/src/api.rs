@@ -289,6 +289,17 @@ impl Backend for DaemonBackend {
         Box::pin(async move { r })
     }
 
+    fn approve_drill_run(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        id: &str,
+        request: DrillRunApprovalRequest,
+    ) -> BoxFuture<'_, Result<DrillRunView, ApiError>> {
+        let r = self.drills.approve_run(&who, name, id, &request);
+        Box::pin(async move { r })
+    }
+
     fn approve_drill(
         &self,
         who: PrincipalView,

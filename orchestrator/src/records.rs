@@ -141,6 +141,19 @@ pub struct StandingApprovalV1 {
     pub comment: String,
 }
 
+/// A person's decision on one live drill run, given before its fault.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunApprovalV1 {
+    pub user: String,
+    pub roles: Vec<String>,
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// The drill digest the person read (always the run's digest: others are refused).
+    pub digest: String,
+    pub at: String,
+    pub comment: String,
+}
+
 /// One drill run, or a scheduled slot that was missed or skipped.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DrillRunRecordV1 {
@@ -152,10 +165,18 @@ pub struct DrillRunRecordV1 {
     /// `on_demand` or `schedule`.
     pub trigger: String,
     pub requested_by: String,
-    /// `running`, `finished`, `aborted`, `failed`, `interrupted`, `missed`, `skipped`.
+    /// `awaiting_approval`, `running`, `finished`, `aborted`, `failed`, `interrupted`,
+    /// `rejected`, `expired`, `missed`, `skipped`.
     pub state: String,
     pub phase: String,
     pub scheduled_for: Option<String>,
+    /// Live drills: the decisions of people on this run before its fault. Records written
+    /// before runs were approved have none.
+    #[serde(default)]
+    pub approvals: Vec<RunApprovalV1>,
+    /// Live drills: when a run still awaiting approval expires (RFC 3339).
+    #[serde(default)]
+    pub approval_deadline: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub execution: Option<String>,

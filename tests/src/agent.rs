@@ -3,6 +3,8 @@
 //! re-seed a server as a standby, and restore, recover and retire the cold site. In
 //! production an agent on each machine would do this; here the harness owns the server
 //! processes, so it must be the one acting on them (its bookkeeping and teardown stay right).
+//! It records every action asked of it (`requested`), so a test can tell whether a drill
+//! injected anything at all.
 //!
 //! Protocol (every request carries `Authorization: Bearer <token>`, else 401):
 //! - `GET /v1/health` → 200 `{"ok":true}`
@@ -110,6 +112,7 @@ impl HostAgent {
             http: topo.http_endpoints().to_vec(),
             cold,
             acts: Mutex::new(Acts::default()),
+            requested: Mutex::new(Vec::new()),
         });
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -212,6 +215,16 @@ impl HostAgent {
         )
     }
 
+    /// Every action niledr asked of the agent so far (`"kill khartoum-postgres"`, `"reseed
+    /// khartoum-postgres (of port-sudan-postgres)"`), oldest first, whatever its outcome.
+    pub fn requested(&self) -> Vec<String> {
+        self.shared
+            .requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The restored dr-cold PostgreSQL while it runs (after `recover`).
     pub fn cold_postgres(&self) -> Option<Postgres> {
         match &self.shared.lock_acts().cold {
@@ -309,6 +322,9 @@ struct Shared {
     http: Vec<HttpHealth>,
     cold: ColdPlan,
     acts: Mutex<Acts>,
+    /// Every well-formed action request, in order (`"kill khartoum-postgres"`), whatever its
+    /// outcome: what tests read to tell whether a fault was injected at all.
+    requested: Mutex<Vec<String>>,
 }
 
 /// What a cold restore needs.
@@ -478,6 +494,11 @@ async fn actions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Some(of) => format!("{} {} (of {of})", req.action, req.target),
         None => format!("{} {}", req.action, req.target),
     };
+    shared
+        .requested
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(label.clone());
     let run = {
         let req = req.clone();
         tokio::task::spawn_blocking(move || shared.act(&req))

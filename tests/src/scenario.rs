@@ -1,9 +1,10 @@
-//! Building blocks of the end-to-end runbook suites: a topology with niledr, its runbooks
-//! copied into the topology's dir (so a test may edit them), people with tokens, and the
-//! propose / approve / finish steps every suite repeats.
+//! Building blocks of the end-to-end runbook and drill suites: a topology with niledr, its
+//! runbooks copied into the topology's dir (so a test may edit them), people with tokens, and
+//! the propose / approve / finish steps every suite repeats, plus approving and following
+//! drill runs.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -84,20 +85,52 @@ pub fn start() -> Result<World> {
     start_with(|_, t| Ok(t), &[])
 }
 
+/// Niledr reading drills from `<base>/drills` holding `files` instead of the shipped ones.
+pub fn start_with_drills(files: &[(&str, String)]) -> Result<World> {
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    start_with(
+        move |topo, text| {
+            let dir = topo.base_dir().join("drills");
+            std::fs::create_dir_all(&dir)?;
+            for (name, body) in &files {
+                std::fs::write(dir.join(name), body)?;
+            }
+            let start = text.find("[drills]\ndirs = [").context("[drills] dirs")?;
+            let from = start + "[drills]\n".len();
+            let end = from + text[from..].find('\n').context("dirs line")?;
+            Ok(format!(
+                "{}dirs = [\"{}\"]{}",
+                &text[..from],
+                dir.display(),
+                &text[end..]
+            ))
+        },
+        &[],
+    )
+}
+
 /// The log holds no ERROR but `allowed`, the audit chain verifies, niledr stops cleanly.
 pub fn finish(w: World, allowed: &[&str]) -> Result<()> {
-    let errors = w.niledr.unexpected_errors(allowed)?;
+    check_and_stop(w.niledr, allowed)
+}
+
+/// `finish` for a test that keeps the topology afterwards (to read niledr's store).
+pub fn check_and_stop(niledr: Niledr, allowed: &[&str]) -> Result<()> {
+    let errors = niledr.unexpected_errors(allowed)?;
     if !errors.is_empty() {
         bail!(
             "unexpected ERROR lines in the niledr log:\n{}",
             errors.join("\n")
         );
     }
-    let (status, v) = w.niledr.get("/api/v1/audit/verify")?;
+    let (status, v) = niledr.get("/api/v1/audit/verify")?;
     if status != 200 {
         bail!("audit chain does not verify: {v:#}");
     }
-    w.niledr.stop()
+    niledr.stop()
 }
 
 /// Propose `runbook` as the holder of `token`; the execution must await approval.
@@ -179,6 +212,108 @@ pub fn approve_drill(w: &World, drill: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Approve live drill run `id` of `drill` as the holder of `token`, bound to the run's digest;
+/// returns (status, body).
+pub fn decide_drill_run(
+    w: &World,
+    drill: &str,
+    id: &str,
+    token: &str,
+    decision: &str,
+) -> Result<(u16, serde_json::Value)> {
+    let (status, run) = w.niledr.get(&format!("/api/v1/drill-runs/{id}"))?;
+    if status != 200 {
+        bail!("GET drill run {id}: {status} {run:#}");
+    }
+    let digest = run["digest"].as_str().context("run digest")?.to_string();
+    w.niledr.post(
+        &format!("/api/v1/drills/{drill}/runs/{id}/approvals"),
+        Some(token),
+        &json!({ "digest": digest, "decision": decision, "comment": "read the drill and the run" }),
+    )
+}
+
+/// Approve live drill run `id` as the incident commander, then the engineering lead: the
+/// second approval starts it. Returns the run as the second approval answered.
+pub fn approve_drill_run(w: &World, drill: &str, id: &str) -> Result<serde_json::Value> {
+    let mut last = serde_json::Value::Null;
+    for token in [&w.people.ic, &w.people.lead] {
+        let (status, body) = decide_drill_run(w, drill, id, token, "approve")?;
+        if status != 200 {
+            bail!("approving drill run {id}: {status} {body:#}");
+        }
+        last = body;
+    }
+    Ok(last)
+}
+
+/// How long `wait_run` follows a drill run.
+pub const DRILL_RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Approve, as the two people, any of the run's executions waiting for approval (live mode).
+pub fn approve_waiting(w: &World, run: &serde_json::Value) -> Result<()> {
+    for key in ["execution", "cleanup_execution"] {
+        let Some(id) = run[key].as_str() else {
+            continue;
+        };
+        let (_, ex) = w.niledr.get(&format!("/api/v1/executions/{id}"))?;
+        if ex["state"] != "awaiting_approval" {
+            continue;
+        }
+        let digest = ex["plan_digest"].as_str().unwrap_or_default().to_string();
+        let have: Vec<String> = ex["approvals"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["user"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (user, token) in [("amira", &w.people.ic), ("omar", &w.people.lead)] {
+            if have.iter().any(|h| h == user) {
+                continue;
+            }
+            let (status, body) = approve(&w.niledr, id, token, &digest)?;
+            if status != 200 {
+                bail!("approving {id} as {user}: {status} {body:#}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Follow a drill run to its end (printing its notes), approving its executions as they wait
+/// (live approval) when `live`.
+pub fn wait_run(w: &World, id: &str, live: bool) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + DRILL_RUN_TIMEOUT;
+    let mut printed = 0;
+    loop {
+        let (status, run) = w.niledr.get(&format!("/api/v1/drill-runs/{id}"))?;
+        if status != 200 {
+            bail!("GET drill run {id}: {status} {run:#}");
+        }
+        let notes = run["notes"].as_array().cloned().unwrap_or_default();
+        for n in notes.iter().skip(printed) {
+            println!(
+                "  [{}] {}",
+                n["event"].as_str().unwrap_or(""),
+                n["detail"].as_str().unwrap_or("")
+            );
+        }
+        printed = notes.len();
+        if run["state"] != "running" {
+            return Ok(run);
+        }
+        if live {
+            approve_waiting(w, &run)?;
+        }
+        if Instant::now() > deadline {
+            bail!("drill run {id} still running after {DRILL_RUN_TIMEOUT:?}: {run:#}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `--runs N` from a benchmark's command line, or `default`.

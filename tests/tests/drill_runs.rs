@@ -1,6 +1,7 @@
 //! Drills run by the real `niledr` daemon against a real topology, through its API: the daemon
 //! starts its canary, injects the fault through the host agent (the harness), runs the runbook
-//! with standing or live approvals, measures RTO and RPO, fails back, and keeps the report.
+//! with standing or live approvals (a live drill's run approved by two people before its
+//! fault), measures RTO and RPO, fails back, and keeps the report.
 //! The test checks the report against the world directly: the markers the report calls lost
 //! are absent from the primary, and the rows present match acknowledged − lost.
 
@@ -14,7 +15,6 @@ use niledr_tests::{Postgres, Site, ZONE};
 use serde_json::{Value, json};
 
 const ALLOWED_ERRORS: &[&str] = &[];
-const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Standing pre-approval of `drill` by the incident commander and the engineering lead.
 fn approve_drill(w: &World, drill: &str) -> Result<()> {
@@ -24,74 +24,21 @@ fn approve_drill(w: &World, drill: &str) -> Result<()> {
     Ok(())
 }
 
+/// Start a run as the operator; a live drill's run is approved by the incident commander and
+/// the engineering lead first (it awaits them, nothing injected, until then).
 fn start_run(w: &World, drill: &str) -> Result<String> {
-    let (status, run) = w.niledr.post(
+    let (status, mut run) = w.niledr.post(
         &format!("/api/v1/drills/{drill}/runs"),
         Some(&w.people.operator),
         &json!({ "reason": "end-to-end drill test" }),
     )?;
     assert_eq!(status, 202, "{run:#}");
+    let id = run["id"].as_str().context("run id")?.to_string();
+    if run["state"] == "awaiting_approval" {
+        run = scenario::approve_drill_run(w, drill, &id)?;
+    }
     assert_eq!(run["state"], "running", "{run:#}");
-    Ok(run["id"].as_str().context("run id")?.to_string())
-}
-
-/// Approve, as the two people, any of the run's executions waiting for approval (live mode).
-fn approve_waiting(w: &World, run: &Value) -> Result<()> {
-    for key in ["execution", "cleanup_execution"] {
-        let Some(id) = run[key].as_str() else {
-            continue;
-        };
-        let (_, ex) = w.niledr.get(&format!("/api/v1/executions/{id}"))?;
-        if ex["state"] != "awaiting_approval" {
-            continue;
-        }
-        let digest = ex["plan_digest"].as_str().unwrap_or_default().to_string();
-        let have: Vec<String> = ex["approvals"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x["user"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (user, token) in [("amira", &w.people.ic), ("omar", &w.people.lead)] {
-            if have.iter().any(|h| h == user) {
-                continue;
-            }
-            let (status, body) = scenario::approve(&w.niledr, id, token, &digest)?;
-            assert_eq!(status, 200, "approving {id} as {user}: {body:#}");
-        }
-    }
-    Ok(())
-}
-
-/// Follow a run to its end, approving live executions when `live`.
-fn wait_run(w: &World, id: &str, live: bool) -> Result<Value> {
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let mut printed = 0;
-    loop {
-        let (status, run) = w.niledr.get(&format!("/api/v1/drill-runs/{id}"))?;
-        assert_eq!(status, 200, "{run:#}");
-        let notes = run["notes"].as_array().cloned().unwrap_or_default();
-        for n in notes.iter().skip(printed) {
-            println!(
-                "  [{}] {}",
-                n["event"].as_str().unwrap_or(""),
-                n["detail"].as_str().unwrap_or("")
-            );
-        }
-        printed = notes.len();
-        if run["state"] != "running" {
-            return Ok(run);
-        }
-        if live {
-            approve_waiting(w, &run)?;
-        }
-        if Instant::now() > deadline {
-            bail!("drill run {id} still running after {RUN_TIMEOUT:?}: {run:#}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Ok(id)
 }
 
 fn print_report(w: &World, id: &str) -> Result<String> {
@@ -205,7 +152,7 @@ fn kill_drill_with_standing_approval_measures_and_fails_back() -> Result<()> {
     assert!(w.topo.postgres_primary().is_running());
     approve_drill(&w, drill)?;
     let id = start_run(&w, drill)?;
-    let run = wait_run(&w, &id, false)?;
+    let run = scenario::wait_run(&w, &id, false)?;
     let md = print_report(&w, &id)?;
     assert_eq!(run["state"], "finished", "{run:#}");
     phases_present(&run);
@@ -232,7 +179,7 @@ fn hang_drill_detects_by_timeout() -> Result<()> {
     let drill = "postgres-primary-hang";
     approve_drill(&w, drill)?;
     let id = start_run(&w, drill)?;
-    let run = wait_run(&w, &id, false)?;
+    let run = scenario::wait_run(&w, &id, false)?;
     print_report(&w, &id)?;
     assert_eq!(run["state"], "finished", "{run:#}");
     phases_present(&run);
@@ -247,7 +194,7 @@ fn planned_switchover_drill_loses_no_acknowledged_write() -> Result<()> {
     let w = scenario::start()?;
     let drill = "planned-switchover";
     let id = start_run(&w, drill)?;
-    let run = wait_run(&w, &id, true)?;
+    let run = scenario::wait_run(&w, &id, true)?;
     print_report(&w, &id)?;
     assert_eq!(run["state"], "finished", "{run:#}");
     for store in ["postgres", "redis"] {
@@ -266,7 +213,7 @@ fn lagging_standby_drill_measures_rpo() -> Result<()> {
     let drill = "lagging-standby-failure";
     approve_drill(&w, drill)?;
     let id = start_run(&w, drill)?;
-    let run = wait_run(&w, &id, false)?;
+    let run = scenario::wait_run(&w, &id, false)?;
     print_report(&w, &id)?;
     assert_eq!(run["state"], "finished", "{run:#}");
     let lost = check_postgres_loss(&w, &run)?;
@@ -299,7 +246,7 @@ fn cold_site_restore_drill_reports_activation_and_freshness() -> Result<()> {
     let w = scenario::start()?;
     let drill = "cold-site-restore";
     let id = start_run(&w, drill)?;
-    let run = wait_run(&w, &id, true)?;
+    let run = scenario::wait_run(&w, &id, true)?;
     print_report(&w, &id)?;
     assert_eq!(run["state"], "finished", "{run:#}");
     let f = &run["report"]["freshness"];
@@ -314,37 +261,11 @@ fn cold_site_restore_drill_reports_activation_and_freshness() -> Result<()> {
     scenario::finish(w, ALLOWED_ERRORS)
 }
 
-/// Niledr reading drills from `<base>/drills` holding `files` instead of the shipped ones.
-fn start_with_drills(files: &[(&str, String)]) -> Result<World> {
-    let files: Vec<(String, String)> = files
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.clone()))
-        .collect();
-    scenario::start_with(
-        move |topo, text| {
-            let dir = topo.base_dir().join("drills");
-            std::fs::create_dir_all(&dir)?;
-            for (name, body) in &files {
-                std::fs::write(dir.join(name), body)?;
-            }
-            let start = text.find("[drills]\ndirs = [").context("[drills] dirs")?;
-            let from = start + "[drills]\n".len();
-            let end = from + text[from..].find('\n').context("dirs line")?;
-            Ok(format!(
-                "{}dirs = [\"{}\"]{}",
-                &text[..from],
-                dir.display(),
-                &text[end..]
-            ))
-        },
-        &[],
-    )
-}
-
 #[test]
 fn abort_bound_stops_the_drill_and_restores_the_primary() -> Result<()> {
-    // Live approval that nobody gives, and an RTO objective of 4 s with abort at 1.5 × it: the
-    // drill must cancel its execution at the bound, undo the fault and report aborted.
+    // The run approved before its fault, then live approval of the execution that nobody
+    // gives, and an RTO objective of 4 s with abort at 1.5 × it: the drill must cancel its
+    // execution at the bound, undo the fault and report aborted.
     let drill = r#"
 name = "abort-check"
 description = "Kill the primary; nobody approves; the abort bound must stop the drill."
@@ -362,9 +283,9 @@ rpo_postgres = "1m"
 [abort]
 rto_factor = 1.5
 "#;
-    let w = start_with_drills(&[("abort-check.toml", drill.to_string())])?;
+    let w = scenario::start_with_drills(&[("abort-check.toml", drill.to_string())])?;
     let id = start_run(&w, "abort-check")?;
-    let run = wait_run(&w, &id, false)?;
+    let run = scenario::wait_run(&w, &id, false)?;
     let md = print_report(&w, &id)?;
     assert_eq!(run["state"], "aborted", "{run:#}");
     assert_eq!(run["verdict"], "aborted", "{run:#}");
@@ -407,7 +328,7 @@ target = "khartoum-postgres"
 rto = "4m"
 rpo_postgres = "1m"
 "#;
-    let mut w = start_with_drills(&[("every-minute.toml", drill.to_string())])?;
+    let mut w = scenario::start_with_drills(&[("every-minute.toml", drill.to_string())])?;
     let (_, d) = w.niledr.get("/api/v1/drills/every-minute")?;
     assert_eq!(d["upcoming"][0]["due"], true, "{d:#}");
     let runs = |w: &World| -> Result<Vec<Value>> {

@@ -18,8 +18,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use types::{
     ApprovalRequest, AuditVerifyView, ConfirmRequest, ControlRequest, CreateExecutionRequest,
-    DrillApprovalRequest, DrillRunRequest, DrillRunView, DrillView, ExecutionView, PrincipalView,
-    RunbookSummaryView, ServiceHistoryView, ServiceView, SiteView, StatusEventView,
+    DrillApprovalRequest, DrillRunApprovalRequest, DrillRunRequest, DrillRunView, DrillView,
+    ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView, SiteView,
+    StatusEventView,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -96,12 +97,22 @@ pub trait Backend: Send + Sync + 'static {
     fn drill_run(&self, id: &str) -> Result<DrillRunView, ApiError>;
     /// The run's report as Markdown for a post-drill review (409 while it is still running).
     fn drill_run_markdown(&self, id: &str) -> Result<String, ApiError>;
-    /// Start a drill now (202 semantics: answers once the run is recorded and started).
+    /// Start a drill now (202 semantics: answers once the run is recorded, and started unless
+    /// it is a live drill, which awaits two approvals of the run before its fault).
     fn start_drill(
         &self,
         who: PrincipalView,
         name: &str,
         request: DrillRunRequest,
+    ) -> BoxFuture<'_, Result<DrillRunView, ApiError>>;
+    /// Record a person's decision on live drill run `id` of drill `name` before its fault;
+    /// the approval that completes the run's policy starts it (answers once committed).
+    fn approve_drill_run(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        id: &str,
+        request: DrillRunApprovalRequest,
     ) -> BoxFuture<'_, Result<DrillRunView, ApiError>>;
     /// Record a standing pre-approval of a drill file (bound to its digest).
     fn approve_drill(

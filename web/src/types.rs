@@ -284,6 +284,36 @@ pub struct DrillRunRequest {
     pub reason: String,
 }
 
+/// `POST /api/v1/drills/{name}/runs/{id}/approvals`: a person's decision on one live drill
+/// run before its fault.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DrillRunApprovalRequest {
+    /// The drill digest the approver read on the run (`GET /api/v1/drill-runs/{id}`).
+    pub digest: String,
+    /// `approve` (default) or `reject`.
+    #[serde(default = "approve")]
+    pub decision: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+fn approve() -> String {
+    "approve".into()
+}
+
+/// A person's decision on a live drill run, given before its fault.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunApprovalView {
+    pub user: String,
+    pub roles: Vec<String>,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub digest: String,
+    pub at: String,
+    pub comment: String,
+}
+
 /// One drill run (or a scheduled slot that was missed or skipped).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DrillRunView {
@@ -295,11 +325,23 @@ pub struct DrillRunView {
     pub trigger: String,
     /// Who asked (a person, or `niledr-scheduler`).
     pub requested_by: String,
-    /// `running`, `finished`, `aborted`, `failed`, `interrupted`, `missed`, `skipped`.
+    /// `awaiting_approval` (a live drill: nothing injected until two people approve the run),
+    /// `running`, `finished`, `aborted`, `failed`, `interrupted`, `rejected`, `expired`,
+    /// `missed`, `skipped`.
     pub state: String,
-    /// What the run is doing now (`preflight`, `canary`, `fault`, `detection`, `decision`,
-    /// `execution`, `measuring`, `cleanup`, `done`).
+    /// What the run is doing now (`approval`, `preflight`, `canary`, `fault`, `detection`,
+    /// `decision`, `execution`, `measuring`, `cleanup`, `done`).
     pub phase: String,
+    /// Live drills: the people's decisions on this run before its fault. (Defaults keep
+    /// clients reading daemons that predate run approvals.)
+    #[serde(default)]
+    pub approvals: Vec<RunApprovalView>,
+    /// While `awaiting_approval`: what is still needed before the fault, and how to give it.
+    #[serde(default)]
+    pub approval_needed: Option<String>,
+    /// While `awaiting_approval`: when the request expires unapproved.
+    #[serde(default)]
+    pub approval_deadline: Option<String>,
     /// The scheduled slot this run was for (local time), if scheduled.
     pub scheduled_for: Option<String>,
     pub started_at: String,

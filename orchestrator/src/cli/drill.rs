@@ -1,6 +1,7 @@
-//! `niledr drill ...`: list, show, approve (standing), run (and follow), runs, report.
-//! `drill run` exits 0 when the drill met its objectives, 3 when it finished without meeting
-//! them (missed, aborted, not measured, failed, interrupted), 1 on errors, 2 on bad usage.
+//! `niledr drill ...`: list, show, approve (standing, or one live run before its fault), run
+//! (and follow, through approval), runs, report. `drill run` exits 0 when the drill met its
+//! objectives, 3 when it ended without meeting them (missed, aborted, not measured, failed,
+//! interrupted, rejected, expired), 1 on errors, 2 on bad usage.
 
 use std::time::{Duration, Instant};
 
@@ -42,11 +43,19 @@ pub enum DrillCommand {
     },
     /// Pre-approve drill NAME (approval = "standing"), bound to the digest of its file: once
     /// enough people have, it runs unattended on its schedule. A changed file needs new
-    /// approvals.
+    /// approvals. With `--run ID`: approve (or `--reject`) that run of a live drill, which
+    /// awaits approval; the approval that completes the policy injects its fault.
     Approve {
         name: String,
-        /// The drill digest you read (`niledr drill show`). Without it, the digest of the file
-        /// as the daemon holds it now is used, and the command says so.
+        /// Decide on this run of a live drill (`niledr drill runs --drill NAME`) instead of
+        /// pre-approving the drill file.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// With `--run`: reject the run (it ends; nothing is injected).
+        #[arg(long, requires = "run")]
+        reject: bool,
+        /// The drill digest you read (`niledr drill show`, or the run's). Without it, the
+        /// digest as the daemon holds it now is used, and the command says so.
         #[arg(long, value_name = "D")]
         digest: Option<String>,
         /// A comment for the audit log.
@@ -59,8 +68,10 @@ pub enum DrillCommand {
         conn: Connection,
     },
     /// Run drill NAME now and follow it: progress on stderr, then its report (Markdown) on
-    /// stdout. Exit 0 when every objective was met, 3 when the run missed, aborted, measured
-    /// nothing, failed or was interrupted, 1 on errors.
+    /// stdout. A live drill's run first awaits two approvals of the run (`niledr drill approve
+    /// NAME --run ID`); nothing is injected before, and this command waits for them. Exit 0
+    /// when every objective was met, 3 when the run missed, aborted, measured nothing, failed,
+    /// was interrupted, rejected or expired, 1 on errors.
     Run {
         name: String,
         /// Why (kept with the run and in the audit log).
@@ -124,25 +135,38 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
         )?),
         DrillCommand::Approve {
             name,
+            run: Some(id),
+            reject,
             digest,
             comment,
             json,
             conn,
         } => {
             let c = connect(&conn, true)?;
-            let digest = match digest {
-                Some(d) => d,
-                None => {
-                    let current: DrillView =
-                        client::decode(c.get(&["api", "v1", "drills", &name])?, "drill")?;
-                    eprintln!(
-                        "note: no --digest given: approving drill {name} as the daemon holds it \
-                         now, digest {} (pass --digest to bind your approval to the file you read)",
-                        current.digest
-                    );
-                    current.digest
-                }
-            };
+            let run_path = ["api", "v1", "drill-runs", id.as_str()];
+            let digest = current_digest(&c, &run_path, digest, &format!("run {id} of {name}"))?;
+            let decision = if reject { "reject" } else { "approve" };
+            let v = c.post(
+                &["api", "v1", "drills", &name, "runs", &id, "approvals"],
+                &json!({ "digest": digest, "decision": decision, "comment": comment }),
+            )?;
+            if json {
+                return done(pretty(&v));
+            }
+            done(render::drill_run(&client::decode(v, "drill run")?))
+        }
+        DrillCommand::Approve {
+            name,
+            run: None,
+            digest,
+            comment,
+            json,
+            conn,
+            ..
+        } => {
+            let c = connect(&conn, true)?;
+            let path = ["api", "v1", "drills", name.as_str()];
+            let digest = current_digest(&c, &path, digest, &format!("drill {name}"))?;
             let v = c.post(
                 &["api", "v1", "drills", &name, "approvals"],
                 &json!({ "digest": digest, "comment": comment }),
@@ -177,7 +201,17 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
                 ));
                 return done(text);
             }
-            eprintln!("started drill run {} of {}", run.id, run.drill);
+            if run.state == "awaiting_approval" {
+                eprintln!(
+                    "drill run {} of {} awaits approval before its fault (nothing is injected \
+                     until then): {}",
+                    run.id,
+                    run.drill,
+                    run.approval_needed.as_deref().unwrap_or("two approvals")
+                );
+            } else {
+                eprintln!("started drill run {} of {}", run.id, run.drill);
+            }
             let (v, run) = follow(&c, v, run)?;
             let code = exit_code(&run);
             eprintln!(
@@ -236,6 +270,29 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
     }
 }
 
+/// The digest to approve: the one given, or the one at `path` now (said on stderr, so the
+/// approver knows what they bound their approval to).
+fn current_digest(
+    c: &Client,
+    path: &[&str],
+    given: Option<String>,
+    what: &str,
+) -> Result<String, CliError> {
+    if let Some(d) = given {
+        return Ok(d);
+    }
+    let v = c.get(path)?;
+    let digest = v["digest"]
+        .as_str()
+        .ok_or_else(|| CliError::Other(format!("the daemon's answer for {what} has no digest")))?
+        .to_string();
+    eprintln!(
+        "note: no --digest given: approving {what} as the daemon holds it now, digest {digest} \
+         (pass --digest to bind your approval to what you read)"
+    );
+    Ok(digest)
+}
+
 fn done(text: String) -> Result<(String, u8), CliError> {
     Ok((text, 0))
 }
@@ -260,6 +317,7 @@ pub fn exit_code(run: &DrillRunView) -> u8 {
 
 /// What `DrillRunView::phase` goes through, in order.
 const PHASES: &[&str] = &[
+    "approval",
     "preflight",
     "canary",
     "fault",
@@ -282,7 +340,7 @@ fn phase_of(before: &str, event: &str) -> String {
     }
 }
 
-/// Poll the run until it is no longer `running`, printing each new note to stderr. A daemon
+/// Poll the run while it awaits approval or runs, printing each new note to stderr. A daemon
 /// that stops answering for a while (a restart) is waited for; an error answer ends it.
 fn follow(
     c: &Client,
@@ -300,7 +358,7 @@ fn follow(
         shown = shown.max(run.notes.len());
         // Notes after this poll are at least in the phase it reported.
         phase.clone_from(&run.phase);
-        if run.state != "running" {
+        if !matches!(run.state.as_str(), "running" | "awaiting_approval") {
             return Ok((v, run));
         }
         std::thread::sleep(POLL);
@@ -341,6 +399,7 @@ mod tests {
             "requested_by": "amira", "state": state, "phase": "done", "scheduled_for": null,
             "started_at": "t0", "finished_at": "t1", "execution": null,
             "cleanup_execution": null, "error": null, "verdict": verdict, "report": null,
+            "approvals": [], "approval_needed": null, "approval_deadline": null,
             "notes": []
         }))
         .expect("a valid run")
@@ -369,6 +428,8 @@ mod tests {
             ("failed", None),
             ("failed", Some("met")),
             ("interrupted", None),
+            ("rejected", None),
+            ("expired", None),
             ("finished", None),
         ] {
             assert_eq!(

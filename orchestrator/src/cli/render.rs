@@ -609,10 +609,10 @@ pub fn drill_runs(list: &[DrillRunView]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|r| {
-            let state = if r.state == "running" {
-                format!("running ({})", r.phase)
-            } else {
-                r.state.clone()
+            let state = match r.state.as_str() {
+                "running" => format!("running ({})", r.phase),
+                "awaiting_approval" => format!("awaiting approval ({} given)", r.approvals.len()),
+                other => other.to_string(),
             };
             vec![
                 r.id.clone(),
@@ -643,8 +643,30 @@ pub fn drill_run(r: &DrillRunView) -> String {
         r.id, r.drill, r.state, r.phase
     );
     let _ = writeln!(o, "id:        {}", r.id);
+    let _ = writeln!(o, "digest:    {}", r.digest);
     let _ = writeln!(o, "trigger:   {} by {}", r.trigger, r.requested_by);
     let _ = writeln!(o, "started:   {}", r.started_at);
+    for a in &r.approvals {
+        let _ = writeln!(
+            o,
+            "{:<10} {} [{}] at {}{}",
+            format!("{}:", a.decision),
+            a.user,
+            a.roles.join(", "),
+            a.at,
+            if a.comment.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", one_line(&a.comment))
+            }
+        );
+    }
+    if let Some(n) = &r.approval_needed {
+        let _ = writeln!(o, "needs:     {n}");
+    }
+    if let Some(d) = &r.approval_deadline {
+        let _ = writeln!(o, "expires:   {d} unless approved");
+    }
     if let Some(f) = &r.finished_at {
         let _ = writeln!(o, "finished:  {f}");
     }
@@ -826,5 +848,30 @@ mod tests {
             drill_progress(&r.phase, &r.notes[0]),
             "[detection] fault_injected: stop redis"
         );
+    }
+
+    #[test]
+    fn a_run_awaiting_approval_says_who_approved_and_what_is_missing() {
+        let r: DrillRunView = serde_json::from_value(json!({
+            "id": "r8", "drill": "cold-site-restore", "digest": "sha256:ab", "trigger": "on_demand",
+            "requested_by": "khalid", "state": "awaiting_approval", "phase": "approval",
+            "scheduled_for": null, "started_at": "t0", "finished_at": null, "execution": null,
+            "cleanup_execution": null, "error": null, "verdict": null, "report": null,
+            "approvals": [{"user": "omar", "roles": ["engineering_lead"], "decision": "approve",
+                           "digest": "sha256:ab", "at": "t1", "comment": "read it"}],
+            "approval_needed": "1 of 2 approvals, still missing: incident_commander",
+            "approval_deadline": "t9", "notes": []
+        }))
+        .expect("a valid run");
+        let list = drill_runs(std::slice::from_ref(&r));
+        assert!(list.contains("awaiting approval (1 given)"), "{list}");
+        let text = drill_run(&r);
+        for want in [
+            "approve:   omar [engineering_lead] at t1: read it",
+            "needs:     1 of 2 approvals, still missing: incident_commander",
+            "expires:   t9 unless approved",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
     }
 }

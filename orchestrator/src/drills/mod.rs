@@ -1,21 +1,25 @@
 //! Drills in the daemon: the loaded definitions (`catalog`), standing pre-approvals
-//! (`standing`), starting a run and keeping its durable record (this file), the run itself
-//! (`runner`), the timetable (`scheduler`) and the host agent client (`agent`).
+//! (`standing`), approvals of one live run before its fault (`run_approval`), starting a run
+//! and keeping its durable record (this file), the run itself (`runner`), the timetable
+//! (`scheduler`) and the host agent client (`agent`).
 
 pub mod agent;
 mod catalog;
 mod report;
+mod run_approval;
 mod runner;
 pub mod scheduler;
 mod standing;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use niledr_drills::{ApprovalMode, FaultKind};
 use niledr_runbooks::{ApprovalPolicy, Catalog};
 use niledr_web::ApiError;
-use niledr_web::types::{DrillRunRequest, DrillRunView, DrillView, PrincipalView, StatusEventView};
+use niledr_web::types::{
+    DrillRunRequest, DrillRunView, DrillView, PrincipalView, RunApprovalView, StatusEventView,
+};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -88,6 +92,7 @@ impl DrillService {
             running: Mutex::new(None),
         };
         svc.interrupted_after_restart()?;
+        svc.expire_awaiting();
         Ok(svc)
     }
 
@@ -160,7 +165,7 @@ impl DrillService {
             .iter()
             .filter(|r| drill.is_none_or(|d| r.drill == d))
             .take(limit)
-            .map(run_view)
+            .map(|r| self.view_of(r))
             .collect())
     }
 
@@ -168,7 +173,7 @@ impl DrillService {
         self.store
             .drill_run(id)
             .map_err(internal)?
-            .map(|r| run_view(&r))
+            .map(|r| self.view_of(&r))
             .ok_or_else(|| ApiError::NotFound(format!("no drill run {id:?}")))
     }
 
@@ -181,8 +186,9 @@ impl DrillService {
         report::markdown(&rec)
     }
 
-    /// Check everything a run needs, record it durably, then start it. Refusals are 4xx with
-    /// what to do, and nothing is injected.
+    /// Check everything a run needs and record it durably. A standing drill starts at once; a
+    /// live drill's run awaits two approvals of the run itself (`run_approval`) and nothing is
+    /// injected before. Refusals are 4xx with what to do, audited, and nothing is injected.
     pub fn start(
         self: &Arc<Self>,
         who: &PrincipalView,
@@ -190,16 +196,65 @@ impl DrillService {
         request: &DrillRunRequest,
         scheduled_for: Option<String>,
     ) -> Result<DrillRunView, ApiError> {
+        let r = self.start_inner(who, name, request, scheduled_for);
+        if let Err(e) = &r {
+            self.audit_refusal(who, &format!("run drill {name}"), e);
+        }
+        r
+    }
+
+    fn start_inner(
+        self: &Arc<Self>,
+        who: &PrincipalView,
+        name: &str,
+        request: &DrillRunRequest,
+        scheduled_for: Option<String>,
+    ) -> Result<DrillRunView, ApiError> {
         crate::engine::require(who, crate::engine::Need::Operator, "run drills")?;
+        let drill = self.checked(name)?;
+        if drill.approval == ApprovalMode::Live && scheduled_for.is_some() {
+            return Err(ApiError::Conflict(self.unattended_live(&drill)));
+        }
+        let guard = self.lock_runs()?;
+        self.check_startable(guard.as_deref(), &drill)?;
+        if drill.approval == ApprovalMode::Live {
+            let rec = new_run(who, &drill, request, scheduled_for, "requested");
+            return self.request_approval(rec, &drill);
+        }
+        let (ok, needs) = self.standing_status(&drill);
+        if !ok {
+            return Err(ApiError::Conflict(format!(
+                "drill {name} runs on a standing approval, which it does not have for digest {}: {needs}",
+                drill.digest
+            )));
+        }
+        let rec = new_run(who, &drill, request, scheduled_for, "started");
+        self.launch(guard, rec, drill, Vec::new())
+    }
+
+    /// The drill as loaded, checked again against the catalog.
+    fn checked(&self, name: &str) -> Result<niledr_drills::Drill, ApiError> {
         let loaded = self.drills.get(name).ok_or_else(|| self.unknown(name))?;
-        let drill = catalog::reload(loaded, &self.catalog).map_err(|e| {
-            ApiError::Conflict(format!("the drill file no longer validates: {e:#}"))
-        })?;
-        let mut guard = self
-            .running
+        catalog::reload(loaded, &self.catalog)
+            .map_err(|e| ApiError::Conflict(format!("the drill file no longer validates: {e:#}")))
+    }
+
+    /// The one-drill lock; held while a run is started or decided on, so two requests never
+    /// both start one.
+    fn lock_runs(&self) -> Result<MutexGuard<'_, Option<String>>, ApiError> {
+        self.running
             .lock()
-            .map_err(|_| ApiError::Internal("drill lock poisoned".into()))?;
-        if let Some(other) = guard.as_ref() {
+            .map_err(|_| ApiError::Internal("drill lock poisoned".into()))
+    }
+
+    /// What a run needs to start now: no other drill, no active execution, the host agent
+    /// when the drill acts through it, a canary to measure with.
+    fn check_startable(
+        &self,
+        running: Option<&str>,
+        drill: &niledr_drills::Drill,
+    ) -> Result<(), ApiError> {
+        if let Some(other) = running {
             return Err(ApiError::Conflict(format!(
                 "drill run {other} is in progress; one drill at a time"
             )));
@@ -218,21 +273,13 @@ impl DrillService {
                 active.join(", ")
             )));
         }
-        if drill.approval == ApprovalMode::Standing {
-            let (ok, needs) = self.standing_status(&drill);
-            if !ok {
-                return Err(ApiError::Conflict(format!(
-                    "drill {name} runs on a standing approval, which it does not have for digest {}: {needs}",
-                    drill.digest
-                )));
-            }
-        }
         let needs_agent = drill.scenario.fault != FaultKind::PlannedSwitchover
             || drill.scenario.lag_before_fault_ms.is_some()
             || !drill.automate.is_empty();
         if needs_agent && self.agent.is_none() {
             return Err(ApiError::Conflict(format!(
-                "drill {name} injects faults or performs steps through the host agent, and [drills] agent is not configured"
+                "drill {} injects faults or performs steps through the host agent, and [drills] agent is not configured",
+                drill.name
             )));
         }
         if self.config.drills.canary_postgres.is_none() && self.config.drills.canary_redis.is_none()
@@ -241,59 +288,40 @@ impl DrillService {
                 "no canary is configured ([drills] canary_postgres / canary_redis): nothing could measure RTO or RPO".into(),
             ));
         }
-        let trigger = if scheduled_for.is_some() {
-            "schedule"
-        } else {
-            "on_demand"
+        Ok(())
+    }
+
+    /// Record the run as running (with `audit` and `drill.started` in one fsync'd commit),
+    /// take the one-drill lock and start the run task. Only called once an approval covers
+    /// the drill's digest (standing, or the run's own).
+    fn launch(
+        self: &Arc<Self>,
+        mut guard: MutexGuard<'_, Option<String>>,
+        mut rec: DrillRunRecordV1,
+        drill: niledr_drills::Drill,
+        audit: Vec<AuditEvent<'_>>,
+    ) -> Result<DrillRunView, ApiError> {
+        rec.state = "running".into();
+        rec.phase = "preflight".into();
+        rec.approval_deadline = None;
+        let who = rec.requested_by.clone();
+        let approvers: Vec<&str> = rec.approvals.iter().map(|a| a.user.as_str()).collect();
+        let started = AuditEvent {
+            actor: &who,
+            action: "drill.started",
+            detail: serde_json::json!({ "run": rec.id, "drill": rec.drill, "digest": rec.digest, "trigger": rec.trigger, "request": rec.notes.first().map(|n| &n.detail), "approved_by": approvers }),
         };
-        let mut rec = DrillRunRecordV1 {
-            v: SCHEMA_VERSION,
-            id: uuid::Uuid::now_v7().to_string(),
-            drill: name.to_string(),
-            digest: drill.digest.clone(),
-            trigger: trigger.into(),
-            requested_by: who.name.clone(),
-            state: "running".into(),
-            phase: "preflight".into(),
-            scheduled_for,
-            started_at: now_str(),
-            finished_at: None,
-            execution: None,
-            cleanup_execution: None,
-            error: None,
-            verdict: None,
-            report: None,
-            notes: Vec::new(),
-        };
-        let why = if request.reason.trim().is_empty() {
-            String::new()
-        } else {
-            format!(": {}", request.reason.trim())
-        };
-        push_note(
-            &mut rec,
-            "started",
-            &format!("{trigger} run of {name} by {}{why}", who.name),
-        );
-        self.store
-            .save_drill_run(
-                &rec,
-                vec![AuditEvent {
-                    actor: &who.name,
-                    action: "drill.started",
-                    detail: serde_json::json!({ "run": rec.id, "drill": name, "digest": drill.digest, "trigger": trigger, "reason": request.reason }),
-                }],
-            )
-            .map_err(internal)?;
+        let audit: Vec<AuditEvent<'_>> = audit.into_iter().chain([started]).collect();
+        self.store.save_drill_run(&rec, audit).map_err(internal)?;
         *guard = Some(rec.id.clone());
         drop(guard);
         self.publish(
-            name,
+            &rec.drill,
             "idle",
             "running",
             &format!("drill run {} started", rec.id),
         );
-        let view = run_view(&rec);
+        let view = self.view_of(&rec);
         let svc = self.clone();
         let id = rec.id.clone();
         let run = tokio::spawn(async move { runner::run(svc, rec, drill).await });
@@ -301,25 +329,41 @@ impl DrillService {
         let svc = self.clone();
         tokio::spawn(async move {
             if let Err(e) = run.await {
-                tracing::error!(run = %id, "drill run task ended abnormally: {e}");
-                if let Ok(Some(mut rec)) = svc.store.drill_run(&id) {
-                    rec.state = "failed".into();
-                    rec.error = Some(format!(
-                        "the run task ended abnormally ({e}); check the topology"
-                    ));
-                    rec.finished_at = Some(now_str());
-                    svc.save(&rec, Some("drill.failed"));
-                }
-                let _ = svc
-                    .engine_tx
-                    .send(Event::Engine(Box::new(
-                        crate::engine::EngineEvent::DrillActive { drill: None },
-                    )))
-                    .await;
-                svc.release(&id);
+                svc.run_task_ended(&id, &e).await;
             }
         });
         Ok(view)
+    }
+
+    async fn run_task_ended(&self, id: &str, e: &tokio::task::JoinError) {
+        tracing::error!(run = %id, "drill run task ended abnormally: {e}");
+        if let Ok(Some(mut rec)) = self.store.drill_run(id) {
+            rec.state = "failed".into();
+            rec.error = Some(format!(
+                "the run task ended abnormally ({e}); check the topology"
+            ));
+            rec.finished_at = Some(now_str());
+            self.save(&rec, Some("drill.failed"));
+        }
+        let _ = self
+            .engine_tx
+            .send(Event::Engine(Box::new(
+                crate::engine::EngineEvent::DrillActive { drill: None },
+            )))
+            .await;
+        self.release(id);
+    }
+
+    /// Every refused request is in the audit log, with who asked and why it was refused.
+    fn audit_refusal(&self, who: &PrincipalView, request: &str, e: &ApiError) {
+        let entry = AuditEvent {
+            actor: &who.name,
+            action: "request.refused",
+            detail: serde_json::json!({ "request": request, "refused": format!("{e:?}") }),
+        };
+        if let Err(err) = self.store.append_audit(vec![entry]) {
+            tracing::error!("audit of a refused request failed: {err:#}");
+        }
     }
 
     /// Commit the record (fsync) with an audit entry when `action` is given.
@@ -380,6 +424,54 @@ pub fn push_note(rec: &mut DrillRunRecordV1, event: &str, detail: &str) {
     });
 }
 
+/// A new run record with its first note (`event`); state and phase set by the caller's path.
+fn new_run(
+    who: &PrincipalView,
+    drill: &niledr_drills::Drill,
+    request: &DrillRunRequest,
+    scheduled_for: Option<String>,
+    event: &str,
+) -> DrillRunRecordV1 {
+    let trigger = if scheduled_for.is_some() {
+        "schedule"
+    } else {
+        "on_demand"
+    };
+    let mut rec = DrillRunRecordV1 {
+        v: SCHEMA_VERSION,
+        id: uuid::Uuid::now_v7().to_string(),
+        drill: drill.name.clone(),
+        digest: drill.digest.clone(),
+        trigger: trigger.into(),
+        requested_by: who.name.clone(),
+        state: "running".into(),
+        phase: "preflight".into(),
+        scheduled_for,
+        approvals: Vec::new(),
+        approval_deadline: None,
+        started_at: now_str(),
+        finished_at: None,
+        execution: None,
+        cleanup_execution: None,
+        error: None,
+        verdict: None,
+        report: None,
+        notes: Vec::new(),
+    };
+    let reason = request.reason.trim();
+    let why = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    push_note(
+        &mut rec,
+        event,
+        &format!("{trigger} run of {} by {}{why}", drill.name, who.name),
+    );
+    rec
+}
+
 pub fn run_view(r: &DrillRunRecordV1) -> DrillRunView {
     DrillRunView {
         id: r.id.clone(),
@@ -389,6 +481,20 @@ pub fn run_view(r: &DrillRunRecordV1) -> DrillRunView {
         requested_by: r.requested_by.clone(),
         state: r.state.clone(),
         phase: r.phase.clone(),
+        approvals: r
+            .approvals
+            .iter()
+            .map(|a| RunApprovalView {
+                user: a.user.clone(),
+                roles: a.roles.clone(),
+                decision: a.decision.clone(),
+                digest: a.digest.clone(),
+                at: a.at.clone(),
+                comment: a.comment.clone(),
+            })
+            .collect(),
+        approval_needed: None,
+        approval_deadline: r.approval_deadline.clone(),
         scheduled_for: r.scheduled_for.clone(),
         started_at: r.started_at.clone(),
         finished_at: r.finished_at.clone(),

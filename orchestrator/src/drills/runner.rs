@@ -1,4 +1,5 @@
-//! One drill run, start to end: canary up, optional lag injection, the fault (T0), detection,
+//! One drill run, start to end: canary up, optional lag injection, the fault (T0, only under an
+//! approval that covers the digest, checked again right before), detection,
 //! the runbook's execution (standing or live approvals; manual steps the drill automates are
 //! done through the host agent), abort on the RTO bound, measurement (RTO with phases, RPO per
 //! store read back from the new primary), the fault's undo, the measured cleanup runbook, and
@@ -103,6 +104,17 @@ impl Run {
         self.svc.save(&self.rec, Some("drill.phase"));
     }
 
+    /// The approval covering the drill's digest before `what` is injected, or an error that
+    /// stops the run with nothing of it injected.
+    fn authorise(&self, what: &str) -> Result<String> {
+        self.svc.authorised(&self.drill, &self.rec).map_err(|why| {
+            anyhow!(
+                "no approval covers digest {} before {what} ({why}): nothing of it was injected",
+                self.drill.digest
+            )
+        })
+    }
+
     fn note(&mut self, event: &str, detail: &str) {
         push_note(&mut self.rec, event, detail);
         tracing::info!(run = %self.rec.id, drill = %self.drill.name, event, "{detail}");
@@ -157,6 +169,7 @@ impl Run {
         // never reach it.
         let scenario = self.drill.scenario.clone();
         if let Some(ms) = scenario.lag_before_fault_ms {
+            self.authorise("the lag before the fault")?;
             let standby = self
                 .standby_of(&scenario.target)
                 .ok_or_else(|| anyhow!("no standby of {} to detach", scenario.target))?;
@@ -170,11 +183,15 @@ impl Run {
         }
         let lag = (self.probe_lag(true), self.probe_lag(false));
 
-        // T0.
+        // T0, only under an approval that covers the digest now.
         let actions = scenario.fault_actions(&self.svc.catalog);
+        let approval = self.authorise("the fault")?;
         self.phase(
             "fault",
-            &format!("injecting {} on {}", scenario.fault, scenario.target),
+            &format!(
+                "injecting {} on {} ({approval})",
+                scenario.fault, scenario.target
+            ),
         );
         let t0 = Instant::now();
         let t0_wall = jiff::Timestamp::now();

@@ -1,7 +1,8 @@
 //! The drill timetable in the daemon: announces each due run ahead of time (event + log
-//! notification), starts it when due (never two at once, never during a real execution: a
-//! slot that cannot run is recorded as skipped with the reason), records blackout skips, and
-//! after a restart records the slots it was down for as missed instead of running them late.
+//! notification), starts it when due (never two at once, never during a real execution, never
+//! a live drill, whose run needs people's approval first: a slot that cannot run is recorded
+//! as skipped with the reason), records blackout skips, after a restart records the slots it
+//! was down for as missed instead of running them late, and expires unapproved run requests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -104,6 +105,7 @@ pub async fn run(svc: Arc<DrillService>) {
         }
         if last_seen_write.elapsed() >= SEEN_EVERY {
             last_seen_write = std::time::Instant::now();
+            svc.expire_awaiting();
             if let Err(e) = svc.store.set_meta(SEEN_KEY, &now.to_string()) {
                 tracing::error!("cannot record the scheduler's heartbeat: {e:#}");
             }
@@ -148,6 +150,8 @@ fn record_slot(svc: &DrillService, name: &str, digest: &str, slot: &str, state: 
         state: state.into(),
         phase: "done".into(),
         scheduled_for: Some(slot.to_string()),
+        approvals: Vec::new(),
+        approval_deadline: None,
         started_at: now_str(),
         finished_at: Some(now_str()),
         execution: None,

@@ -1,7 +1,8 @@
 //! Standing pre-approvals: people approve a drill file (its digest) ahead of time, under the
 //! same rules as approving an execution of the drill's runbook (distinct people, the requester
 //! never counts, one per required role). A changed file has a new digest and needs new
-//! approvals. When the drill runs, these approvals are applied to its execution.
+//! approvals. When the drill runs, these approvals are applied to its execution. The policy
+//! and the description of what is missing are shared with run approvals (`run_approval`).
 
 use niledr_drills::Drill;
 use niledr_runbooks::{Approval, ApprovalPolicy, Decision, Status};
@@ -19,15 +20,22 @@ fn requester(drill: &str) -> String {
 }
 
 impl DrillService {
-    fn policy(&self, drill: &Drill) -> ApprovalPolicy {
+    /// The drill's runbook's approval policy (distinct people, one per required role, expiry),
+    /// without break-glass: a drill is never an emergency. Run approvals use it as it is.
+    pub(super) fn run_policy(&self, drill: &Drill) -> ApprovalPolicy {
         let mut p = self
             .policies
             .get(&drill.runbook)
             .cloned()
             .unwrap_or_default();
+        p.break_glass = false;
+        p
+    }
+
+    fn policy(&self, drill: &Drill) -> ApprovalPolicy {
+        let mut p = self.run_policy(drill);
         // A standing approval lasts as long as the file is unchanged.
         p.expires_after_ms = u64::MAX / 4;
-        p.break_glass = false;
         p
     }
 
@@ -86,14 +94,7 @@ impl DrillService {
     ) -> Result<DrillView, ApiError> {
         let r = self.approve_inner(who, name, req);
         if let Err(e) = &r {
-            let entry = AuditEvent {
-                actor: &who.name,
-                action: "request.refused",
-                detail: serde_json::json!({ "request": format!("approve drill {name}"), "refused": format!("{e:?}") }),
-            };
-            if let Err(err) = self.store.append_audit(vec![entry]) {
-                tracing::error!("audit of a refused request failed: {err:#}");
-            }
+            self.audit_refusal(who, &format!("approve drill {name}"), e);
         }
         r
     }
@@ -131,14 +132,7 @@ impl DrillService {
             break_glass_reason: None,
         };
         niledr_runbooks::add_approval(&policy, &requester(name), &existing, new, &drill.digest, 0)
-            .map_err(|e| {
-                let msg = format!("{e}");
-                match e.suggested_http_status() {
-                    403 => ApiError::Forbidden(msg),
-                    400 => ApiError::BadRequest(msg),
-                    _ => ApiError::Conflict(msg),
-                }
-            })?;
+            .map_err(crate::engine::approval_error)?;
         let mut all = self.store.standing_approvals(name).map_err(internal)?;
         // Approvals of older digests are kept for the record; they no longer count.
         all.push(StandingApprovalV1 {
@@ -200,7 +194,8 @@ fn as_approval(a: &StandingApprovalV1, digest: &str) -> Approval {
     }
 }
 
-fn describe_missing(approvals: &[Approval], status: &Status) -> String {
+/// What a pending decision still needs, and who approved so far.
+pub(super) fn describe_missing(approvals: &[Approval], status: &Status) -> String {
     let who: Vec<String> = approvals
         .iter()
         .map(|a| format!("{} ({})", a.user, a.roles.join(", ")))

@@ -35,7 +35,8 @@ pub(crate) fn require(who: &PrincipalView, need: Need, what: &str) -> Result<(),
     }
 }
 
-fn approval_error(e: ApprovalError) -> ApiError {
+/// A refused approval as the API answers it (403, 400 or 409, with the policy's message).
+pub(crate) fn approval_error(e: ApprovalError) -> ApiError {
     let msg = e.to_string();
     match e.suggested_http_status() {
         403 => ApiError::Forbidden(msg),

@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::records::{ExecutionRecordV1, StepRecordV1, TimelineEntryV1};
 use crate::shared::Shared;
 use crate::store::Store;
-pub(crate) use commands::{Need, require};
+pub(crate) use commands::{Need, approval_error, require};
 pub use drill_hooks::{StandingApproval, drill_principal};
 use steps::{StepContext, StepError, StepOutcome};
 pub use tasks::TaskKind;

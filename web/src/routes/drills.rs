@@ -1,5 +1,6 @@
-//! Drills: definitions, standing approvals, runs and their reports. Reads are open; approving a
-//! drill and starting a run need a bearer token and answer once the orchestrator recorded them.
+//! Drills: definitions, standing approvals, runs (and the approvals of a live run before its
+//! fault) and their reports. Reads are open; approving a drill or a run and starting a run need
+//! a bearer token and answer once the orchestrator recorded them.
 
 use std::collections::HashMap;
 
@@ -11,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::executions::{Client, body, optional_body, principal};
 use super::limit_within;
-use crate::types::{DrillApprovalRequest, DrillRunRequest, DrillRunView, DrillView};
+use crate::types::{
+    DrillApprovalRequest, DrillRunApprovalRequest, DrillRunRequest, DrillRunView, DrillView,
+};
 use crate::{ApiError, SharedBackend};
 
 /// `GET /api/v1/drill-runs` lists this many runs unless `limit` says otherwise.
@@ -60,8 +63,31 @@ pub async fn approve(
     b.approve_drill(who, &name, request).await.map(Json)
 }
 
+/// A person's decision on live drill run `id` before its fault, bound to the digest read.
+pub async fn approve_run(
+    State(b): State<SharedBackend>,
+    headers: HeaderMap,
+    client: Client,
+    Path((name, id)): Path<(String, String)>,
+    req: Result<Json<DrillRunApprovalRequest>, JsonRejection>,
+) -> Result<Json<DrillRunView>, ApiError> {
+    let who = principal(&b, &headers, client).await?;
+    let request = body(req)?;
+    if !matches!(request.decision.as_str(), "approve" | "reject") {
+        return Err(ApiError::BadRequest(format!(
+            "decision must be \"approve\" or \"reject\", got {:?}",
+            request.decision
+        )));
+    }
+    find(&b, &name)?;
+    b.approve_drill_run(who, &name, &id, request)
+        .await
+        .map(Json)
+}
+
 /// Run a drill now: 202 with the run as recorded (it goes on in the daemon; poll
-/// `Location`). The body is optional (`{"reason": ...}`).
+/// `Location`). A live drill's run is `awaiting_approval` until two people approve it; nothing
+/// is injected before. The body is optional (`{"reason": ...}`).
 pub async fn start(
     State(b): State<SharedBackend>,
     headers: HeaderMap,

@@ -39,6 +39,10 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/drills/{name}", get(drills::show))
         .route("/api/v1/drills/{name}/approvals", post(drills::approve))
         .route("/api/v1/drills/{name}/runs", post(drills::start))
+        .route(
+            "/api/v1/drills/{name}/runs/{id}/approvals",
+            post(drills::approve_run),
+        )
         .route("/api/v1/drill-runs", get(drills::runs))
         .route("/api/v1/drill-runs/{id}", get(drills::run))
         .route("/api/v1/runbooks/{name}/plan", get(executions::plan))

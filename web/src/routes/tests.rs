@@ -90,6 +90,9 @@ fn run(id: &str, drill: &str, state: &str, reason: &str) -> DrillRunView {
         requested_by: "amira".into(),
         state: state.into(),
         phase: if finished { "done" } else { "fault" }.into(),
+        approvals: vec![],
+        approval_needed: None,
+        approval_deadline: None,
         scheduled_for: None,
         started_at: "2026-01-01T00:00:00Z".into(),
         finished_at: finished.then(|| "2026-01-01T00:03:00Z".into()),
@@ -267,6 +270,32 @@ impl Backend for FixtureBackend {
             let reason = request.reason.clone();
             started.push((name.clone(), request));
             Ok(run(&id, &name, "running", &reason))
+        })
+    }
+    fn approve_drill_run(
+        &self,
+        who: PrincipalView,
+        name: &str,
+        id: &str,
+        request: DrillRunApprovalRequest,
+    ) -> crate::BoxFuture<'_, Result<DrillRunView, crate::ApiError>> {
+        let (name, id) = (name.to_string(), id.to_string());
+        Box::pin(async move {
+            let mut r = self.drill_run(&id)?;
+            if r.drill != name {
+                return Err(crate::ApiError::NotFound(format!(
+                    "drill {name} has no run {id:?}"
+                )));
+            }
+            r.approvals.push(RunApprovalView {
+                user: who.name,
+                roles: who.tags,
+                decision: request.decision,
+                digest: request.digest,
+                at: "2026-01-01T00:00:00Z".into(),
+                comment: request.comment,
+            });
+            Ok(r)
         })
     }
     fn approve_drill(
@@ -513,6 +542,70 @@ async fn mutations_need_a_token_and_a_valid_body() {
             "[1]",
             StatusCode::BAD_REQUEST,
             "bad request body",
+        ),
+    ];
+    for (uri, auth, body, want, fragment) in cases {
+        let (status, text) = post(uri, *auth, body).await;
+        assert_eq!(status, *want, "{uri} {auth:?} {body}: {text}");
+        assert!(
+            text.contains(fragment),
+            "{uri}: {text:?} lacks {fragment:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_run_decision_needs_a_token_a_digest_and_a_known_decision() {
+    let uri = "/api/v1/drills/postgres-primary-failure/runs/r2/approvals";
+    let cases: &[(&str, Option<&str>, &str, StatusCode, &str)] = &[
+        (
+            uri,
+            None,
+            r#"{"digest":"d1d1"}"#,
+            StatusCode::UNAUTHORIZED,
+            "missing token",
+        ),
+        (
+            uri,
+            Some("Bearer good"),
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "missing field `digest`",
+        ),
+        (
+            uri,
+            Some("Bearer good"),
+            r#"{"digest":"d1d1","decision":"maybe"}"#,
+            StatusCode::BAD_REQUEST,
+            "decision must be \\\"approve\\\" or \\\"reject\\\"",
+        ),
+        (
+            uri,
+            Some("Bearer good"),
+            r#"{"digest":"d1d1","run":"r2"}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field `run`",
+        ),
+        (
+            "/api/v1/drills/atlantis/runs/r2/approvals",
+            Some("Bearer good"),
+            r#"{"digest":"d1d1"}"#,
+            StatusCode::NOT_FOUND,
+            "known drills",
+        ),
+        (
+            "/api/v1/drills/planned-switchover/runs/r2/approvals",
+            Some("Bearer good"),
+            r#"{"digest":"d1d1"}"#,
+            StatusCode::NOT_FOUND,
+            "has no run",
+        ),
+        (
+            uri,
+            Some("Bearer good"),
+            r#"{"digest":"d1d1","comment":"read it"}"#,
+            StatusCode::OK,
+            "\"decision\":\"approve\"",
         ),
     ];
     for (uri, auth, body, want, fragment) in cases {
