@@ -310,21 +310,34 @@ impl Backend for DaemonBackend {
         Box::pin(async move { r })
     }
 
-    fn plan(&self, runbook: &str) -> Result<serde_json::Value, ApiError> {
-        let file = self.runbook_files.get(runbook).ok_or_else(|| {
-            let known: Vec<&str> = self.runbook_files.keys().map(String::as_str).collect();
-            ApiError::NotFound(format!(
-                "no runbook {runbook:?}; known runbooks: {}",
-                known.join(", ")
-            ))
-        })?;
-        // Read-only: parse the file as it is now and resolve it against what probes last saw.
-        let rb = crate::engine::parse_file(file, &self.catalog).map_err(|e| {
-            ApiError::Conflict(format!("the runbook file does not validate: {e:#}"))
-        })?;
-        let world = self.with_model(|m| crate::world::snapshot(&self.config, m));
-        serde_json::to_value(niledr_runbooks::plan(&rb, &world))
-            .map_err(|e| ApiError::Internal(e.to_string()))
+    fn plan<'a>(&'a self, runbook: &'a str) -> BoxFuture<'a, Result<serde_json::Value, ApiError>> {
+        Box::pin(async move {
+            let file = self.runbook_files.get(runbook).ok_or_else(|| {
+                let known: Vec<&str> = self.runbook_files.keys().map(String::as_str).collect();
+                ApiError::NotFound(format!(
+                    "no runbook {runbook:?}; known runbooks: {}",
+                    known.join(", ")
+                ))
+            })?;
+            // Read-only: parse the file as it is now, resolve it against what probes last saw,
+            // and check every step ready against the real world (changing nothing).
+            let rb = crate::engine::parse_file(file, &self.catalog).map_err(|e| {
+                ApiError::Conflict(format!("the runbook file does not validate: {e:#}"))
+            })?;
+            let world = self.with_model(|m| crate::world::snapshot(&self.config, m));
+            let mut plan = niledr_runbooks::plan(&rb, &world);
+            let ctx = crate::engine::steps::StepContext {
+                config: self.config.clone(),
+                shared: self.shared.clone(),
+                store: self.store.clone(),
+            };
+            for step in &rb.steps {
+                plan.readiness
+                    .push(crate::engine::steps::ready(&ctx, step).await);
+            }
+            plan.ready &= plan.readiness.iter().all(|r| r.ready);
+            serde_json::to_value(plan).map_err(|e| ApiError::Internal(e.to_string()))
+        })
     }
 
     fn executions(&self) -> Result<Vec<ExecutionView>, ApiError> {

@@ -40,7 +40,7 @@ fn serde_round_trip_and_resume() {
         out.effects,
         vec![Effect::RunStep {
             index: 2,
-            step: "promote-port-sudan-pg".into(),
+            step: "fence-khartoum-redis".into(),
             attempt: 1
         }]
     );

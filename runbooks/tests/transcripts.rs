@@ -174,42 +174,48 @@ fn failover_happy_path() {
                 + run 1 fence-khartoum-pg (attempt 1)
             > step_succeeded 1 fence-khartoum-pg
                 running{step: 1} -> running{step: 2}
-                + run 2 promote-port-sudan-pg (attempt 1)
-            > step_succeeded 2 promote-port-sudan-pg
+                + run 2 fence-khartoum-redis (attempt 1)
+            > step_succeeded 2 fence-khartoum-redis
                 running{step: 2} -> running{step: 3}
-                + run 3 promote-port-sudan-redis (attempt 1)
-            > step_succeeded 3 promote-port-sudan-redis
+                + run 3 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 3 promote-port-sudan-pg
                 running{step: 3} -> running{step: 4}
-                + run 4 swap-app-env (attempt 1)
-            > step_succeeded 4 swap-app-env
+                + run 4 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 4 promote-port-sudan-redis
                 running{step: 4} -> running{step: 5}
-                + run 5 swap-pgbouncer (attempt 1)
-            > step_succeeded 5 swap-pgbouncer
+                + run 5 khartoum-redis-follows (attempt 1)
+            > step_succeeded 5 khartoum-redis-follows
                 running{step: 5} -> running{step: 6}
-                + run 6 ttl-db (attempt 1)
-            > step_succeeded 6 ttl-db
+                + run 6 swap-app-env (attempt 1)
+            > step_succeeded 6 swap-app-env
                 running{step: 6} -> running{step: 7}
-                + run 7 cutover-db (attempt 1)
-            > step_succeeded 7 cutover-db
+                + run 7 swap-pgbouncer (attempt 1)
+            > step_succeeded 7 swap-pgbouncer
                 running{step: 7} -> running{step: 8}
-                + run 8 cutover-cache (attempt 1)
-            > step_succeeded 8 cutover-cache
+                + run 8 ttl-db (attempt 1)
+            > step_succeeded 8 ttl-db
                 running{step: 8} -> running{step: 9}
-                + run 9 cutover-api (attempt 1)
-            > step_succeeded 9 cutover-api
+                + run 9 cutover-db (attempt 1)
+            > step_succeeded 9 cutover-db
                 running{step: 9} -> running{step: 10}
-                + run 10 verify-db (attempt 1)
-            > step_succeeded 10 verify-db
+                + run 10 cutover-cache (attempt 1)
+            > step_succeeded 10 cutover-cache
                 running{step: 10} -> running{step: 11}
-                + run 11 verify-cache (attempt 1)
-            > step_succeeded 11 verify-cache
+                + run 11 cutover-api (attempt 1)
+            > step_succeeded 11 cutover-api
                 running{step: 11} -> running{step: 12}
-                + run 12 verify-api (attempt 1)
-            > step_succeeded 12 verify-api
+                + run 12 verify-db (attempt 1)
+            > step_succeeded 12 verify-db
                 running{step: 12} -> running{step: 13}
-                + run 13 smoke-sql (attempt 1)
-            > step_succeeded 13 smoke-sql
-                running{step: 13} -> verifying
+                + run 13 verify-cache (attempt 1)
+            > step_succeeded 13 verify-cache
+                running{step: 13} -> running{step: 14}
+                + run 14 verify-api (attempt 1)
+            > step_succeeded 14 verify-api
+                running{step: 14} -> running{step: 15}
+                + run 15 smoke-sql (attempt 1)
+            > step_succeeded 15 smoke-sql
+                running{step: 15} -> verifying
                 + verify
             > {"event":"verify_succeeded"}
                 verifying -> succeeded
@@ -239,60 +245,66 @@ fn failover_dns_cutover_fails_past_the_point_of_no_return_and_rolls_forward() {
                 + run 1 fence-khartoum-pg (attempt 1)
             > step_succeeded 1 fence-khartoum-pg
                 running{step: 1} -> running{step: 2}
-                + run 2 promote-port-sudan-pg (attempt 1)
-            > step_succeeded 2 promote-port-sudan-pg
+                + run 2 fence-khartoum-redis (attempt 1)
+            > step_succeeded 2 fence-khartoum-redis
                 running{step: 2} -> running{step: 3}
-                + run 3 promote-port-sudan-redis (attempt 1)
-            > step_succeeded 3 promote-port-sudan-redis
+                + run 3 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 3 promote-port-sudan-pg
                 running{step: 3} -> running{step: 4}
-                + run 4 swap-app-env (attempt 1)
-            > step_succeeded 4 swap-app-env
+                + run 4 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 4 promote-port-sudan-redis
                 running{step: 4} -> running{step: 5}
-                + run 5 swap-pgbouncer (attempt 1)
-            > step_succeeded 5 swap-pgbouncer
+                + run 5 khartoum-redis-follows (attempt 1)
+            > step_succeeded 5 khartoum-redis-follows
                 running{step: 5} -> running{step: 6}
-                + run 6 ttl-db (attempt 1)
-            > step_succeeded 6 ttl-db
+                + run 6 swap-app-env (attempt 1)
+            > step_succeeded 6 swap-app-env
                 running{step: 6} -> running{step: 7}
-                + run 7 cutover-db (attempt 1)
-            > step_succeeded 7 cutover-db
+                + run 7 swap-pgbouncer (attempt 1)
+            > step_succeeded 7 swap-pgbouncer
                 running{step: 7} -> running{step: 8}
-                + run 8 cutover-cache (attempt 1)
-            > step_succeeded 8 cutover-cache
+                + run 8 ttl-db (attempt 1)
+            > step_succeeded 8 ttl-db
                 running{step: 8} -> running{step: 9}
-                + run 9 cutover-api (attempt 1)
-            > step_failed 9 cutover-api retryable=true: DNS servers unreachable
-                + retry 9 cutover-api as attempt 2 in 1000ms
-            > retry_due 9 cutover-api
+                + run 9 cutover-db (attempt 1)
+            > step_failed 9 cutover-db retryable=true: DNS servers unreachable
+                + retry 9 cutover-db as attempt 2 in 1000ms
+            > retry_due 9 cutover-db
                 running{step: 9} -> running{step: 9}
-                + run 9 cutover-api (attempt 2)
-            > step_failed 9 cutover-api retryable=true: DNS servers unreachable
-                + retry 9 cutover-api as attempt 3 in 2000ms
-            > retry_due 9 cutover-api
+                + run 9 cutover-db (attempt 2)
+            > step_failed 9 cutover-db retryable=true: DNS servers unreachable
+                + retry 9 cutover-db as attempt 3 in 2000ms
+            > retry_due 9 cutover-db
                 running{step: 9} -> running{step: 9}
-                + run 9 cutover-api (attempt 3)
-            > step_failed 9 cutover-api retryable=true: DNS servers unreachable
+                + run 9 cutover-db (attempt 3)
+            > step_failed 9 cutover-db retryable=true: DNS servers unreachable
                 running{step: 9} -> needs_operator{step: 9}
-                + notify Critical: step cutover-api failed after 3 attempt(s): DNS servers unreachable; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry cutover-api` to roll forward, or run the failback runbook
-            > rollback_step_done 9 cutover-api
+                + notify Critical: step cutover-db failed after 3 attempt(s): DNS servers unreachable; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry cutover-db` to roll forward, or run the failback runbook
+            > rollback_step_done 9 cutover-db
                 ! refused: rollback_step_done does not apply while needing an operator
             > {"event":"retry","index":9}
                 needs_operator{step: 9} -> running{step: 9}
-                + run 9 cutover-api (attempt 4)
-            > step_succeeded 9 cutover-api
+                + run 9 cutover-db (attempt 4)
+            > step_succeeded 9 cutover-db
                 running{step: 9} -> running{step: 10}
-                + run 10 verify-db (attempt 1)
-            > step_succeeded 10 verify-db
+                + run 10 cutover-cache (attempt 1)
+            > step_succeeded 10 cutover-cache
                 running{step: 10} -> running{step: 11}
-                + run 11 verify-cache (attempt 1)
-            > step_succeeded 11 verify-cache
+                + run 11 cutover-api (attempt 1)
+            > step_succeeded 11 cutover-api
                 running{step: 11} -> running{step: 12}
-                + run 12 verify-api (attempt 1)
-            > step_succeeded 12 verify-api
+                + run 12 verify-db (attempt 1)
+            > step_succeeded 12 verify-db
                 running{step: 12} -> running{step: 13}
-                + run 13 smoke-sql (attempt 1)
-            > step_succeeded 13 smoke-sql
-                running{step: 13} -> verifying
+                + run 13 verify-cache (attempt 1)
+            > step_succeeded 13 verify-cache
+                running{step: 13} -> running{step: 14}
+                + run 14 verify-api (attempt 1)
+            > step_succeeded 14 verify-api
+                running{step: 14} -> running{step: 15}
+                + run 15 smoke-sql (attempt 1)
+            > step_succeeded 15 smoke-sql
+                running{step: 15} -> verifying
                 + verify
             > {"event":"verify_succeeded"}
                 verifying -> succeeded
@@ -506,7 +518,7 @@ fn redis_failover_cutover_refused_past_the_point_of_no_return() {
 fn failover_fence_fails_before_the_point_of_no_return_and_rolls_back() {
     check(
         "failover-khartoum-to-port-sudan.toml",
-        "submit d1\napproved\nstart\nok\nok\nfail0 could not connect\nundone",
+        "submit d1\napproved\nstart\nok\nok\nok\nfail0 could not connect\nundone\nundone",
         expect![[r#"
             > {"event":"submit","digest":"d1"}
                 proposed -> awaiting_approval
@@ -520,10 +532,16 @@ fn failover_fence_fails_before_the_point_of_no_return_and_rolls_back() {
                 + run 1 fence-khartoum-pg (attempt 1)
             > step_succeeded 1 fence-khartoum-pg
                 running{step: 1} -> running{step: 2}
-                + run 2 promote-port-sudan-pg (attempt 1)
-            > step_failed 2 promote-port-sudan-pg retryable=false untouched: could not connect
-                running{step: 2} -> rolling_back{step: 1}
+                + run 2 fence-khartoum-redis (attempt 1)
+            > step_succeeded 2 fence-khartoum-redis
+                running{step: 2} -> running{step: 3}
+                + run 3 promote-port-sudan-pg (attempt 1)
+            > step_failed 3 promote-port-sudan-pg retryable=false untouched: could not connect
+                running{step: 3} -> rolling_back{step: 2}
                 + notify Critical: step promote-port-sudan-pg failed: could not connect; rolling back
+                + rollback 2 fence-khartoum-redis
+            > rollback_step_done 2 fence-khartoum-redis
+                rolling_back{step: 2} -> rolling_back{step: 1}
                 + rollback 1 fence-khartoum-pg
             > rollback_step_done 1 fence-khartoum-pg
                 rolling_back{step: 1} -> rolled_back
@@ -537,7 +555,7 @@ fn failover_fence_fails_before_the_point_of_no_return_and_rolls_back() {
 fn failover_cancel_after_promotion_stops_for_an_operator() {
     check(
         "failover-khartoum-to-port-sudan.toml",
-        "submit d1\napproved\nstart\nok\nok\ncancel\nok\nundone\ncancel",
+        "submit d1\napproved\nstart\nok\nok\nok\ncancel\nok\nundone\ncancel",
         expect![[r#"
             > {"event":"submit","digest":"d1"}
                 proposed -> awaiting_approval
@@ -551,16 +569,19 @@ fn failover_cancel_after_promotion_stops_for_an_operator() {
                 + run 1 fence-khartoum-pg (attempt 1)
             > step_succeeded 1 fence-khartoum-pg
                 running{step: 1} -> running{step: 2}
-                + run 2 promote-port-sudan-pg (attempt 1)
+                + run 2 fence-khartoum-redis (attempt 1)
+            > step_succeeded 2 fence-khartoum-redis
+                running{step: 2} -> running{step: 3}
+                + run 3 promote-port-sudan-pg (attempt 1)
             > {"event":"cancel"}
                 + notify Warning: cancel requested: stopping (past the point of no return: nothing is rolled back) after step promote-port-sudan-pg finishes
-            > step_succeeded 2 promote-port-sudan-pg
-                running{step: 2} -> needs_operator{step: 3}
+            > step_succeeded 3 promote-port-sudan-pg
+                running{step: 3} -> needs_operator{step: 4}
                 + notify Critical: cancelled by an operator; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry promote-port-sudan-redis` to roll forward, or run the failback runbook
-            > rollback_step_done 3 promote-port-sudan-redis
+            > rollback_step_done 4 promote-port-sudan-redis
                 ! refused: rollback_step_done does not apply while needing an operator
             > {"event":"cancel"}
-                needs_operator{step: 3} -> failed{needs_operator: true}
+                needs_operator{step: 4} -> failed{needs_operator: true}
             = failed{needs_operator: true}
               failure: closed by an operator past the point of no return: nothing was undone; finish by hand or run the failback runbook
         "#]],

@@ -48,8 +48,10 @@ fn failover_shape() {
         [
             "check-lag",
             "fence-khartoum-pg",
+            "fence-khartoum-redis",
             "promote-port-sudan-pg",
             "promote-port-sudan-redis",
+            "khartoum-redis-follows",
             "swap-app-env",
             "swap-pgbouncer",
             "ttl-db",
@@ -70,10 +72,12 @@ fn failover_shape() {
     );
     assert!(rb.approval.break_glass && !rb.approval.auto_approve);
     assert!(matches!(rb.steps[1].rollback, Rollback::Inverse));
+    assert!(matches!(rb.steps[2].rollback, Rollback::Inverse));
     assert!(matches!(
-        rb.steps[2].rollback,
+        rb.steps[3].rollback,
         Rollback::Irreversible { .. }
     ));
+    assert_eq!(niledr_runbooks::point_of_no_return(&rb), Some(3));
     let t = rb.trigger.as_ref().unwrap();
     assert_eq!(
         (t.service_down.as_str(), t.for_ms),

@@ -41,7 +41,7 @@ pub use dns::{Dns, DnsServer, TsigKey, ZONE};
 pub use http::{HttpHealth, HttpResponse, http_get};
 pub use layout::{Layout, Site, SitePorts};
 pub use pgbouncer::PgBouncer;
-pub use postgres::{PgRole, Postgres, Reseed, Reseeded};
+pub use postgres::{APP_USER, PgRole, Postgres, Reseed, Reseeded};
 pub use process::{Component, process_alive, process_state};
 pub use redis::{Redis, Resp};
 pub use topology::{ColdSite, Secrets, Topology, all_gone};

@@ -18,6 +18,8 @@ use crate::util::{Owner, append_file, make_dir, run_capture, run_logged, wait_un
 
 /// The superuser (and replication user) initdb creates.
 pub const PG_USER: &str = "niledr";
+/// The application role (LOGIN, not a superuser; same password as `PG_USER` in the harness).
+pub const APP_USER: &str = "app";
 /// Name of the physical replication slot the port-sudan standby streams from.
 pub const STANDBY_SLOT: &str = "port_sudan";
 /// Table `write_rows` fills.
@@ -50,12 +52,17 @@ impl PgConn {
 
     /// Run `sql` with `psql -X -At -v ON_ERROR_STOP=1`; stdout without the final newline.
     pub fn query(&self, sql: &str) -> Result<String> {
+        self.query_as(PG_USER, sql)
+    }
+
+    /// `query` as role `user` (same password: the harness gives its roles one password).
+    pub fn query_as(&self, user: &str, sql: &str) -> Result<String> {
         let mut cmd = Command::new(&self.psql);
         cmd.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.address.ip().to_string())
             .arg("-p")
             .arg(self.address.port().to_string())
-            .args(["-U", PG_USER, "-d", "postgres", "-c", sql])
+            .args(["-U", user, "-d", "postgres", "-c", sql])
             .env("PGPASSWORD", &*self.password)
             .env("PGCONNECT_TIMEOUT", "3");
         let out = run_capture("psql", cmd, None, PSQL_TIMEOUT)?;
@@ -131,6 +138,13 @@ impl Postgres {
         self.conn
             .query(sql)
             .with_context(|| self.name().to_string())
+    }
+
+    /// `psql` as the application role `APP_USER`.
+    pub fn psql_app(&self, sql: &str) -> Result<String> {
+        self.conn
+            .query_as(APP_USER, sql)
+            .with_context(|| format!("{} as {APP_USER}", self.name()))
     }
 
     pub fn is_in_recovery(&self) -> Result<bool> {

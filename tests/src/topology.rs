@@ -17,7 +17,7 @@ use crate::dns::{self, Dns, TsigKey};
 use crate::http::{self, HttpHealth};
 use crate::layout::{Layout, Site};
 use crate::pgbouncer::{self, PgBouncer};
-use crate::postgres::{PgSetup, Postgres};
+use crate::postgres::{APP_USER, PgSetup, Postgres};
 use crate::process::{Component, process_alive};
 use crate::redis::{self, Redis};
 use crate::util::{
@@ -356,6 +356,12 @@ fn start_postgres(
         layout.postgres(Site::Khartoum)?,
         &base.join("khartoum").join("postgres"),
     )?;
+    // An application role (not a superuser), as applications should connect: the fence
+    // takes its login away. Created before the standby is cloned, so both servers have it.
+    primary.psql(&format!(
+        "CREATE ROLE {APP_USER} LOGIN PASSWORD '{}'; GRANT CREATE ON SCHEMA public TO {APP_USER}",
+        primary.password().replace('\'', "''")
+    ))?;
     // The cold site's backup runs while the standby is cloned and started.
     let (standby, cold_done) = thread::scope(|scope| {
         let cold_done = scope.spawn(|| cold_backup(setup, &primary, cold));

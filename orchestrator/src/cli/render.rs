@@ -79,13 +79,33 @@ pub fn plan(p: &Plan) -> String {
         .flat_map(|s| &s.guards)
         .filter(|g| g.outcome == GuardOutcome::Fail)
         .count();
+    let not_ready: Vec<&niledr_runbooks::Readiness> =
+        p.readiness.iter().filter(|r| !r.ready).collect();
     if p.ready {
-        let _ = writeln!(o, "Ready: yes (no guard fails now)");
+        let _ = writeln!(
+            o,
+            "Ready: yes (no guard fails now; every step checked ready against the real world)"
+        );
     } else {
         let _ = writeln!(
             o,
-            "Ready: NO — {failing} guard(s) fail now (see FAIL below)"
+            "Ready: NO — {failing} guard(s) fail now, {} step(s) not ready (see FAIL and NOT READY below)",
+            not_ready.len()
         );
+        for r in &not_ready {
+            let _ = writeln!(o, "  NOT READY {}: {}", r.step, r.why);
+        }
+    }
+    match &p.point_of_no_return {
+        Some(step) => {
+            let _ = writeln!(
+                o,
+                "Point of no return: {step} — a failure before it rolls back; from it on nothing is rolled back (retry, or the failback runbook)"
+            );
+        }
+        None => {
+            let _ = writeln!(o, "Point of no return: none (every step can be undone)");
+        }
     }
     let approval = serde_json::to_value(&p.approval).unwrap_or_default();
     let _ = writeln!(o, "Approval: {}", policy(&approval));
@@ -127,6 +147,22 @@ pub fn plan(p: &Plan) -> String {
         }
         for n in &s.notes {
             let _ = writeln!(o, "    note:    {n}");
+        }
+        if let Some(r) = p.readiness.iter().find(|r| r.step == s.id) {
+            let _ = writeln!(
+                o,
+                "    ready:   {} — {}",
+                if r.ready { "yes" } else { "NOT READY" },
+                r.why
+            );
+        }
+        if Some(&s.id) == p.point_of_no_return.as_ref() {
+            let _ = writeln!(
+                o,
+                "    >>> POINT OF NO RETURN: from this step on nothing is undone"
+            );
+        } else if s.after_point_of_no_return {
+            let _ = writeln!(o, "    (after the point of no return: not rolled back)");
         }
         if !s.verification.is_empty() {
             let _ = writeln!(o, "    verify:  {}", s.verification);

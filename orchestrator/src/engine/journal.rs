@@ -134,7 +134,7 @@ impl Engine {
             }
         }
         l.record.needs_operator =
-            needs_operator_text(l.machine.state(), l.machine.execution(), &l.runbook);
+            needs_operator_text(id, l.machine.state(), l.machine.execution(), &l.runbook);
         let transitions = outbox.transitions.clone();
         self.save(id, audit)
             .map_err(|e| ApiError::Internal(format!("journal: {e:#}")))?;
@@ -401,6 +401,7 @@ fn record_outcome(
 /// What an operator must know about an execution that stopped for them, with the ways
 /// forward; `None` when nothing waits for a person.
 fn needs_operator_text(
+    id: &str,
     state: &State,
     x: &niledr_runbooks::Execution,
     runbook: &niledr_runbooks::Runbook,
@@ -415,12 +416,12 @@ fn needs_operator_text(
             Some(if x.past_point_of_no_return {
                 format!(
                     "{why}. Past the point of no return: nothing was rolled back and the old side stays fenced. \
-                     Ways forward: fix the cause, then `niledr retry <id> {retry}` (roll forward); or cancel \
+                     Ways forward: fix the cause, then `niledr retry {id} {retry}` (roll forward); or `niledr cancel {id}` \
                      (closes it, undoes nothing) and run the failback runbook."
                 )
             } else {
                 format!(
-                    "{why}. Before the point of no return. Ways forward: `niledr retry <id> {retry}`, or cancel (rolls back)."
+                    "{why}. Before the point of no return. Ways forward: `niledr retry {id} {retry}`, or `niledr cancel {id}` (rolls back)."
                 )
             })
         }

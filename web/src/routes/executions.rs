@@ -79,7 +79,7 @@ pub async fn plan(
     State(b): State<SharedBackend>,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    b.plan(&name).map(Json)
+    b.plan(&name).await.map(Json)
 }
 
 pub async fn list(State(b): State<SharedBackend>) -> Result<Json<Vec<ExecutionView>>, ApiError> {

@@ -329,8 +329,11 @@ impl Backend for FixtureBackend {
                 .ok_or_else(|| crate::ApiError::NotFound(format!("no drill {name:?}")))
         })
     }
-    fn plan(&self, runbook: &str) -> Result<serde_json::Value, crate::ApiError> {
-        Err(crate::ApiError::NotFound(format!("no runbook {runbook:?}")))
+    fn plan<'a>(
+        &'a self,
+        runbook: &'a str,
+    ) -> crate::BoxFuture<'a, Result<serde_json::Value, crate::ApiError>> {
+        Box::pin(async move { Err(crate::ApiError::NotFound(format!("no runbook {runbook:?}"))) })
     }
     fn executions(&self) -> Result<Vec<ExecutionView>, crate::ApiError> {
         Ok(vec![])

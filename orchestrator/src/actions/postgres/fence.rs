@@ -94,7 +94,8 @@ async fn wait_setting(target: &PgTarget, want: bool) -> Result<()> {
 /// Our own session must be able to write the catalog even once the server is read-only.
 async fn writable_session(target: &PgTarget) -> Result<PgConnection> {
     let mut conn = target.connect().await?;
-    sqlx::raw_sql("SET default_transaction_read_only = off")
+    // A lock held by someone else (on pg_authid, say) must fail the attempt, not hang it.
+    sqlx::raw_sql("SET default_transaction_read_only = off; SET lock_timeout = '5s'")
         .execute(&mut conn)
         .await
         .with_context(|| format!("{target}: SET default_transaction_read_only = off"))?;
