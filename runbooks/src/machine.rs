@@ -367,7 +367,9 @@ impl Execution {
                 let info = &self.steps[current];
                 let attempt = self.attempts[current];
                 if self.cancel_requested {
-                    return self.cancel(Some(current), current, context);
+                    // A step certain it changed nothing has nothing of its own to undo.
+                    let failed = Some(current).filter(|_| !untouched);
+                    return self.cancel(failed, current, context);
                 }
                 if *retryable && attempt <= info.retries {
                     let shift = attempt.saturating_sub(1).min(16);

@@ -333,7 +333,28 @@ impl Engine {
             return Err(self.not_live(id));
         }
         self.note(id, what, &format!("{}: {comment}", who.name));
-        self.apply_as(id, &who.name, ev)
+        let cancel = matches!(ev, MEvent::Cancel);
+        self.apply_as(id, &who.name, ev)?;
+        // A step waiting for a confirm ends now (untouched) instead of at its deadline.
+        let waiting = self.live.get(id).and_then(|l| match l.machine.state() {
+            State::Running { step } => l
+                .record
+                .steps
+                .get(*step)
+                .filter(|s| s.state == "waiting_confirmation")
+                .map(|_| *step),
+            _ => None,
+        });
+        if let (true, Some(index)) = (cancel, waiting) {
+            let err = super::StepError {
+                error: format!("cancelled by {} while waiting for a confirm", who.name),
+                retryable: false,
+                untouched: true,
+            };
+            self.step_done(id, index, false, Err(err), std::time::Duration::ZERO)
+                .map_err(|e| ApiError::Internal(format!("journal: {e:#}")))?;
+        }
+        Ok(())
     }
 
     fn confirm(

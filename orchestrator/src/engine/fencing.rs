@@ -48,7 +48,8 @@ impl Engine {
 
     /// On each tick: re-fence any kept-fenced service seen writable again. Services an
     /// execution *acting* on them holds are left to it (a failback promotes the old primary
-    /// on purpose); a proposal still waiting for approval never blocks it. A service is
+    /// on purpose); a proposal still waiting for approval, or an execution stopped for an
+    /// operator, never blocks it. A service is
     /// re-fenced once per up-episode (the probes cannot tell read-only from writable), and
     /// again with backoff while attempts fail.
     pub(super) fn check_returning_primaries(&mut self) {
@@ -56,7 +57,10 @@ impl Engine {
         let locked: BTreeSet<&String> = self
             .live
             .values()
-            .filter(|l| l.machine.state().is_active())
+            .filter(|l| {
+                let s = l.machine.state();
+                s.is_active() && !matches!(s, niledr_runbooks::State::NeedsOperator { .. })
+            })
             .flat_map(|l| l.runbook.services.iter())
             .collect();
         let now = Instant::now();
