@@ -499,6 +499,7 @@ impl PgSetup<'_> {
                 "\n# niledr harness: replication and archiving\n\
                  wal_level = replica\nmax_wal_senders = 10\nmax_replication_slots = 10\nhot_standby = on\n\
                  wal_keep_size = 64MB\nwal_receiver_status_interval = 1s\n\
+                 wal_receiver_timeout = 5s\n\
                  wal_log_hints = on\n\
                  archive_mode = on\narchive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'\n\
                  archive_timeout = '10s'\n\

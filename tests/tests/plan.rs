@@ -221,7 +221,7 @@ fn plans_are_really_dry_and_say_what_will_change() -> Result<()> {
     let plan = plan_api(&w, FAILOVER)?;
     assert_eq!(plan["ready"], true, "{plan:#}");
     let steps = plan["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 14, "{plan:#}");
+    assert_eq!(steps.len(), 16, "{plan:#}");
     for s in steps {
         let targets = s["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "every step has targets: {s:#}");

@@ -234,6 +234,7 @@ pub struct EngineDeps {
 
 impl Engine {
     pub fn new(d: EngineDeps, runbooks: BTreeMap<String, LoadedRunbook>) -> Self {
+        let triggered = Engine::load_triggered(&d.store);
         let ctx = Arc::new(StepContext {
             config: d.config.clone(),
             shared: d.shared.clone(),
@@ -250,7 +251,7 @@ impl Engine {
             rt: d.rt,
             ctx,
             events: d.events,
-            triggered: BTreeMap::new(),
+            triggered,
             pending_audit: Vec::new(),
             keep_fenced: Default::default(),
             fencing: Default::default(),

@@ -1,6 +1,10 @@
 //! Runbook triggers: a service down long enough (with the standby's lag within bounds) opens a
-//! proposal for the runbook, once per outage, announced and audited. It runs without people
-//! only when the runbook says `auto_approve = true`.
+//! proposal for the runbook, once per outage (remembered in the store across restarts),
+//! announced and audited. A trigger stays quiet for a service an execution already failed
+//! over from (it is kept fenced: that outage is handled). It runs without people only when
+//! the runbook says `auto_approve = true`.
+
+use std::collections::BTreeMap;
 
 use niledr_probes::Status;
 use niledr_web::types::PrincipalView;
@@ -31,7 +35,13 @@ impl Engine {
                 };
                 if svc.status != Status::Down {
                     // The outage is over: the next one may propose again.
-                    self.triggered.remove(name);
+                    if self.triggered.remove(name).is_some() {
+                        self.save_triggered();
+                    }
+                    continue;
+                }
+                if self.keep_fenced.contains(&t.service_down) {
+                    // A failover already moved away from it: this outage is handled.
                     continue;
                 }
                 let since = u64::try_from(svc.since.as_millisecond()).unwrap_or(u64::MAX);
@@ -50,6 +60,7 @@ impl Engine {
         }
         for (name, since, standby, max_lag, why) in due {
             self.triggered.insert(name.clone(), since);
+            self.save_triggered();
             if let (Some(standby), Some(max)) = (&standby, max_lag) {
                 let last = self
                     .store
@@ -78,4 +89,32 @@ impl Engine {
             }
         }
     }
+
+    /// The outages triggers proposed for, kept in the store so a restart does not propose
+    /// a second time for the same outage.
+    pub(super) fn load_triggered(store: &crate::store::Store) -> BTreeMap<String, u64> {
+        match store.meta(TRIGGERED_KEY) {
+            Ok(Some(v)) => serde_json::from_str(&v).unwrap_or_else(|e| {
+                tracing::error!(
+                    "the stored trigger memory does not decode ({e}): triggers start with none"
+                );
+                BTreeMap::new()
+            }),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                tracing::error!("reading the trigger memory failed: {e:#}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    fn save_triggered(&self) {
+        let v = serde_json::to_string(&self.triggered).unwrap_or_default();
+        if let Err(e) = self.store.set_meta(TRIGGERED_KEY, &v) {
+            tracing::error!("saving the trigger memory failed: {e:#}");
+        }
+    }
 }
+
+/// Meta key of the trigger memory: runbook → start (ms) of the outage it proposed for.
+const TRIGGERED_KEY: &str = "triggered";

@@ -47,7 +47,7 @@ pub async fn run(
             service,
             mode,
             on_unreachable,
-        } => return postgres::fence(ctx, service, *mode, *on_unreachable).await,
+        } => return postgres::fence(ctx, service, *mode, *on_unreachable, timeout).await,
         Action::PostgresPromote { service } => postgres::promote(ctx, service, timeout).await,
         Action::PostgresWaitCaughtUp { service, of } => {
             postgres::wait_caught_up(ctx, service, of, timeout).await

@@ -16,6 +16,9 @@ use crate::util::poll_until;
 /// counts as evidence the old primary is gone (sampled every `EVIDENCE_POLL`).
 const EVIDENCE_WINDOW: Duration = Duration::from_secs(1);
 const EVIDENCE_POLL: Duration = Duration::from_millis(250);
+/// The longest the fence waits for that evidence (a hung primary keeps its standby's stream
+/// "streaming" until the standby's `wal_receiver_timeout`); within the step's timeout.
+const EVIDENCE_WAIT: Duration = Duration::from_secs(12);
 
 pub async fn check_lag(
     ctx: &StepContext,
@@ -126,6 +129,7 @@ pub async fn fence(
     service: &str,
     mode: FenceMode,
     on_unreachable: OnUnreachable,
+    timeout: Duration,
 ) -> Result<StepOutcome, StepError> {
     if mode == FenceMode::Stop {
         return Err(fatal(
@@ -145,7 +149,13 @@ pub async fn fence(
         OnUnreachable::Confirm => Ok(StepOutcome::AwaitConfirm(format!(
             "{unreachable}; waiting for an operator's confirm (on_unreachable = confirm)"
         ))),
-        OnUnreachable::RequireEvidence => match standby_evidence(ctx, service).await {
+        OnUnreachable::RequireEvidence => match standby_evidence(
+            ctx,
+            service,
+            EVIDENCE_WAIT.min(timeout.saturating_sub(Duration::from_secs(2))),
+        )
+        .await
+        {
             Ok(evidence) => Ok(StepOutcome::Done(format!(
                 "{unreachable}; evidence it is gone: {evidence}"
             ))),
@@ -176,9 +186,14 @@ fn probe_down_for(ctx: &StepContext, service: &str) -> String {
     }
 }
 
-/// The holistic check: every standby the config streams from `service` must see no WAL
-/// stream from it for the whole window. `Err` says what was seen instead.
-async fn standby_evidence(ctx: &StepContext, service: &str) -> Result<String, String> {
+/// The holistic check: every standby the config streams from `service` must show no WAL
+/// stream from it in its own `pg_stat_wal_receiver` for `EVIDENCE_WINDOW` on end, within
+/// `wait`. `Err` says what was seen instead.
+async fn standby_evidence(
+    ctx: &StepContext,
+    service: &str,
+    wait: Duration,
+) -> Result<String, String> {
     let addr = ctx.service_addr(service).map_err(|e| format!("{e:#}"))?;
     let standbys: Vec<&String> = ctx
         .config
@@ -194,36 +209,58 @@ async fn standby_evidence(ctx: &StepContext, service: &str) -> Result<String, St
             "no service in the config has `upstream = \"{service}\"`, so no standby can confirm"
         ));
     }
+    let deadline = tokio::time::Instant::now() + wait;
     let mut seen = Vec::new();
     for id in standbys {
         let target = ctx.pg(id).map_err(|e| format!("{e:#}"))?;
-        let host = addr.ip().to_string();
-        let started = tokio::time::Instant::now();
-        let last = std::sync::Mutex::new(String::new());
-        let lost = poll_until(started + EVIDENCE_WINDOW, EVIDENCE_POLL, || async {
-            match actions::postgres::streams_from(&target, &host, addr.port()).await {
-                Ok((true, s)) => Err(format!("{id} still streams from it ({s})")),
-                Ok((false, s)) => {
-                    if let Ok(mut l) = last.lock() {
-                        *l = s;
-                    }
-                    Ok(false)
-                }
-                Err(e) => Err(format!("{id} does not answer ({e:#})")),
-            }
-        })
-        .await;
-        let last = last.into_inner().unwrap_or_default();
-        match lost {
-            // Not streaming at any sample over the whole window.
-            Ok(()) | Err(None) => seen.push(format!(
-                "{id} has no WAL stream from {addr} over {:.1} s ({last})",
-                started.elapsed().as_secs_f64()
-            )),
-            Err(Some(why)) => return Err(why),
-        }
+        seen.push(lost_upstream(id, &target, addr, deadline).await?);
     }
     Ok(seen.join("; "))
+}
+
+/// Poll one standby until it has shown no stream from `addr` for `EVIDENCE_WINDOW` on end,
+/// or `deadline` passes (then `Err` with what it last showed).
+async fn lost_upstream(
+    id: &str,
+    target: &crate::actions::postgres::PgTarget,
+    addr: std::net::SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Result<String, String> {
+    let host = addr.ip().to_string();
+    let since = std::sync::Mutex::new(None::<tokio::time::Instant>);
+    let last = std::sync::Mutex::new(String::new());
+    let waited = tokio::time::Instant::now();
+    let r = poll_until(deadline, EVIDENCE_POLL, || async {
+        let (streaming, s) = actions::postgres::streams_from(target, &host, addr.port())
+            .await
+            .map_err(|e| format!("{id} does not answer ({e:#})"))?;
+        if let Ok(mut l) = last.lock() {
+            *l = s;
+        }
+        let Ok(mut since) = since.lock() else {
+            return Ok(false);
+        };
+        if streaming {
+            *since = None;
+            return Ok(false);
+        }
+        let start = *since.get_or_insert_with(tokio::time::Instant::now);
+        Ok(start.elapsed() >= EVIDENCE_WINDOW)
+    })
+    .await;
+    let last = last.into_inner().unwrap_or_default();
+    match r {
+        Ok(()) => Ok(format!(
+            "{id} has no WAL stream from {addr} for {:.1} s on end ({last}; waited {:.1} s)",
+            EVIDENCE_WINDOW.as_secs_f64(),
+            waited.elapsed().as_secs_f64()
+        )),
+        Err(Some(why)) => Err(why),
+        Err(None) => Err(format!(
+            "{id} still streams from it after {:.1} s ({last})",
+            waited.elapsed().as_secs_f64()
+        )),
+    }
 }
 
 pub async fn promote(
