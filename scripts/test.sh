@@ -19,4 +19,4 @@ cargo build --workspace --bins --locked "${FEATURES[@]}"
 echo "== tests"
 # Each end-to-end test starts its own topology (two PostgreSQL servers, two Redis, Knot DNS,
 # PgBouncer, nginx): two at a time fits a 2-core machine.
-cargo test --workspace --locked "${FEATURES[@]}" -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}" -- --test-threads=2

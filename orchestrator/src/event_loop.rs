@@ -77,7 +77,17 @@ impl EventLoop {
         }
         while let Some(ev) = rx.blocking_recv() {
             match ev {
-                Event::Probe(r) => self.on_probe(*r)?,
+                Event::Probe(r) => {
+                    let writable_primary = r.ok
+                        && matches!(&r.observation, Observation::Postgres(pg) if !pg.in_recovery);
+                    let id = r.target.clone();
+                    self.on_probe(*r)?;
+                    // A fenced old primary answering as a primary is fenced again now, not
+                    // at the next tick.
+                    if let (true, Some(engine)) = (writable_primary, self.engine.as_mut()) {
+                        engine.primary_seen(&id);
+                    }
+                }
                 Event::Flush => {
                     self.flush()?;
                     if let Some(engine) = self.engine.as_mut() {

@@ -1,7 +1,8 @@
 //! Failpoints for crash and failure tests (cargo feature `failpoints`), from
 //! `NILEDR_FAILPOINTS` (comma-separated):
-//! - `after_intent:STEP`, `after_action:STEP`, `before_outcome:STEP`, …: the daemon SIGKILLs
-//!   itself when it reaches that point;
+//! - `after_intent:STEP`, `after_action:STEP`, `before_outcome:STEP`, `retry_scheduled:STEP`
+//!   (a retry's due time is journaled, its timer not yet armed): the daemon SIGKILLs itself
+//!   when it reaches that point;
 //! - `delay:STEP`: the step waits `NILEDR_FAILPOINT_DELAY_MS` (default 3000) before acting,
 //!   so a test can break something for real in between (stop the DNS servers);
 //! - `panic:STEP`: the step's task panics (supervision test);

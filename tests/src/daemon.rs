@@ -107,6 +107,16 @@ impl Niledr {
         Ok(d)
     }
 
+    /// A handle to no process (yet): the seat a test keeps while niledr is stopped.
+    pub fn detached(config: &Path, listen: SocketAddr, log: &Path) -> Niledr {
+        Niledr {
+            child: None,
+            listen,
+            config: config.to_path_buf(),
+            log: log.to_path_buf(),
+        }
+    }
+
     /// Wait for the process to end on its own (a failpoint's SIGKILL); returns its status.
     pub fn wait_exit(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
         let Some(child) = self.child.as_mut() else {

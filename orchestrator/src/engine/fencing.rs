@@ -88,6 +88,13 @@ impl Engine {
         }
     }
 
+    /// A probe just saw `service` answer as a writable primary.
+    pub fn primary_seen(&mut self, service: &str) {
+        if self.keep_fenced.contains(service) {
+            self.check_returning_primaries();
+        }
+    }
+
     /// Executions change state only through the journal: refresh when one passed its point of
     /// no return since the last refresh.
     fn refresh_fence_list_if_changed(&mut self) {

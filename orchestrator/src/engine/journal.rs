@@ -192,8 +192,15 @@ impl Engine {
                 }
             }
             Effect::ScheduleRetry {
-                index, after_ms, ..
-            } => self.arm_retry(id, index, Duration::from_millis(after_ms)),
+                index,
+                after_ms,
+                step,
+                ..
+            } => {
+                // The due time is journaled already: a crash here must not lose the retry.
+                failpoint::hit(&format!("retry_scheduled:{step}"));
+                self.arm_retry(id, index, Duration::from_millis(after_ms));
+            }
             Effect::RollbackStep { index, .. } => self.spawn_rollback(id, index),
             Effect::Verify => self.spawn_verify(id),
             Effect::Notify { level, message } => match level {

@@ -16,10 +16,10 @@ impl Engine {
     pub fn resume(&mut self) -> Result<()> {
         self.refresh_fence_list();
         for rec in self.store.executions()? {
-            let machine: Machine = match serde_json::from_value(rec.machine.clone()) {
+            let machine = match decode(&rec) {
                 Ok(m) => m,
-                Err(e) => {
-                    self.refuse_unloadable(rec, &format!("machine: {e}"))?;
+                Err(what) => {
+                    self.refuse_unloadable(rec, &what)?;
                     continue;
                 }
             };
@@ -139,4 +139,23 @@ impl Engine {
             }],
         )
     }
+}
+
+/// Every typed field of a stored execution, decoded: the machine, or which field does not
+/// decode and why. Nothing is defaulted: an unreadable snapshot is not "no drift".
+fn decode(rec: &crate::records::ExecutionRecordV1) -> Result<Machine, String> {
+    let machine: Machine =
+        serde_json::from_value(rec.machine.clone()).map_err(|e| format!("machine: {e}"))?;
+    if machine.state().is_terminal() {
+        return Ok(machine);
+    }
+    serde_json::from_value::<niledr_runbooks::Preconditions>(rec.preconditions.clone())
+        .map_err(|e| format!("preconditions: {e}"))?;
+    serde_json::from_value::<niledr_runbooks::Plan>(rec.plan.clone())
+        .map_err(|e| format!("plan: {e}"))?;
+    for (i, a) in rec.approvals.iter().enumerate() {
+        serde_json::from_value::<niledr_runbooks::Approval>(a.clone())
+            .map_err(|e| format!("approvals[{i}]: {e}"))?;
+    }
+    Ok(machine)
 }
