@@ -88,6 +88,10 @@ pub struct ExecutionRecordV1 {
     /// fenced from now on, whatever state the execution ends in.
     #[serde(default)]
     pub past_point_of_no_return: bool,
+    /// The proposal expires at this engine time (unix ms on niledr's monotonic-anchored
+    /// clock) if not approved by then.
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]

@@ -316,6 +316,45 @@ pub fn wait_run(w: &World, id: &str, live: bool) -> Result<serde_json::Value> {
     }
 }
 
+/// What every authoritative server answers for `name` (A records).
+pub fn answers(w: &World, name: &str) -> Result<Vec<Vec<std::net::Ipv4Addr>>> {
+    w.topo
+        .dns_servers()
+        .iter()
+        .map(|s| w.topo.dig_a(name, *s))
+        .collect()
+}
+
+/// `GET /api/v1/executions/{id}`.
+pub fn execution(w: &World, id: &str) -> Result<serde_json::Value> {
+    Ok(w.niledr.get(&format!("/api/v1/executions/{id}"))?.1)
+}
+
+/// Step `id` of an execution view (`Null` when there is none).
+pub fn step<'a>(ex: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    ex["steps"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == id))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// Wait until step `id` of execution `ex` is in `state`; returns the execution then.
+pub fn wait_step(
+    w: &World,
+    ex: &str,
+    id: &str,
+    state: &str,
+    within: Duration,
+) -> Result<serde_json::Value> {
+    let mut last = serde_json::Value::Null;
+    crate::wait_until(std::time::Instant::now() + within, || {
+        last = execution(w, ex)?;
+        Ok(step(&last, id)["state"] == state)
+    })
+    .with_context(|| format!("step {id} never {state}: {last:#}"))?;
+    Ok(last)
+}
+
 /// `--runs N` from a benchmark's command line, or `default`.
 pub fn runs_arg(default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();

@@ -30,11 +30,7 @@ fn finish(w: World) -> Result<()> {
 }
 
 fn answers(w: &World, name: &str) -> Vec<Vec<std::net::Ipv4Addr>> {
-    w.topo
-        .dns_servers()
-        .iter()
-        .map(|s| w.topo.dig_a(name, *s).unwrap())
-        .collect()
+    scenario::answers(w, name).unwrap()
 }
 
 #[test]

@@ -53,13 +53,10 @@ fn stop(w: &mut World) -> Result<()> {
 }
 
 fn step_state(ex: &Value, id: &str) -> String {
-    ex["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .map(|s| s["state"].as_str().unwrap_or_default().to_string())
+    scenario::step(ex, id)["state"]
+        .as_str()
         .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -302,6 +299,49 @@ fn a_journal_field_that_does_not_decode_refuses_the_execution_and_names_it() -> 
             .postgres_primary()
             .psql("SHOW default_transaction_read_only")?,
         "off"
+    );
+    scenario::finish(w, ALLOWED)
+}
+
+#[test]
+fn a_stop_during_a_step_lets_it_finish_and_the_restart_continues() -> Result<()> {
+    let mut w = start_with(
+        |_, t| Ok(t),
+        &[
+            ("NILEDR_FAILPOINTS", "delay:swap-app-env"),
+            ("NILEDR_FAILPOINT_DELAY_MS", "3000"),
+        ],
+    )?;
+    scenario::kill_primary_after_writes(&w, 100)?;
+    let id = scenario::propose_and_approve(&w, FAILOVER)?;
+    let path = format!("/api/v1/executions/{id}");
+    wait_until(Instant::now() + Duration::from_secs(30), || {
+        Ok(step_state(&w.niledr.get(&path)?.1, "swap-app-env") == "running")
+    })?;
+    // SIGTERM while the step is in flight: shutdown waits for it and journals its outcome,
+    // and starts nothing new.
+    stop(&mut w)?;
+    restart(&mut w, &[], false)?;
+    let done = w.niledr.wait_execution(
+        &id,
+        Duration::from_secs(60),
+        &["succeeded", "needs_operator", "failed"],
+    )?;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let swap = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "swap-app-env")
+        .unwrap();
+    assert_eq!(
+        swap["attempts"], 1,
+        "finished before the stop, not re-run: {swap:#}"
+    );
+    let timeline = done["timeline"].to_string();
+    assert!(
+        timeline.contains("not started before the stop"),
+        "{timeline}"
     );
     scenario::finish(w, ALLOWED)
 }

@@ -29,27 +29,13 @@ fn finish(w: World) -> Result<()> {
 }
 
 fn execution(w: &World, id: &str) -> Value {
-    w.niledr.get(&format!("/api/v1/executions/{id}")).unwrap().1
+    scenario::execution(w, id).unwrap()
 }
 
 fn step<'a>(ex: &'a Value, id: &str) -> &'a Value {
-    ex["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step {id} in {ex:#}"))
-}
-
-/// Wait until step `id` of execution `ex` is in `state`.
-fn wait_step(w: &World, ex: &str, id: &str, state: &str, within: Duration) -> Result<Value> {
-    let mut last = Value::Null;
-    wait_until(Instant::now() + within, || {
-        last = execution(w, ex);
-        Ok(step(&last, id)["state"] == state)
-    })
-    .with_context(|| format!("step {id} never {state}: {last:#}"))?;
-    Ok(last)
+    let s = scenario::step(ex, id);
+    assert!(!s.is_null(), "no step {id} in {ex:#}");
+    s
 }
 
 /// Khartoum refuses every write an application can attempt: its role cannot log in, and
@@ -77,11 +63,7 @@ fn assert_khartoum_fenced(w: &World) {
 }
 
 fn answers(w: &World, name: &str) -> Vec<Vec<std::net::Ipv4Addr>> {
-    w.topo
-        .dns_servers()
-        .iter()
-        .map(|s| w.topo.dig_a(name, *s).unwrap())
-        .collect()
+    scenario::answers(w, name).unwrap()
 }
 
 /// Nothing points at Khartoum's database any more (connection strings), and Khartoum's data
@@ -235,7 +217,7 @@ fn a_missing_connection_string_file_stops_the_failover_before_anything_is_touche
 fn failover_into_a_dns_outage(w: &World) -> Result<String> {
     scenario::kill_primary_after_writes(w, 200)?;
     let id = scenario::propose_and_approve(w, FAILOVER)?;
-    wait_step(w, &id, "cutover-db", "running", Duration::from_secs(30))?;
+    scenario::wait_step(w, &id, "cutover-db", "running", Duration::from_secs(30))?;
     for s in w.topo.dns().servers() {
         s.component().stop()?;
     }
@@ -320,7 +302,7 @@ fn a_cancel_after_the_promotion_keeps_khartoum_fenced() -> Result<()> {
         ],
     )?;
     let id = scenario::propose_and_approve(&w, FAILOVER)?;
-    wait_step(&w, &id, "swap-app-env", "running", Duration::from_secs(30))?;
+    scenario::wait_step(&w, &id, "swap-app-env", "running", Duration::from_secs(30))?;
     let (status, body) = w.niledr.post(
         &format!("/api/v1/executions/{id}/cancel"),
         Some(&w.people.operator),
@@ -382,7 +364,7 @@ fn an_unreachable_old_primary_whose_standby_still_streams_is_not_promoted_over()
             s["status"] == "down"
         })?;
     let id = scenario::propose_and_approve(&w, FAILOVER)?;
-    let waiting = wait_step(
+    let waiting = scenario::wait_step(
         &w,
         &id,
         "fence-khartoum-pg",

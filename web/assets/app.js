@@ -100,7 +100,21 @@ async function showDetail() {
   const plan = (e.plan.steps || []).map((p) => `<li>${esc(p.summary)}${(p.changes || []).map((c) => `<br><span class="muted">${esc(c.what)}: ${esc(c.before)} → ${esc(c.after)}</span>`).join("")}</li>`).join("");
   const warnings = (e.plan.warnings || []).map((w) => `<li>${esc(w)}</li>`).join("");
   const waiting = e.state === "awaiting_approval";
+  const stuck = e.state === "needs_operator";
+  const confirmable = e.steps.find((s) => s.state === "waiting_confirmation");
+  const ponr = e.plan.point_of_no_return;
+  const retryable = e.steps.map((s) => s.id).concat(["verify"]);
+  const firstOpen = (e.steps.find((s) => !["succeeded"].includes(s.state)) || { id: "verify" }).id;
+  const operatorPanel = stuck ? `<div class="banner down"><b>NEEDS AN OPERATOR</b><p>${esc(e.needs_operator || "")}</p>
+      <p><input id="op-comment" placeholder="what you fixed or checked" size="40">
+      retry from <select id="retry-step">${retryable.map((id) => `<option${id === firstOpen ? " selected" : ""}>${esc(id)}</option>`).join("")}</select>
+      <button id="retry">Retry (roll forward)</button> <button id="close">Close without undoing</button></p></div>` : "";
+  const confirmPanel = confirmable ? `<div class="banner degraded"><b>Step ${esc(confirmable.id)} waits for a confirm</b>
+      <p>${esc(confirmable.detail)}</p><p><input id="confirm-comment" placeholder="what you verified (required)" size="40">
+      <button id="confirm">Confirm and proceed</button> <button id="cancel">Cancel the execution</button></p></div>` : "";
   document.getElementById("detail").innerHTML = `<h3>${esc(e.runbook)} — ${esc(e.state)}</h3>
+    ${operatorPanel}${confirmPanel}
+    ${ponr ? `<p class="muted">Point of no return: ${esc(ponr)} (before it a failure rolls back; from it on nothing is undone)</p>` : ""}
     <p>${esc(e.reason)} <span class="muted">requested by ${esc(e.requester)}; plan ${esc(e.plan_digest.slice(0, 16))}…</span></p>
     ${warnings ? `<p><b>Warnings</b></p><ul>${warnings}</ul>` : ""}
     ${waiting ? `<details open><summary>Plan (read before approving)</summary><ol>${plan}</ol></details>
@@ -113,6 +127,17 @@ async function showDetail() {
       { decision, plan_digest: e.plan_digest, comment: document.getElementById("comment").value }).then(refreshExecutions);
     document.getElementById("approve").onclick = () => decide("approve");
     document.getElementById("reject").onclick = () => decide("reject");
+  }
+  const act = (what, body) => post(`/api/v1/executions/${encodeURIComponent(e.id)}/${what}`, body).then(refreshExecutions);
+  if (stuck) {
+    const comment = () => document.getElementById("op-comment").value;
+    document.getElementById("retry").onclick = () => act("retry", { step: document.getElementById("retry-step").value, comment: comment() });
+    document.getElementById("close").onclick = () => act("cancel", { comment: comment() });
+  }
+  if (confirmable) {
+    const comment = () => document.getElementById("confirm-comment").value;
+    document.getElementById("confirm").onclick = () => act("confirm", { step: confirmable.id, comment: comment() });
+    document.getElementById("cancel").onclick = () => act("cancel", { comment: comment() });
   }
 }
 

@@ -6,7 +6,7 @@ use niledr_runbooks::{
 use niledr_web::types::{ExecutionView, PrincipalView};
 use niledr_web::{ApiError, Command};
 
-use super::{Engine, Live, execution_view, now_ms, parse_file};
+use super::{Engine, Live, execution_view, parse_file};
 
 #[derive(PartialEq, PartialOrd)]
 pub(crate) enum Need {
@@ -272,7 +272,7 @@ impl Engine {
             roles: who.tags.clone(),
             decision,
             comment: Some(req.comment.clone()).filter(|c| !c.is_empty()),
-            at_ms: now_ms(),
+            at_ms: self.clock.now_ms(),
             digest: req.plan_digest.clone().unwrap_or_else(|| digest.clone()),
             break_glass_reason: req.break_glass_reason.clone(),
         };
@@ -282,7 +282,7 @@ impl Engine {
             &existing,
             approval.clone(),
             &digest,
-            now_ms(),
+            self.clock.now_ms(),
         )
         .map_err(approval_error)?;
         let break_glass = approval.break_glass_reason.is_some();

@@ -177,6 +177,9 @@ impl Engine {
                 "shutdown",
                 &format!("not started before the stop: {effect:?}"),
             );
+            if let Err(e) = self.save(id, vec![]) {
+                tracing::error!(%id, "journaling the stop failed: {e:#}");
+            }
             return;
         }
         match effect {

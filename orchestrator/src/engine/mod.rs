@@ -3,6 +3,7 @@
 //! effect it starts, runs steps as async tasks whose completions come back as events, enforces
 //! one execution per service, and resumes in-doubt steps after a restart.
 
+pub mod clock;
 mod commands;
 mod drill_hooks;
 mod fencing;
@@ -190,6 +191,10 @@ pub struct Engine {
     events: broadcast::Sender<StatusEventView>,
     /// Runbook → the start of the outage it last proposed for (one proposal per outage).
     triggered: BTreeMap<String, u64>,
+    /// Runbook → (outage start, monotonic time this process first saw it): the debounce.
+    down_seen: BTreeMap<String, (u64, Duration)>,
+    /// Time: wall clock anchored once, advanced monotonically.
+    clock: clock::Clock,
     /// Audit entries to commit with the next journal write (step intents and outcomes).
     pending_audit: Vec<(String, String, serde_json::Value)>,
     /// Old primaries a succeeded failover fenced: kept read-only if they come back.
@@ -252,6 +257,8 @@ impl Engine {
             ctx,
             events: d.events,
             triggered,
+            down_seen: BTreeMap::new(),
+            clock: clock::Clock::system(),
             pending_audit: Vec::new(),
             keep_fenced: Default::default(),
             fencing: Default::default(),
@@ -374,20 +381,24 @@ impl Engine {
     pub fn tick(&mut self) -> Result<()> {
         self.check_triggers();
         self.check_returning_primaries();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let expired: Vec<String> = self
             .live
             .iter()
             .filter(|(_, l)| matches!(l.machine.state(), State::AwaitingApproval {}))
             .filter(|(_, l)| {
-                let created =
-                    jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%.fZ", &l.record.created_at)
+                let deadline = l.record.expires_at_ms.unwrap_or_else(|| {
+                    let created = l
+                        .record
+                        .created_at
+                        .parse()
                         .ok()
-                        .or_else(|| l.record.created_at.parse().ok())
                         .map_or(0, |t: jiff::Timestamp| {
                             u64::try_from(t.as_millisecond()).unwrap_or(0)
                         });
-                now > created + l.runbook.approval.expires_after_ms
+                    created + l.runbook.approval.expires_after_ms
+                });
+                now > deadline
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -452,6 +463,11 @@ impl Engine {
             needs_operator: None,
             generation: None,
             past_point_of_no_return: false,
+            expires_at_ms: Some(
+                self.clock
+                    .now_ms()
+                    .saturating_add(runbook.approval.expires_after_ms),
+            ),
         }
     }
 }

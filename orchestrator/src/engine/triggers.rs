@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use niledr_probes::Status;
 use niledr_web::types::PrincipalView;
 
-use super::{Engine, now_ms};
+use super::Engine;
 
 /// The principal proposals opened by triggers are attributed to.
 pub const TRIGGER: &str = "niledr-trigger";
@@ -20,7 +20,7 @@ impl Engine {
         if self.drill_active.is_some() {
             return;
         }
-        let now = now_ms();
+        let now = self.clock.mono();
         let mut due = Vec::new();
         {
             let Ok(model) = self.shared.model.read() else {
@@ -35,6 +35,7 @@ impl Engine {
                 };
                 if svc.status != Status::Down {
                     // The outage is over: the next one may propose again.
+                    self.down_seen.remove(name);
                     if self.triggered.remove(name).is_some() {
                         self.save_triggered();
                     }
@@ -45,7 +46,17 @@ impl Engine {
                     continue;
                 }
                 let since = u64::try_from(svc.since.as_millisecond()).unwrap_or(u64::MAX);
-                if now < since.saturating_add(t.for_ms) || self.triggered.get(name) == Some(&since)
+                // The debounce runs on the monotonic clock from when this process first saw
+                // this outage: a wall-clock step cannot skip it.
+                let first_seen = match self.down_seen.get(name) {
+                    Some((s, seen)) if *s == since => *seen,
+                    _ => {
+                        self.down_seen.insert(name.clone(), (since, now));
+                        now
+                    }
+                };
+                if !super::clock::debounced(first_seen, now, t.for_ms)
+                    || self.triggered.get(name) == Some(&since)
                 {
                     continue;
                 }
