@@ -106,6 +106,9 @@ fn main() -> ExitCode {
                     });
                 match loaded {
                     Ok((runbooks, drills)) => {
+                        for w in missing_files(&c) {
+                            eprintln!("warning: {w}");
+                        }
                         println!(
                             "{}: OK ({} sites, {} services, {} runbooks, {} drills, store {})",
                             file.display(),
@@ -257,4 +260,24 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_target(false)
         .init();
+}
+
+/// Files the config names that a failover will write but that are not there yet: allowed at
+/// load (they may be created later), but a runbook swapping them is not ready until they are.
+fn missing_files(c: &config::Config) -> Vec<String> {
+    c.connstr
+        .iter()
+        .filter_map(|(name, t)| {
+            let path = match t {
+                config::ConnstrTarget::File { path, .. } => path,
+                config::ConnstrTarget::Pgbouncer { ini, .. } => ini,
+            };
+            (!path.exists()).then(|| {
+                format!(
+                    "[connstr.{name}] {} does not exist: a runbook that swaps it is not ready (it stops before touching anything) until the file is created",
+                    path.display()
+                )
+            })
+        })
+        .collect()
 }

@@ -149,6 +149,15 @@ fn a_missing_connection_string_file_stops_the_failover_before_anything_is_touche
     let w = scenario::start()?;
     let env = w.topo.base_dir().join("app/database.env");
     std::fs::remove_file(&env)?;
+    // check-config accepts the file (it may be created later) but warns about it.
+    let out =
+        niledr_tests::daemon::niledr_command(&["check-config", w.niledr.config.to_str().unwrap()])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: [connstr.app-env]") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
     let (status, plan) = w.niledr.get(&format!("/api/v1/runbooks/{FAILOVER}/plan"))?;
     assert_eq!(status, 200);
     assert_eq!(plan["ready"], false, "{:#}", plan["readiness"]);

@@ -157,15 +157,17 @@ impl Engine {
         let pre = niledr_runbooks::preconditions(&runbook, &world);
         let id = uuid::Uuid::now_v7().to_string();
         let machine = Machine::new(&runbook);
-        let record = self.new_record(super::NewRecord {
-            id: &id,
-            who,
-            runbook: &runbook,
-            reason,
-            plan: &plan,
-            pre: &pre,
-            machine: &machine,
-        });
+        let record = self
+            .new_record(super::NewRecord {
+                id: &id,
+                who,
+                runbook: &runbook,
+                reason,
+                plan: &plan,
+                pre: &pre,
+                machine: &machine,
+            })
+            .map_err(|e| ApiError::Internal(format!("the new execution record: {e}")))?;
         // Journal the proposal, then submit it for approval.
         self.live.insert(
             id.clone(),
@@ -243,7 +245,8 @@ impl Engine {
             if changed {
                 if let Some(l) = self.live.get_mut(id) {
                     l.record.plan_digest = plan.digest.clone();
-                    l.record.plan = serde_json::to_value(&plan).unwrap_or_default();
+                    l.record.plan = serde_json::to_value(&plan)
+                        .map_err(|e| ApiError::Internal(format!("plan does not serialise: {e}")))?;
                     l.runbook = fresh;
                 }
                 self.note(
@@ -261,12 +264,20 @@ impl Engine {
         }
         let live = self.live.get(id).ok_or_else(|| self.not_live(id))?;
         let digest = live.record.plan_digest.clone();
+        // Never drop what does not decode: an unreadable approval is an error someone sees.
         let existing: Vec<Approval> = live
             .record
             .approvals
             .iter()
-            .filter_map(|a| serde_json::from_value(a.clone()).ok())
-            .collect();
+            .enumerate()
+            .map(|(i, a)| {
+                serde_json::from_value(a.clone()).map_err(|e| {
+                    ApiError::Internal(format!(
+                        "execution {id}: stored approval {i} does not decode ({e}); refusing to count approvals"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let approval = Approval {
             user: who.name.clone(),
             roles: who.tags.clone(),
@@ -294,7 +305,9 @@ impl Engine {
         if let Some(l) = self.live.get_mut(id) {
             l.record
                 .approvals
-                .push(serde_json::to_value(&approval).unwrap_or_default());
+                .push(serde_json::to_value(&approval).map_err(|e| {
+                    ApiError::Internal(format!("approval does not serialise: {e}"))
+                })?);
         }
         if break_glass {
             tracing::warn!(%id, user = %who.name, reason = ?approval.break_glass_reason, "BREAK-GLASS approval: a single approver overrides the two-person rule");

@@ -426,7 +426,9 @@ impl Engine {
         }
     }
 
-    fn new_record(&self, p: NewRecord<'_>) -> ExecutionRecordV1 {
+    /// The journal record of a new proposal. A part that does not serialise is an error,
+    /// never a `null` that would read back as "nothing".
+    fn new_record(&self, p: NewRecord<'_>) -> Result<ExecutionRecordV1, serde_json::Error> {
         let NewRecord {
             id,
             who,
@@ -436,7 +438,7 @@ impl Engine {
             pre,
             machine,
         } = p;
-        ExecutionRecordV1 {
+        Ok(ExecutionRecordV1 {
             v: 1,
             id: id.to_string(),
             runbook: runbook.name.clone(),
@@ -444,10 +446,10 @@ impl Engine {
             requester: who.name.clone(),
             created_at: now_str(),
             state: machine.state().name().into(),
-            machine: serde_json::to_value(machine).unwrap_or_default(),
+            machine: serde_json::to_value(machine)?,
             plan_digest: plan.digest.clone(),
-            plan: serde_json::to_value(plan).unwrap_or_default(),
-            preconditions: serde_json::to_value(pre).unwrap_or_default(),
+            plan: serde_json::to_value(plan)?,
+            preconditions: serde_json::to_value(pre)?,
             approvals: Vec::new(),
             steps: runbook
                 .steps
@@ -468,6 +470,6 @@ impl Engine {
                     .now_ms()
                     .saturating_add(runbook.approval.expires_after_ms),
             ),
-        }
+        })
     }
 }
