@@ -157,6 +157,11 @@ fn kill_drill_with_standing_approval_measures_and_fails_back() -> Result<()> {
     assert_eq!(run["state"], "finished", "{run:#}");
     phases_present(&run);
     check_postgres_loss(&w, &run)?;
+    // Only PostgreSQL failed: Khartoum Redis was alive, fenced (paused until Port Sudan had
+    // every byte) and made to follow, so no acknowledged Redis write is lost.
+    let redis = store_loss(&run["report"], "redis");
+    assert!(redis["acknowledged"].as_u64().unwrap() > 100, "{redis:#}");
+    assert_eq!(redis["lost"], 0, "{redis:#}");
     let cleanup = &run["report"]["cleanup"];
     assert_eq!(cleanup["outcome"], "succeeded", "{cleanup:#}");
     check_normal_topology(&w)?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
 use super::atomic_file::{
     body, check_not_newer, find_generation, prev_path, read_optional, ready as file_ready,
@@ -200,16 +200,27 @@ async fn reload_and_verify(
     entry: &str,
 ) -> Result<(Duration, ShownDatabase)> {
     let took = reload(admin).await?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let shown = show_database(admin, db).await?;
-        if shows(&shown, entry) {
-            return Ok((took, shown.context("checked above")?));
+    let last = std::sync::Mutex::new(None);
+    let r = crate::util::poll_until(
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_millis(20),
+        || async {
+            let shown = show_database(admin, db).await?;
+            let ok = shows(&shown, entry);
+            if let Ok(mut l) = last.lock() {
+                *l = shown;
+            }
+            anyhow::Ok(ok)
+        },
+    )
+    .await;
+    let shown = last.into_inner().ok().flatten();
+    match r {
+        Ok(()) => Ok((took, shown.context("checked above")?)),
+        Err(Some(e)) => Err(e),
+        Err(None) => {
+            bail!("PgBouncer still shows {shown:?} for {db:?} after RELOAD; expected {entry:?}")
         }
-        if Instant::now() >= deadline {
-            bail!("PgBouncer still shows {shown:?} for {db:?} after RELOAD; expected {entry:?}");
-        }
-        sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -821,14 +821,8 @@ impl Run {
 }
 
 async fn wait_for(within: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        if ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("not within {} s", within.as_secs());
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let deadline = tokio::time::Instant::now() + within;
+    crate::util::poll_until(deadline, POLL, || std::future::ready(Ok::<_, ()>(ok())))
+        .await
+        .map_err(|_| anyhow::anyhow!("not within {} s", within.as_secs()))
 }

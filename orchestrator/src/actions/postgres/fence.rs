@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
 use super::{POLL, PgTarget, in_recovery, scalar_text};
 
@@ -77,17 +77,16 @@ async fn new_session_read_only(target: &PgTarget) -> Result<bool> {
 /// Wait until a new session sees `default_transaction_read_only = want` (the reload is
 /// asynchronous: the postmaster re-reads the config when it handles SIGHUP).
 async fn wait_setting(target: &PgTarget, want: bool) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if new_session_read_only(target).await? == want {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{target}: default_transaction_read_only still not {want} 10 s after pg_reload_conf()"
-            );
-        }
-        sleep(POLL).await;
+    let r = crate::util::poll_until(Instant::now() + Duration::from_secs(10), POLL, || async {
+        Ok(new_session_read_only(target).await? == want)
+    })
+    .await;
+    match r {
+        Ok(()) => Ok(()),
+        Err(Some(e)) => Err(e),
+        Err(None) => bail!(
+            "{target}: default_transaction_read_only still not {want} 10 s after pg_reload_conf()"
+        ),
     }
 }
 
