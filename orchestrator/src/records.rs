@@ -2,6 +2,9 @@
 //! format changes only on purpose. Every record is JSON with a `v` field; a reader refuses a
 //! version it does not know instead of guessing.
 
+use std::collections::BTreeMap;
+
+use niledr_runbooks::{Approval, Decision, ObservedRole, Preconditions, ServicePrecondition};
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -76,8 +79,11 @@ pub struct ExecutionRecordV1 {
     pub machine: serde_json::Value,
     pub plan_digest: String,
     pub plan: serde_json::Value,
-    /// What the approvers saw: roles, lag, DNS answers.
+    /// What the approvers saw: roles, lag, DNS answers (a `PreconditionsV1`; kept as raw
+    /// JSON here so one unreadable field refuses its execution, naming it, instead of making
+    /// the whole journal unreadable).
     pub preconditions: serde_json::Value,
+    /// `ApprovalV1` each, raw for the same reason.
     pub approvals: Vec<serde_json::Value>,
     pub steps: Vec<StepRecordV1>,
     pub timeline: Vec<TimelineEntryV1>,
@@ -190,4 +196,202 @@ pub struct DrillRunRecordV1 {
     /// `niledr_drills::DrillReport` as JSON.
     pub report: Option<serde_json::Value>,
     pub notes: Vec<TimelineEntryV1>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshots inside an execution record. They are owned here, not dumps of `runbooks` types:
+// renaming a field there cannot silently change what is stored, and a stored snapshot that
+// does not decode is an error naming the field (never a default such as "no drift").
+
+/// What the approvers saw (v1 of the `preconditions` field).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PreconditionsV1 {
+    pub services: BTreeMap<String, ServicePreconditionV1>,
+    /// DNS name → every address the authoritative servers answered.
+    pub dns: BTreeMap<String, Vec<String>>,
+    pub connstr: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePreconditionV1 {
+    pub reachable: bool,
+    /// `primary`, `standby`, `master`, `replica`.
+    pub role: Option<String>,
+    pub timeline: Option<u32>,
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+}
+
+/// One person's decision (v1 of an element of the `approvals` field).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalV1 {
+    pub user: String,
+    pub roles: Vec<String>,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub comment: Option<String>,
+    pub at_ms: u64,
+    pub digest: String,
+    pub break_glass_reason: Option<String>,
+}
+
+const ROLES: [ObservedRole; 4] = [
+    ObservedRole::Primary,
+    ObservedRole::Standby,
+    ObservedRole::Master,
+    ObservedRole::Replica,
+];
+
+impl PreconditionsV1 {
+    pub fn of(p: &Preconditions) -> PreconditionsV1 {
+        PreconditionsV1 {
+            services: p
+                .services
+                .iter()
+                .map(|(id, s)| {
+                    let v = ServicePreconditionV1 {
+                        reachable: s.reachable,
+                        role: s.role.map(|r| r.as_str().to_string()),
+                        timeline: s.timeline,
+                        lag_bytes: s.lag_bytes,
+                        lag_seconds: s.lag_seconds,
+                    };
+                    (id.clone(), v)
+                })
+                .collect(),
+            dns: p.dns.clone(),
+            connstr: p.connstr.clone(),
+        }
+    }
+
+    pub fn to_value(p: &Preconditions) -> serde_json::Value {
+        // Plain maps, strings and numbers: serialising cannot fail.
+        serde_json::to_value(PreconditionsV1::of(p)).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The stored field back, or what is wrong with it.
+    pub fn decode(v: &serde_json::Value) -> Result<Preconditions, String> {
+        let s: PreconditionsV1 = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        let mut services = BTreeMap::new();
+        for (id, p) in s.services {
+            let role = match p.role.as_deref() {
+                None => None,
+                Some(r) => Some(
+                    ROLES
+                        .into_iter()
+                        .find(|x| x.as_str() == r)
+                        .ok_or_else(|| format!("services.{id}.role: unknown role {r:?}"))?,
+                ),
+            };
+            let sp = ServicePrecondition {
+                reachable: p.reachable,
+                role,
+                timeline: p.timeline,
+                lag_bytes: p.lag_bytes,
+                lag_seconds: p.lag_seconds,
+            };
+            services.insert(id, sp);
+        }
+        Ok(Preconditions {
+            services,
+            dns: s.dns,
+            connstr: s.connstr,
+        })
+    }
+}
+
+impl ApprovalV1 {
+    pub fn to_value(a: &Approval) -> serde_json::Value {
+        let v = ApprovalV1 {
+            user: a.user.clone(),
+            roles: a.roles.clone(),
+            decision: match a.decision {
+                Decision::Approve => "approve".into(),
+                Decision::Reject => "reject".into(),
+            },
+            comment: a.comment.clone(),
+            at_ms: a.at_ms,
+            digest: a.digest.clone(),
+            break_glass_reason: a.break_glass_reason.clone(),
+        };
+        serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn decode(v: &serde_json::Value) -> Result<Approval, String> {
+        let a: ApprovalV1 = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        let decision = match a.decision.as_str() {
+            "approve" => Decision::Approve,
+            "reject" => Decision::Reject,
+            other => return Err(format!("decision {other:?} is neither approve nor reject")),
+        };
+        Ok(Approval {
+            user: a.user,
+            roles: a.roles,
+            decision,
+            comment: a.comment,
+            at_ms: a.at_ms,
+            digest: a.digest,
+            break_glass_reason: a.break_glass_reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_round_trip_and_refuse_what_does_not_decode() {
+        let mut p = Preconditions::default();
+        p.services.insert(
+            "khartoum-postgres".into(),
+            ServicePrecondition {
+                reachable: true,
+                role: Some(ObservedRole::Primary),
+                timeline: Some(1),
+                lag_bytes: None,
+                lag_seconds: None,
+            },
+        );
+        p.dns
+            .insert("db.nilecare.sd.".into(), vec!["127.0.1.1".into()]);
+        let v = PreconditionsV1::to_value(&p);
+        assert_eq!(PreconditionsV1::decode(&v), Ok(p));
+        let e = PreconditionsV1::decode(
+            &serde_json::json!({ "services": "x", "dns": {}, "connstr": {} }),
+        );
+        assert!(e.is_err());
+        let mut bad = v.clone();
+        bad["services"]["khartoum-postgres"]["role"] = "leader".into();
+        assert!(
+            PreconditionsV1::decode(&bad)
+                .unwrap_err()
+                .contains("unknown role")
+        );
+        assert!(PreconditionsV1::decode(&serde_json::Value::Null).is_err());
+        let a = Approval {
+            user: "amira".into(),
+            roles: vec!["incident_commander".into()],
+            decision: Decision::Approve,
+            comment: None,
+            at_ms: 7,
+            digest: "d".into(),
+            break_glass_reason: None,
+        };
+        assert_eq!(ApprovalV1::decode(&ApprovalV1::to_value(&a)), Ok(a));
+        let mut bad = ApprovalV1::to_value(&Approval {
+            user: "x".into(),
+            roles: vec![],
+            decision: Decision::Reject,
+            comment: None,
+            at_ms: 1,
+            digest: "d".into(),
+            break_glass_reason: None,
+        });
+        bad["decision"] = "maybe".into();
+        assert!(ApprovalV1::decode(&bad).is_err());
+    }
 }

@@ -271,7 +271,7 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                serde_json::from_value(a.clone()).map_err(|e| {
+                crate::records::ApprovalV1::decode(a).map_err(|e| {
                     ApiError::Internal(format!(
                         "execution {id}: stored approval {i} does not decode ({e}); refusing to count approvals"
                     ))
@@ -305,9 +305,7 @@ impl Engine {
         if let Some(l) = self.live.get_mut(id) {
             l.record
                 .approvals
-                .push(serde_json::to_value(&approval).map_err(|e| {
-                    ApiError::Internal(format!("approval does not serialise: {e}"))
-                })?);
+                .push(crate::records::ApprovalV1::to_value(&approval));
         }
         if break_glass {
             tracing::warn!(%id, user = %who.name, reason = ?approval.break_glass_reason, "BREAK-GLASS approval: a single approver overrides the two-person rule");

@@ -449,7 +449,7 @@ impl Engine {
             machine: serde_json::to_value(machine)?,
             plan_digest: plan.digest.clone(),
             plan: serde_json::to_value(plan)?,
-            preconditions: serde_json::to_value(pre)?,
+            preconditions: crate::records::PreconditionsV1::to_value(pre),
             approvals: Vec::new(),
             steps: runbook
                 .steps

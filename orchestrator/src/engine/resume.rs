@@ -149,13 +149,12 @@ fn decode(rec: &crate::records::ExecutionRecordV1) -> Result<Machine, String> {
     if machine.state().is_terminal() {
         return Ok(machine);
     }
-    serde_json::from_value::<niledr_runbooks::Preconditions>(rec.preconditions.clone())
+    crate::records::PreconditionsV1::decode(&rec.preconditions)
         .map_err(|e| format!("preconditions: {e}"))?;
     serde_json::from_value::<niledr_runbooks::Plan>(rec.plan.clone())
         .map_err(|e| format!("plan: {e}"))?;
     for (i, a) in rec.approvals.iter().enumerate() {
-        serde_json::from_value::<niledr_runbooks::Approval>(a.clone())
-            .map_err(|e| format!("approvals[{i}]: {e}"))?;
+        crate::records::ApprovalV1::decode(a).map_err(|e| format!("approvals[{i}]: {e}"))?;
     }
     Ok(machine)
 }

@@ -7,6 +7,7 @@ use niledr_runbooks::{Event as MEvent, Readiness};
 use niledr_web::ApiError;
 
 use super::{Engine, TaskKind};
+use crate::records::PreconditionsV1;
 
 impl Engine {
     /// Approved: check the world did not drift past tolerance, take a fencing generation,
@@ -15,20 +16,18 @@ impl Engine {
         let Some(l) = self.live.get(id) else {
             return Ok(());
         };
-        let approved: niledr_runbooks::Preconditions =
-            match serde_json::from_value(l.record.preconditions.clone()) {
-                Ok(p) => p,
-                Err(e) => {
-                    return self.refuse_unreadable(id, &format!("preconditions: {e}"));
-                }
-            };
+        let approved = match PreconditionsV1::decode(&l.record.preconditions) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.refuse_unreadable(id, &format!("preconditions: {e}"));
+            }
+        };
         let world = self.world();
         let now = niledr_runbooks::preconditions(&l.runbook, &world);
         let drift = niledr_runbooks::drift(&approved, &now, &l.runbook.approval.tolerance);
         if !drift.is_empty() {
             self.note(id, "preconditions_drifted", &drift.join("; "));
-            let snapshot = serde_json::to_value(&now)
-                .map_err(|e| ApiError::Internal(format!("preconditions do not serialise: {e}")))?;
+            let snapshot = PreconditionsV1::to_value(&now);
             if let Some(l) = self.live.get_mut(id) {
                 l.record.preconditions = snapshot;
                 // Approvals given for the old picture no longer count.

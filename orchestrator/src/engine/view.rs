@@ -16,7 +16,8 @@ pub fn execution_view(r: &ExecutionRecordV1) -> ExecutionView {
         approvals: r
             .approvals
             .iter()
-            .filter_map(|a| serde_json::from_value::<niledr_runbooks::Approval>(a.clone()).ok())
+            // `resume` and `approve` refuse an execution whose approvals do not decode.
+            .filter_map(|a| crate::records::ApprovalV1::decode(a).ok())
             .map(|a| ApprovalView {
                 user: a.user,
                 tags: a.roles,
