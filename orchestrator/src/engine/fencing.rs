@@ -129,7 +129,17 @@ impl Engine {
                 mode: FenceMode::ReadOnly,
                 on_unreachable: OnUnreachable::Proceed,
             };
-            let result = match steps::run(&ctx, &action, Duration::from_secs(15), None).await {
+            let result = match steps::run(
+                &ctx,
+                &action,
+                steps::Attempt {
+                    timeout: Duration::from_secs(15),
+                    generation: None,
+                    break_glass: false,
+                },
+            )
+            .await
+            {
                 Ok(steps::StepOutcome::Done(d)) if d.starts_with("unreachable") => Err(d),
                 Ok(steps::StepOutcome::Done(d) | steps::StepOutcome::AwaitConfirm(d)) => Ok(d),
                 Err(e) => Err(e.error),

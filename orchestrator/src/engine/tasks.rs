@@ -36,6 +36,13 @@ impl TaskKind {
 /// A task in flight: execution, step index (0 for verify/ready), kind.
 pub type TaskKey = (String, usize, TaskKind);
 
+/// The execution was approved by break-glass (a single approver with a written reason).
+fn break_glass(rec: &crate::records::ExecutionRecordV1) -> bool {
+    rec.approvals.iter().any(|a| {
+        crate::records::ApprovalV1::decode(a).is_ok_and(|a| a.break_glass_reason.is_some())
+    })
+}
+
 fn panic_text(e: &tokio::task::JoinError) -> String {
     if e.is_cancelled() {
         return "the task was aborted".into();
@@ -80,7 +87,12 @@ impl Engine {
         let Some(step) = l.runbook.steps.get(index).cloned() else {
             return;
         };
-        let generation = l.record.generation;
+        let attempt_of = |timeout| steps::Attempt {
+            timeout,
+            generation: l.record.generation,
+            break_glass: break_glass(&l.record),
+        };
+        let run_with = attempt_of(Duration::from_millis(step.timeout_ms));
         let ctx = self.ctx.clone();
         let id = id.to_string();
         failpoint::hit(&format!("after_intent:{}", step.id));
@@ -100,7 +112,7 @@ impl Engine {
             } else {
                 match tokio::time::timeout(
                     timeout + Duration::from_secs(1),
-                    steps::run(&ctx, &step.action, timeout, generation),
+                    steps::run(&ctx, &step.action, run_with),
                 )
                 .await
                 {
@@ -128,17 +140,20 @@ impl Engine {
         let Some(step) = l.runbook.steps.get(index).cloned() else {
             return;
         };
-        let generation = l.record.generation;
+        let run_with = steps::Attempt {
+            timeout: Duration::from_millis(step.timeout_ms),
+            generation: l.record.generation,
+            break_glass: false,
+        };
         let ctx = self.ctx.clone();
         let id = id.to_string();
         tracing::warn!(%id, step = %step.id, "rolling back step");
         let key = (id.clone(), index, TaskKind::Rollback);
         self.supervise(key, async move {
             let started = tokio::time::Instant::now();
-            let timeout = Duration::from_millis(step.timeout_ms);
             let result = match &step.rollback {
-                Rollback::Explicit(r) => steps::run(&ctx, &r.action, timeout, generation).await,
-                _ => steps::undo(&ctx, &step.action, timeout, generation)
+                Rollback::Explicit(r) => steps::run(&ctx, &r.action, run_with).await,
+                _ => steps::undo(&ctx, &step.action, run_with)
                     .await
                     .map(StepOutcome::Done),
             };

@@ -19,14 +19,28 @@ use niledr_runbooks::{Action, Readiness, Step};
 
 pub use context::{StepContext, StepError, StepOutcome, fatal};
 
-/// Run `action` once, for an execution holding fencing `generation` (checked and written by
-/// DNS cutovers and connection-string swaps: a stale execution's change is refused).
+/// What one attempt of a step runs with, from its execution.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub timeout: Duration,
+    /// The fencing generation the execution holds (checked and written by DNS cutovers and
+    /// connection-string swaps: a stale execution's change is refused).
+    pub generation: Option<u64>,
+    /// Approved by break-glass: a person accepted acting on stale evidence.
+    pub break_glass: bool,
+}
+
+/// Run `action` once.
 pub async fn run(
     ctx: &StepContext,
     action: &Action,
-    timeout: Duration,
-    generation: Option<u64>,
+    attempt: Attempt,
 ) -> Result<StepOutcome, StepError> {
+    let Attempt {
+        timeout,
+        generation,
+        break_glass,
+    } = attempt;
     let done = match action {
         Action::PostgresCheckLag {
             service,
@@ -34,14 +48,13 @@ pub async fn run(
             max_lag_seconds,
             max_lag_age_ms,
         } => {
-            postgres::check_lag(
-                ctx,
-                service,
-                *max_lag_bytes,
-                *max_lag_seconds,
-                *max_lag_age_ms,
-            )
-            .await
+            let gate = postgres::LagGate {
+                max_lag_bytes: *max_lag_bytes,
+                max_lag_seconds: *max_lag_seconds,
+                max_lag_age_ms: *max_lag_age_ms,
+                break_glass,
+            };
+            postgres::check_lag(ctx, service, gate).await
         }
         Action::PostgresFence {
             service,
@@ -85,9 +98,13 @@ pub async fn run(
 pub async fn undo(
     ctx: &StepContext,
     action: &Action,
-    timeout: Duration,
-    generation: Option<u64>,
+    attempt: Attempt,
 ) -> Result<String, StepError> {
+    let Attempt {
+        timeout,
+        generation,
+        ..
+    } = attempt;
     match action {
         Action::PostgresFence { service, .. } => postgres::unfence(ctx, service).await,
         Action::RedisFence { service, .. } => redis::unpause(ctx, service).await,

@@ -20,12 +20,20 @@ const EVIDENCE_POLL: Duration = Duration::from_millis(250);
 /// "streaming" until the standby's `wal_receiver_timeout`); within the step's timeout.
 const EVIDENCE_WAIT: Duration = Duration::from_secs(12);
 
+/// The lag gate of one `postgres.check_lag` attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct LagGate {
+    pub max_lag_bytes: u64,
+    pub max_lag_seconds: Option<u64>,
+    pub max_lag_age_ms: Option<u64>,
+    /// Break-glass approval: stale evidence is accepted, loudly.
+    pub break_glass: bool,
+}
+
 pub async fn check_lag(
     ctx: &StepContext,
     service: &str,
-    max_lag_bytes: u64,
-    max_lag_seconds: Option<u64>,
-    max_lag_age_ms: Option<u64>,
+    gate: LagGate,
 ) -> Result<String, StepError> {
     let standby = ctx.pg(service)?;
     // Whom it streams from right now; the config's `upstream` when it does not stream (the
@@ -39,8 +47,8 @@ pub async fn check_lag(
     let r = actions::postgres::check_lag(
         &standby,
         &primary,
-        max_lag_bytes,
-        max_lag_seconds.map_or(f64::INFINITY, |s| s as f64),
+        gate.max_lag_bytes,
+        gate.max_lag_seconds.map_or(f64::INFINITY, |s| s as f64),
     )
     .await?;
     if r.within_bounds {
@@ -53,68 +61,90 @@ pub async fn check_lag(
             untouched: true,
         });
     };
-    last_measured_lag(ctx, service, &upstream, max_lag_bytes, max_lag_age_ms)
+    // The primary is gone, so the lag cannot be measured now: the last lag the probes measured
+    // while it was alive is what the standby has at most lost.
+    let history = |id: &str| -> Result<Vec<(String, bool, Option<u64>)>, StepError> {
+        Ok(ctx
+            .store
+            .probe_history(id, 500)
+            .map_err(|e| fatal(format!("reading probe history of {id}: {e:#}")))?
+            .into_iter()
+            .map(|p| (p.at, p.ok, p.lag))
+            .collect())
+    };
+    let bound = gate
+        .max_lag_age_ms
+        .map_or_else(|| probe_interval(ctx, service) * 3, Duration::from_millis);
+    let evidence = LagEvidence {
+        standby: &history(service)?,
+        primary: &history(&upstream)?,
+        primary_name: &upstream,
+        now: jiff::Timestamp::now(),
+    };
+    evidence
+        .judge(gate, bound)
         .map(|ok| format!("primary unreachable ({primary_error}); {ok}"))
+        .map_err(fatal)
 }
 
-/// The primary is gone, so the lag cannot be measured now: the last lag the probes measured
-/// while it was alive is what the standby has at most lost — if it was measured close enough
-/// to the moment the primary was last seen answering (older evidence proves nothing).
-fn last_measured_lag(
-    ctx: &StepContext,
-    service: &str,
-    upstream: &str,
-    max_lag_bytes: u64,
-    max_lag_age_ms: Option<u64>,
-) -> Result<String, StepError> {
-    let history = |id: &str| {
-        ctx.store
-            .probe_history(id, 500)
-            .map_err(|e| fatal(format!("reading probe history of {id}: {e:#}")))
-    };
-    let Some((lag, at)) = history(service)?
-        .into_iter()
-        .find_map(|p| p.lag.map(|l| (l, p.at)))
-    else {
-        return Err(fatal(
-            "lag gate: the primary is unreachable and no lag was ever measured",
-        ));
-    };
-    let bound =
-        max_lag_age_ms.map_or_else(|| probe_interval(ctx, service) * 3, Duration::from_millis);
-    let measured = parse_ts(&at)?;
-    // The primary was last seen answering at its newest successful probe (or now).
-    let last_alive = history(upstream)?
-        .into_iter()
-        .find(|p| p.ok)
-        .map(|p| parse_ts(&p.at))
-        .transpose()?
-        .unwrap_or_else(jiff::Timestamp::now);
-    let age = last_alive.duration_since(measured);
-    let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
-    if age > bound {
-        return Err(fatal(format!(
-            "lag gate: the last measured lag ({lag} B at {at}) is {:.1} s older than the moment \
-             {upstream} was last seen answering, more than max_lag_age {:.1} s: stale evidence \
-             (break-glass approval, or a step with a larger max_lag_age, to proceed anyway)",
+/// Probe history (newest first: time, ok, lag) of the standby and of its gone primary.
+struct LagEvidence<'a> {
+    standby: &'a [(String, bool, Option<u64>)],
+    primary: &'a [(String, bool, Option<u64>)],
+    primary_name: &'a str,
+    now: jiff::Timestamp,
+}
+
+impl LagEvidence<'_> {
+    /// The last measured lag counts only if it was measured at most `bound` before the
+    /// primary was last seen answering (older evidence proves nothing), unless break-glass.
+    fn judge(&self, gate: LagGate, bound: Duration) -> Result<String, String> {
+        let Some((lag, at)) = self
+            .standby
+            .iter()
+            .find_map(|(at, _, lag)| lag.map(|l| (l, at)))
+        else {
+            return Err("lag gate: the primary is unreachable and no lag was ever measured".into());
+        };
+        let measured = parse_ts(at)?;
+        let last_alive = match self.primary.iter().find(|(_, ok, _)| *ok) {
+            Some((t, _, _)) => parse_ts(t)?,
+            None => self.now,
+        };
+        let age = Duration::try_from(last_alive.duration_since(measured)).unwrap_or(Duration::ZERO);
+        let upstream = self.primary_name;
+        let stale = format!(
+            "the last measured lag ({lag} B at {at}) is {:.1} s older than the moment {upstream} \
+             was last seen answering, more than max_lag_age {:.1} s",
             age.as_secs_f64(),
             bound.as_secs_f64()
-        )));
+        );
+        let stale_note = if age <= bound {
+            String::new()
+        } else if gate.break_glass {
+            format!(" (BREAK-GLASS: accepted although {stale})")
+        } else {
+            return Err(format!(
+                "lag gate: {stale}: stale evidence (break-glass approval, or a step with a larger max_lag_age, to proceed anyway)"
+            ));
+        };
+        if lag > gate.max_lag_bytes {
+            return Err(format!(
+                "lag gate: last measured lag {lag} B at {at} exceeds {} B",
+                gate.max_lag_bytes
+            ));
+        }
+        Ok(format!(
+            "last measured lag {lag} B at {at} ({:.1} s before {upstream} was last seen) is within {} B{stale_note}",
+            age.as_secs_f64(),
+            gate.max_lag_bytes
+        ))
     }
-    if lag > max_lag_bytes {
-        return Err(fatal(format!(
-            "lag gate: last measured lag {lag} B at {at} exceeds {max_lag_bytes} B"
-        )));
-    }
-    Ok(format!(
-        "last measured lag {lag} B at {at} ({:.1} s before {upstream} was last seen) is within {max_lag_bytes} B",
-        age.as_secs_f64()
-    ))
 }
 
-fn parse_ts(s: &str) -> Result<jiff::Timestamp, StepError> {
+fn parse_ts(s: &str) -> Result<jiff::Timestamp, String> {
     s.parse()
-        .map_err(|e| fatal(format!("probe history holds an unreadable time {s:?}: {e}")))
+        .map_err(|e| format!("probe history holds an unreadable time {s:?}: {e}"))
 }
 
 fn probe_interval(ctx: &StepContext, service: &str) -> Duration {
@@ -361,4 +391,79 @@ fn upstream_of(ctx: &StepContext, service: &str) -> Result<String, StepError> {
                 "{service} has no `upstream` in the config to measure lag against"
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(break_glass: bool) -> LagGate {
+        LagGate {
+            max_lag_bytes: 1000,
+            max_lag_seconds: None,
+            max_lag_age_ms: Some(3000),
+            break_glass,
+        }
+    }
+
+    fn judge(
+        standby: &[(&str, bool, Option<u64>)],
+        primary: &[(&str, bool, Option<u64>)],
+        g: LagGate,
+    ) -> Result<String, String> {
+        let own = |h: &[(&str, bool, Option<u64>)]| -> Vec<(String, bool, Option<u64>)> {
+            h.iter()
+                .map(|(t, ok, l)| ((*t).to_string(), *ok, *l))
+                .collect()
+        };
+        LagEvidence {
+            standby: &own(standby),
+            primary: &own(primary),
+            primary_name: "khartoum-postgres",
+            now: "2026-12-01T10:00:00Z".parse().unwrap(),
+        }
+        .judge(g, Duration::from_millis(3000))
+    }
+
+    #[test]
+    fn stale_lag_evidence_is_refused_unless_break_glass() {
+        // Fresh: measured 1 s before the primary's last good probe.
+        let fresh = judge(
+            &[
+                ("2026-12-01T09:59:40Z", true, None),
+                ("2026-12-01T09:59:29Z", true, Some(10)),
+            ],
+            &[
+                ("2026-12-01T09:59:40Z", false, None),
+                ("2026-12-01T09:59:30Z", true, None),
+            ],
+            gate(false),
+        );
+        assert!(
+            fresh.as_ref().is_ok_and(|s| s.contains("10 B")),
+            "{fresh:?}"
+        );
+        // Stale: the lag was last measured 20 s before the primary was last seen.
+        let standby = [("2026-12-01T09:59:10Z", true, Some(10))];
+        let primary = [("2026-12-01T09:59:30Z", true, None)];
+        let e = judge(&standby, &primary, gate(false)).unwrap_err();
+        assert!(
+            e.contains("20.0 s older") && e.contains("stale evidence"),
+            "{e}"
+        );
+        let bg = judge(&standby, &primary, gate(true)).unwrap();
+        assert!(bg.contains("BREAK-GLASS"), "{bg}");
+        // Too much lag is refused even with break-glass; no measurement at all too.
+        let big = [("2026-12-01T09:59:29Z", true, Some(5000))];
+        assert!(
+            judge(&big, &primary, gate(true))
+                .unwrap_err()
+                .contains("exceeds")
+        );
+        assert!(
+            judge(&[], &primary, gate(true))
+                .unwrap_err()
+                .contains("no lag was ever measured")
+        );
+    }
 }
