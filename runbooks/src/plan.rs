@@ -395,7 +395,9 @@ impl Planner<'_> {
                 on_unreachable,
             } => {
                 let how = match mode {
-                    FenceMode::ReadOnly => "read-only, writing sessions terminated",
+                    FenceMode::ReadOnly => {
+                        "application roles lose their login, read-only for the rest, sessions terminated"
+                    }
                     FenceMode::Stop => "stopped",
                 };
                 s.summary = format!("fence {service} ({how})");

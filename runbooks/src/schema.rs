@@ -88,7 +88,8 @@ pub struct RollbackStep {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FenceMode {
-    /// `default_transaction_read_only` on + writing sessions terminated.
+    /// Application roles lose their login, `default_transaction_read_only` on for the rest,
+    /// client sessions terminated.
     ReadOnly,
     /// The server is stopped.
     Stop,

@@ -131,7 +131,7 @@ fn failover_plan_when_khartoum_is_down() {
                guard Pass lag ≤ 16777216 bytes: lag 1024 bytes
                guard Pass lag ≤ 60 s: lag 0.4 s
                rollback: nothing to undo
-            1. fence-khartoum-pg [postgres.fence]: fence khartoum-postgres (read-only, writing sessions terminated)
+            1. fence-khartoum-pg [postgres.fence]: fence khartoum-postgres (application roles lose their login, read-only for the rest, sessions terminated)
                target service khartoum-postgres @ 127.0.1.1:5432
                note khartoum-postgres does not answer: on_unreachable = require_evidence
                rollback: unfence khartoum-postgres (writes accepted again)
