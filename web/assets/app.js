@@ -117,12 +117,20 @@ async function showDetail() {
     ${ponr ? `<p class="muted">Point of no return: ${esc(ponr)} (before it a failure rolls back; from it on nothing is undone)</p>` : ""}
     <p>${esc(e.reason)} <span class="muted">requested by ${esc(e.requester)}; plan ${esc(e.plan_digest.slice(0, 16))}…</span></p>
     ${warnings ? `<p><b>Warnings</b></p><ul>${warnings}</ul>` : ""}
-    ${waiting ? `<details open><summary>Plan (read before approving)</summary><ol>${plan}</ol></details>
+    ${waiting ? `<div id="readiness" class="muted">checking every step ready…</div>
+      <details open><summary>Plan (read before approving)</summary><ol>${plan}</ol></details>
       <p><input id="comment" placeholder="comment" size="40">
       <button id="approve">Approve this plan</button> <button id="reject">Reject</button></p>` : ""}
     <table>${steps}</table>
     <p class="muted">${e.timeline.slice(-8).map((t) => esc(`${t.at} ${t.event} ${t.detail}`)).join("<br>")}</p>`;
   if (waiting) {
+    // Readiness is checked live (files, PgBouncer, TSIG, DNS answers, targets): show it.
+    fetch(`/api/v1/runbooks/${encodeURIComponent(e.runbook)}/plan`).then((r) => r.json()).then((p) => {
+      const bad = (p.readiness || []).filter((r) => !r.ready);
+      document.getElementById("readiness").innerHTML = bad.length
+        ? `<div class="banner down"><b>NOT READY now: it would stop before touching anything</b><ul>${bad.map((r) => `<li>${esc(r.step)}: ${esc(r.why)}</li>`).join("")}</ul></div>`
+        : `every step checked ready now (${(p.readiness || []).length} steps)`;
+    }).catch(() => { document.getElementById("readiness").textContent = "readiness not available"; });
     const decide = (decision) => post(`/api/v1/executions/${encodeURIComponent(e.id)}/approvals`,
       { decision, plan_digest: e.plan_digest, comment: document.getElementById("comment").value }).then(refreshExecutions);
     document.getElementById("approve").onclick = () => decide("approve");
