@@ -229,18 +229,21 @@ fn after_a_manual_failover_the_trigger_stays_quiet_and_the_returning_primary_is_
         w.topo.postgres_standby().psql_app(
             "CREATE TABLE IF NOT EXISTS via_name(x int); INSERT INTO via_name VALUES (1)",
         )?;
-        let ok = k
-            .psql_app("CREATE TABLE IF NOT EXISTS returned(x int); INSERT INTO returned VALUES (1)")
-            .is_ok();
+        // The fence is seen before the write is tried, so a write counts as "after the fence"
+        // only if the fence (login taken first, then read-only) was complete when it began.
         if fenced_at.is_none()
             && k.psql("SHOW default_transaction_read_only")
                 .is_ok_and(|v| v == "on")
         {
             fenced_at = Some(restarted.elapsed());
         }
+        let fenced_before_write = fenced_at.is_some();
+        let ok = k
+            .psql_app("CREATE TABLE IF NOT EXISTS returned(x int); INSERT INTO returned VALUES (1)")
+            .is_ok();
         if ok {
             direct += 1;
-            if fenced_at.is_some() {
+            if fenced_before_write {
                 after_fence += 1;
             } else {
                 before_fence += 1;
