@@ -355,6 +355,24 @@ pub fn wait_step(
     Ok(last)
 }
 
+/// Kill Khartoum after `rows` writes, fail over with `runbook`, and return once its step
+/// `step` runs (a `delay:STEP` failpoint holds it there so a test can break something real).
+pub fn fail_over_until_step_runs(w: &World, runbook: &str, step: &str) -> Result<String> {
+    kill_primary_after_writes(w, 100)?;
+    let id = propose_and_approve(w, runbook)?;
+    wait_step(w, &id, step, "running", Duration::from_secs(30))?;
+    Ok(id)
+}
+
+/// Stop every authoritative DNS server (for real: the processes).
+pub fn stop_dns(w: &World) -> Result<()> {
+    w.topo
+        .dns()
+        .servers()
+        .iter()
+        .try_for_each(|s| s.component().stop())
+}
+
 /// `--runs N` from a benchmark's command line, or `default`.
 pub fn runs_arg(default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();

@@ -221,18 +221,6 @@ fn a_missing_connection_string_file_stops_the_failover_before_anything_is_touche
     finish(w)
 }
 
-/// Kill Khartoum, fail over with the cutover of `db` delayed by a failpoint, and stop both
-/// authoritative DNS servers while it waits: the step fails for real after the promotion.
-fn failover_into_a_dns_outage(w: &World) -> Result<String> {
-    scenario::kill_primary_after_writes(w, 200)?;
-    let id = scenario::propose_and_approve(w, FAILOVER)?;
-    scenario::wait_step(w, &id, "cutover-db", "running", Duration::from_secs(30))?;
-    for s in w.topo.dns().servers() {
-        s.component().stop()?;
-    }
-    Ok(id)
-}
-
 #[test]
 fn a_dns_outage_after_the_promotion_stops_for_an_operator_and_retry_rolls_forward() -> Result<()> {
     let w = start_with(
@@ -242,7 +230,10 @@ fn a_dns_outage_after_the_promotion_stops_for_an_operator_and_retry_rolls_forwar
             ("NILEDR_FAILPOINT_DELAY_MS", "2000"),
         ],
     )?;
-    let id = failover_into_a_dns_outage(&w)?;
+    // Khartoum killed, cutover-db held by the failpoint; both authoritative DNS servers stop
+    // while it waits: the step fails for real after the promotion.
+    let id = scenario::fail_over_until_step_runs(&w, FAILOVER, "cutover-db")?;
+    scenario::stop_dns(&w)?;
     let stuck = w.niledr.wait_execution(
         &id,
         Duration::from_secs(60),

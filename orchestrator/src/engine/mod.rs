@@ -207,8 +207,8 @@ pub struct Engine {
     fence_list_passed: usize,
     /// The drill running now, if any: triggers do not propose for the outage it causes.
     drill_active: Option<String>,
-    /// Supervised tasks running now, since when.
-    in_flight: BTreeMap<tasks::TaskKey, Instant>,
+    /// Supervised tasks running now.
+    in_flight: std::collections::BTreeSet<tasks::TaskKey>,
     /// Shutting down: no new step, rollback or verification starts.
     stopping: bool,
 }
@@ -216,10 +216,6 @@ pub struct Engine {
 /// Engine-internal errors surface in the loop as anyhow errors.
 fn api(e: ApiError) -> anyhow::Error {
     anyhow::anyhow!("{e:?}")
-}
-
-pub fn now_ms() -> u64 {
-    u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0)
 }
 
 fn now_str() -> String {
@@ -265,7 +261,7 @@ impl Engine {
             refence_retry: BTreeMap::new(),
             fence_list_passed: 0,
             drill_active: None,
-            in_flight: BTreeMap::new(),
+            in_flight: Default::default(),
             stopping: false,
         }
     }

@@ -5,7 +5,7 @@
 //! still running (in doubt: re-checked after the restart).
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use niledr_runbooks::{Action, Readiness, Rollback};
 
@@ -56,7 +56,7 @@ impl Engine {
     where
         F: Future<Output = EngineEvent> + Send + 'static,
     {
-        self.in_flight.insert(key.clone(), Instant::now());
+        self.in_flight.insert(key.clone());
         let tx: EngineTx = self.tx.clone();
         let handle = self.rt.spawn(fut);
         self.rt.spawn(async move {
@@ -87,12 +87,11 @@ impl Engine {
         let Some(step) = l.runbook.steps.get(index).cloned() else {
             return;
         };
-        let attempt_of = |timeout| steps::Attempt {
-            timeout,
+        let run_with = steps::Attempt {
+            timeout: Duration::from_millis(step.timeout_ms),
             generation: l.record.generation,
             break_glass: break_glass(&l.record),
         };
-        let run_with = attempt_of(Duration::from_millis(step.timeout_ms));
         let ctx = self.ctx.clone();
         let id = id.to_string();
         failpoint::hit(&format!("after_intent:{}", step.id));
@@ -225,7 +224,7 @@ impl Engine {
     /// Journal, per execution, the tasks shutdown did not wait for: they are in doubt and
     /// are re-checked after the restart.
     pub fn journal_unfinished(&mut self) {
-        let left: Vec<TaskKey> = self.in_flight.keys().cloned().collect();
+        let left: Vec<TaskKey> = self.in_flight.iter().cloned().collect();
         for (id, index, kind) in left {
             let what = match kind {
                 TaskKind::Step | TaskKind::Rollback => self
