@@ -117,7 +117,7 @@ async function showDetail() {
     ${ponr ? `<p class="muted">Point of no return: ${esc(ponr)} (before it a failure rolls back; from it on nothing is undone)</p>` : ""}
     <p>${esc(e.reason)} <span class="muted">requested by ${esc(e.requester)}; plan ${esc(e.plan_digest.slice(0, 16))}…</span></p>
     ${warnings ? `<p><b>Warnings</b></p><ul>${warnings}</ul>` : ""}
-    ${waiting ? `<div id="readiness" class="muted">checking every step ready…</div>
+    ${waiting ? `<div id="readiness"><span class="muted">checking every step ready…</span></div>
       <details open><summary>Plan (read before approving)</summary><ol>${plan}</ol></details>
       <p><input id="comment" placeholder="comment" size="40">
       <button id="approve">Approve this plan</button> <button id="reject">Reject</button></p>` : ""}
