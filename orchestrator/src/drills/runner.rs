@@ -563,6 +563,14 @@ impl Run {
         else {
             return;
         };
+        // The segment must be newer than the canary's first acknowledged PostgreSQL write (on a
+        // loaded machine the canary may take a while to commit its first marker).
+        if let Some(canary) = self.canary.as_ref() {
+            let _ = wait_for(ARCHIVE_WAIT, || {
+                canary.acked(niledr_drills::Store::Postgres) > 0
+            })
+            .await;
+        }
         let since = std::time::SystemTime::now();
         self.note(
             "archive",
@@ -578,10 +586,7 @@ impl Run {
                 .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
                 .max()
         };
-        let ok = wait_for(ARCHIVE_WAIT, || {
-            newest().is_some_and(|t| t > since + Duration::from_secs(1))
-        })
-        .await;
+        let ok = wait_for(ARCHIVE_WAIT, || newest().is_some_and(|t| t > since)).await;
         let detail = match ok {
             Ok(()) => "the archive took a segment with canary markers".to_string(),
             Err(_) => {
