@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, only if missing, the Debian packages the real-server harness (crate
 # niledr-tests) and the niledr-sandbox binary need: PostgreSQL 15 server + client, Redis
-# server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer. Idempotent: with
+# server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer, etcd (cluster mode),
+# protoc (the etcd-client crate's build), iproute2 + iptables (network-namespace partitions). Idempotent: with
 # everything present it changes nothing and runs no `apt-get update`.
 #
 # Debian's packages start system services on install (a PostgreSQL cluster on 5432, Redis
@@ -36,7 +37,12 @@ declare -a CHECKS=(
     "command -v knsupdate && command -v kdig|knot-dnsutils"
     "command -v nginx|nginx-light"
     "command -v pgbouncer|pgbouncer"
-    "command -v ss|iproute2"
+    "command -v ss && command -v ip|iproute2"
+    "command -v etcd && command -v etcdctl|etcd-server"
+    "command -v etcdctl|etcd-client"
+    "command -v protoc|protobuf-compiler"
+    "test -f /usr/include/google/protobuf/descriptor.proto|libprotobuf-dev"
+    "command -v iptables|iptables"
 )
 
 missing=()
@@ -100,7 +106,7 @@ if command -v pg_lsclusters >/dev/null; then
         if [[ -f $conf ]]; then echo manual >"$conf"; fi
     done || true
 fi
-for svc in postgresql redis-server knot nginx pgbouncer; do
+for svc in postgresql redis-server knot nginx pgbouncer etcd; do
     stop_service "$svc"
 done
 
@@ -116,10 +122,10 @@ done
 # addresses 127.0.1.1, 127.0.2.1, 127.0.9.x). Listeners on the site addresses themselves
 # are a running niledr-sandbox, which is fine.
 collisions=$(ss -Hltnu 2>/dev/null | awk '{print $5}' |
-    grep -E '^(0\.0\.0\.0|\*|\[::\]):(5432|6379|53|80|6432)$' | sort -u || true)
+    grep -E '^(0\.0\.0\.0|\*|\[::\]):(5432|6379|53|80|6432|2379|2380)$' | sort -u || true)
 if [[ -n $collisions ]]; then
     log "these wildcard listeners collide with the sandbox ports:"
-    ss -Hltnup 2>/dev/null | grep -E '(0\.0\.0\.0|\*|\[::\]):(5432|6379|53|80|6432)\b' >&2 || true
+    ss -Hltnup 2>/dev/null | grep -E '(0\.0\.0\.0|\*|\[::\]):(5432|6379|53|80|6432|2379|2380)\b' >&2 || true
     exit 1
 fi
-log "ok: PostgreSQL $PG_VERSION in $PG_BIN, redis, knot, nginx, pgbouncer ready; sandbox ports free"
+log "ok: PostgreSQL $PG_VERSION in $PG_BIN, redis, knot, nginx, pgbouncer, etcd, protoc ready; sandbox ports free"

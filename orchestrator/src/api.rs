@@ -30,6 +30,7 @@ pub struct DaemonBackend {
     pub runbook_files: std::collections::BTreeMap<String, std::path::PathBuf>,
     pub runbook_summaries: Vec<RunbookSummaryView>,
     pub drills: Arc<crate::drills::DrillService>,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl DaemonBackend {
@@ -357,6 +358,20 @@ impl Backend for DaemonBackend {
         {
             Some(r) => Ok(crate::engine::execution_view(&r)),
             None => Err(ApiError::NotFound(format!("no execution {id:?}"))),
+        }
+    }
+
+    fn cluster(&self) -> ClusterView {
+        match &self.cluster {
+            Some(c) => crate::cluster::view::cluster_view(c),
+            None => ClusterView::single(),
+        }
+    }
+
+    fn forward(&self, method: &str, path: &str) -> niledr_web::forward::Forward {
+        match &self.cluster {
+            Some(c) => crate::cluster::view::forward(c, method, path),
+            None => niledr_web::forward::Forward::Local,
         }
     }
 

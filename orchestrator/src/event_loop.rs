@@ -22,8 +22,13 @@ pub enum Event {
     Probe(Box<ProbeResult>),
     /// Time to write buffered probe history.
     Flush,
-    /// Executions: API commands, step completions, retries.
+    /// Executions: API and drill commands (for whichever engine runs now).
     Engine(Box<crate::engine::EngineEvent>),
+    /// Step completions, retries and timers of the engine started as `epoch` (dropped when
+    /// that engine is gone: a deposed leader's late results never reach a new engine).
+    EngineTask(u64, Box<crate::engine::EngineEvent>),
+    /// Cluster mode: this instance took the leader key (`Some`) or lost it (`None`).
+    Leadership(Option<crate::cluster::LeaderInfo>),
     /// Stop: flush, audit the stop, exit.
     Shutdown,
 }
@@ -33,15 +38,19 @@ pub use crate::shared::Shared;
 /// How long shutdown waits for steps in flight.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The engine's way back into this loop: its events wrapped as `Event::Engine`.
-pub fn engine_tx(tx: mpsc::Sender<Event>) -> crate::engine::EngineTx {
+/// The way back into this loop for the engine started as `epoch`.
+pub fn engine_tx(tx: mpsc::Sender<Event>, epoch: u64) -> crate::engine::EngineTx {
     crate::engine::EngineTx::new(move |ev| {
         let tx = tx.clone();
         Box::pin(async move {
-            let _ = tx.send(Event::Engine(Box::new(ev))).await;
+            let _ = tx.send(Event::EngineTask(epoch, Box::new(ev))).await;
         })
     })
 }
+
+/// Builds an engine (with its way back into the loop); called once single-node, and each time
+/// this instance becomes the leader in cluster mode.
+pub type EngineFactory = Box<dyn FnMut(crate::engine::EngineTx) -> crate::engine::Engine + Send>;
 
 pub struct EventLoop {
     pub store: Arc<Store>,
@@ -49,7 +58,12 @@ pub struct EventLoop {
     pub events: broadcast::Sender<StatusEventView>,
     pub history_limits: HashMap<String, u32>,
     pending: Vec<(String, ProbeRecordV1)>,
-    pub engine: Option<crate::engine::Engine>,
+    engine: Option<crate::engine::Engine>,
+    factory: Option<EngineFactory>,
+    /// Which engine instance is current (task events of older ones are dropped).
+    epoch: u64,
+    tx: mpsc::Sender<Event>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl EventLoop {
@@ -58,6 +72,7 @@ impl EventLoop {
         shared: Arc<Shared>,
         events: broadcast::Sender<StatusEventView>,
         history_limits: HashMap<String, u32>,
+        tx: mpsc::Sender<Event>,
     ) -> Self {
         EventLoop {
             store,
@@ -66,14 +81,86 @@ impl EventLoop {
             history_limits,
             pending: Vec::new(),
             engine: None,
+            factory: None,
+            epoch: 0,
+            tx,
+            cluster: None,
+        }
+    }
+
+    /// Executions run: from the start single-node, while leading in cluster mode.
+    pub fn with_engine(mut self, factory: EngineFactory) -> Self {
+        self.factory = Some(factory);
+        self
+    }
+
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Build a new engine (a new epoch) and take back the journal's executions.
+    fn start_engine(&mut self) -> anyhow::Result<()> {
+        let Some(factory) = self.factory.as_mut() else {
+            return Ok(());
+        };
+        self.epoch += 1;
+        let mut engine = factory(engine_tx(self.tx.clone(), self.epoch));
+        let r = engine.resume();
+        self.engine = Some(engine);
+        self.engine_result(r)
+    }
+
+    /// Drop the engine: nothing it started reaches the next one (its tasks' events carry its
+    /// epoch). Steps already running finish on their own, but their outcomes cannot be
+    /// journaled by a deposed leader and the next leader's resume treats them as in doubt.
+    fn stop_engine(&mut self, why: &str) {
+        if self.engine.take().is_some() {
+            self.epoch += 1;
+            tracing::error!("executions stopped on this instance: {why}");
+        }
+    }
+
+    /// An engine error: fatal single-node (the local store failed); in cluster mode this
+    /// instance cannot journal, so it stops acting and gives up the leadership.
+    fn engine_result(&mut self, r: anyhow::Result<()>) -> anyhow::Result<()> {
+        let Err(e) = r else { return Ok(()) };
+        let Some(cluster) = &self.cluster else {
+            return Err(e);
+        };
+        cluster
+            .leadership
+            .deposed(&format!("journal write failed: {e:#}"));
+        self.stop_engine(&format!("journal write failed: {e:#}"));
+        Ok(())
+    }
+
+    fn on_leadership(&mut self, info: Option<crate::cluster::LeaderInfo>) -> anyhow::Result<()> {
+        match info {
+            Some(info) => {
+                let audit = self.store.append_audit(vec![AuditEvent {
+                    actor: "niledr",
+                    action: "cluster.leader_elected",
+                    detail: serde_json::json!({ "name": info.name, "site": info.site, "token": info.token }),
+                }]);
+                if let Err(e) = audit {
+                    tracing::warn!("auditing the election failed: {e:#}");
+                }
+                self.stop_engine("a new term began");
+                self.start_engine()
+            }
+            None => {
+                self.stop_engine("this instance lost the leadership");
+                Ok(())
+            }
         }
     }
 
     /// Run until `Shutdown` or until every sender is gone. Blocking: runs on its own thread so
     /// fsyncs never stall the async runtime.
     pub fn run(mut self, mut rx: mpsc::Receiver<Event>) -> anyhow::Result<()> {
-        if let Some(engine) = self.engine.as_mut() {
-            engine.resume()?;
+        if self.cluster.is_none() {
+            self.start_engine()?;
         }
         while let Some(ev) = rx.blocking_recv() {
             match ev {
@@ -91,19 +178,25 @@ impl EventLoop {
                 Event::Flush => {
                     self.flush()?;
                     if let Some(engine) = self.engine.as_mut() {
-                        engine.tick()?;
+                        let r = engine.tick();
+                        self.engine_result(r)?;
                     }
                 }
                 Event::Engine(ev) => match self.engine.as_mut() {
-                    Some(engine) => engine.handle(*ev)?,
-                    None => {
-                        if let crate::engine::EngineEvent::Command { reply, .. } = *ev {
-                            let _ = reply.send(Err(niledr_web::ApiError::Unavailable(
-                                "no runbooks are configured ([runbooks] dirs)".into(),
-                            )));
-                        }
+                    Some(engine) => {
+                        let r = engine.handle(*ev);
+                        self.engine_result(r)?;
                     }
+                    None => self.no_engine(*ev),
                 },
+                Event::EngineTask(epoch, ev) => match self.engine.as_mut() {
+                    Some(engine) if epoch == self.epoch => {
+                        let r = engine.handle(*ev);
+                        self.engine_result(r)?;
+                    }
+                    _ => tracing::warn!(epoch, "dropped an event of a stopped engine: {ev:?}"),
+                },
+                Event::Leadership(info) => self.on_leadership(info)?,
                 Event::Shutdown => {
                     self.drain(&mut rx)?;
                     break;
@@ -111,12 +204,37 @@ impl EventLoop {
             }
         }
         self.flush()?;
-        self.store.append_audit(vec![AuditEvent {
+        let stopped = self.store.append_audit(vec![AuditEvent {
             actor: "niledr",
             action: "daemon.stopped",
             detail: serde_json::json!({ "pid": std::process::id() }),
-        }])?;
-        Ok(())
+        }]);
+        match stopped {
+            Err(e) if self.cluster.is_some() => {
+                tracing::warn!("auditing the stop in etcd failed: {e:#}");
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// A command with no engine here: say why.
+    fn no_engine(&self, ev: crate::engine::EngineEvent) {
+        let crate::engine::EngineEvent::Command { reply, .. } = ev else {
+            return;
+        };
+        let why = match (&self.cluster, &self.factory) {
+            (_, None) => "no runbooks are configured ([runbooks] dirs)".to_string(),
+            (Some(c), Some(_)) => match c.view().leader {
+                Some(l) => format!(
+                    "this instance does not lead; {} at {} does",
+                    l.name, l.advertise
+                ),
+                None => "no instance leads the cluster right now".to_string(),
+            },
+            (None, Some(_)) => "executions are not running".to_string(),
+        };
+        let _ = reply.send(Err(niledr_web::ApiError::Unavailable(why)));
     }
 
     /// Shutdown: no new step starts; steps in flight get up to `DRAIN` to finish and journal
@@ -130,6 +248,7 @@ impl EventLoop {
         while engine.in_flight() > 0 && std::time::Instant::now() < deadline {
             match rx.try_recv() {
                 Ok(Event::Engine(ev)) => engine.handle(*ev)?,
+                Ok(Event::EngineTask(epoch, ev)) if epoch == self.epoch => engine.handle(*ev)?,
                 Ok(_) => {}
                 Err(mpsc::error::TryRecvError::Empty) => {
                     std::thread::sleep(std::time::Duration::from_millis(10));

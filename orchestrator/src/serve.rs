@@ -37,7 +37,22 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             crate::auth::Authenticator::empty()
         }
     };
-    let store = Arc::new(Store::open(&config.store)?);
+    let cluster = match &config.cluster {
+        Some(c) => Some(crate::cluster::Cluster::connect(c.clone()).await?),
+        None => None,
+    };
+    let store = Arc::new(match &cluster {
+        None => Store::open(&config.store)?,
+        Some(c) => Store::clustered(
+            &config.store,
+            Arc::new(crate::store::etcd::EtcdStore::open(
+                c.client(),
+                c.handle(),
+                &c.config.prefix,
+                c.leadership.clone(),
+            )?),
+        )?,
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (daemon.listen)", config.listen))?;
@@ -62,6 +77,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 "version": env!("CARGO_PKG_VERSION"),
                 "pid": std::process::id(),
                 "listen": listen.to_string(),
+                "cluster": config.cluster.as_ref().map(|c| serde_json::json!({ "name": c.name, "site": c.site })),
             }),
         },
     ])?;
@@ -85,6 +101,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         model: RwLock::new(model),
         // With nothing to probe there is nothing to wait for.
         ready: AtomicBool::new(config.services.is_empty()),
+        leadership: cluster.as_ref().map(|c| c.leadership.clone()),
     });
     let (events_tx, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel::<Event>(4096);
@@ -94,7 +111,16 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .values()
         .map(|s| (s.id.clone(), s.probe.history))
         .collect();
-    let mut event_loop = EventLoop::new(store.clone(), shared.clone(), events_tx.clone(), limits);
+    let mut event_loop = EventLoop::new(
+        store.clone(),
+        shared.clone(),
+        events_tx.clone(),
+        limits,
+        tx.clone(),
+    );
+    if let Some(c) = &cluster {
+        event_loop = event_loop.with_cluster(c.clone());
+    }
     let catalog = crate::world::catalog(&config);
     let runbooks = crate::engine::load_runbooks(&config, &catalog)?;
     let runbook_files: std::collections::BTreeMap<String, std::path::PathBuf> = runbooks
@@ -113,18 +139,28 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     if !config.runbook_dirs.is_empty() {
         tracing::info!(count = runbooks.len(), "runbooks loaded");
-        event_loop.engine = Some(crate::engine::Engine::new(
-            crate::engine::EngineDeps {
-                config: config.clone(),
-                store: store.clone(),
-                shared: shared.clone(),
-                catalog: catalog.clone(),
-                tx: crate::event_loop::engine_tx(tx.clone()),
-                rt: tokio::runtime::Handle::current(),
-                events: events_tx.clone(),
-            },
-            runbooks,
-        ));
+        let (config, store, shared, catalog, events) = (
+            config.clone(),
+            store.clone(),
+            shared.clone(),
+            catalog.clone(),
+            events_tx.clone(),
+        );
+        let rt = tokio::runtime::Handle::current();
+        event_loop = event_loop.with_engine(Box::new(move |tx| {
+            crate::engine::Engine::new(
+                crate::engine::EngineDeps {
+                    config: config.clone(),
+                    store: store.clone(),
+                    shared: shared.clone(),
+                    catalog: catalog.clone(),
+                    tx,
+                    rt: rt.clone(),
+                    events: events.clone(),
+                },
+                runbooks.clone(),
+            )
+        }));
     }
     // If the loop stops for any reason (store failure, panic), the whole daemon stops rather
     // than serve a health picture that no longer updates.
@@ -147,6 +183,21 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tx.clone(),
         shutdown.clone(),
     )?;
+    // Cluster mode: campaign for the leader key and publish this member's view. `resign` is
+    // cancelled only after the event loop has drained its steps.
+    let resign = CancellationToken::new();
+    let elector = cluster.as_ref().map(|c| {
+        c.handle().spawn(
+            crate::cluster::election::Elector {
+                cluster: c.clone(),
+                tx: tx.clone(),
+                shared: shared.clone(),
+                stop: shutdown.clone(),
+                resign: resign.clone(),
+            }
+            .run(),
+        )
+    });
     let gate = Arc::new(crate::auth::gate::AuthGate::new(
         auth,
         config.auth_limits,
@@ -187,6 +238,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         runbook_files,
         runbook_summaries,
         drills,
+        cluster: cluster.clone(),
     });
     let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");
@@ -224,6 +276,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let loop_result = tokio::task::spawn_blocking(move || loop_thread.join())
         .await
         .context("joining the event loop")?;
+    resign.cancel();
+    if let (Some(c), Some(elector)) = (&cluster, elector) {
+        let _ = tokio::time::timeout(Duration::from_secs(3), elector).await;
+        c.shutdown();
+    }
     match loop_result {
         Ok(r) => r.context("event loop")?,
         Err(_) => anyhow::bail!("the event loop panicked"),

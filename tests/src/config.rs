@@ -29,6 +29,21 @@ pub struct ConfigOptions {
     pub runbook_dir: Option<PathBuf>,
     /// The host agent drills inject faults through (`[drills] agent`, `agent_token_file`).
     pub agent: Option<AgentRef>,
+    /// `[cluster]`: this instance as a member of a niledr cluster on etcd.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// One instance's `[cluster]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    pub name: String,
+    pub site: Site,
+    pub endpoints: Vec<String>,
+    /// This instance's API URL as the others reach it.
+    pub advertise: String,
+    pub lease_ttl: Duration,
+    /// Extra lines for the section (e.g. `self_fence` entries).
+    pub extra: String,
 }
 
 /// Where niledr reaches the host agent (`crate::agent::HostAgent::agent_ref`).
@@ -52,6 +67,7 @@ impl Default for ConfigOptions {
             history: 500,
             runbook_dir: None,
             agent: None,
+            cluster: None,
         }
     }
 }
@@ -256,6 +272,23 @@ pub fn render(topo: &Topology, opts: &ConfigOptions) -> Result<String> {
         pw = qp(&secrets.postgres_password_file),
     );
     toml::from_str::<toml::Table>(&s).context("generated niledr config is not valid TOML")?;
+    if let Some(c) = &opts.cluster {
+        let _ = write!(
+            s,
+            "\n[cluster]\nname = {name}\nsite = {site}\nendpoints = [{eps}]\nadvertise = {adv}\nlease_ttl = {ttl}\n{extra}",
+            name = q(&c.name),
+            site = q(c.site.name()),
+            eps = c
+                .endpoints
+                .iter()
+                .map(|e| q(e))
+                .collect::<Vec<_>>()
+                .join(", "),
+            adv = q(&c.advertise),
+            ttl = q(&dur(c.lease_ttl)),
+            extra = c.extra,
+        );
+    }
     Ok(s)
 }
 

@@ -138,6 +138,15 @@ impl Niledr {
         }
     }
 
+    /// SIGKILL the daemon now and reap it; the handle stays (detached) for a restart.
+    pub fn sigkill(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill().context("SIGKILL niledr")?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
     /// The daemon's base URL, for CLI commands (`NILEDR_URL`).
     pub fn url(&self) -> String {
         format!("http://{}", self.listen)

@@ -361,3 +361,22 @@ pub(crate) fn start(
         knsupdate: bins.knsupdate.clone(),
     })
 }
+
+/// The zone's SOA serial as `server` answers it (it moves once per applied UPDATE).
+pub fn soa_serial(server: std::net::SocketAddr) -> Result<u64> {
+    let out = std::process::Command::new("kdig")
+        .args([
+            format!("@{}", server.ip()),
+            "-p".into(),
+            server.port().to_string(),
+            "+short".into(),
+            "SOA".into(),
+            ZONE.into(),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no SOA serial in {text:?}"))
+}

@@ -21,9 +21,11 @@
 pub mod agent;
 pub mod bins;
 pub mod cli_helpers;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod etcd;
 pub mod http;
 pub mod layout;
 pub mod pgbouncer;
@@ -36,7 +38,7 @@ pub mod topology;
 pub mod util;
 
 pub use agent::HostAgent;
-pub use config::{AgentRef, ConfigOptions};
+pub use config::{AgentRef, ClusterOptions, ConfigOptions};
 pub use dns::{Dns, DnsServer, TsigKey, ZONE};
 pub use http::{HttpHealth, HttpResponse, http_get};
 pub use layout::{Layout, Site, SitePorts};

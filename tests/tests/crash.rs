@@ -7,33 +7,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use niledr_tests::daemon::{Niledr, niledr_command};
+use niledr_tests::dns::soa_serial;
 use niledr_tests::scenario::{self, propose_and_approve, start};
 use niledr_tests::{Site, ZONE};
 
 const FAILOVER: &str = "failover-khartoum-to-port-sudan";
-
-fn soa_serial(server: std::net::SocketAddr) -> Result<u64> {
-    let out = Command::new("kdig")
-        .args([
-            format!("@{}", server.ip()),
-            "-p".into(),
-            server.port().to_string(),
-            "+short".into(),
-            "SOA".into(),
-            ZONE.into(),
-        ])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no SOA serial in {text:?}"))
-}
 
 #[test]
 fn sigkill_at_every_step_boundary_resumes_safely() -> Result<()> {

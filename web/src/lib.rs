@@ -4,6 +4,7 @@
 
 mod console;
 mod error;
+pub mod forward;
 mod routes;
 pub mod types;
 
@@ -132,6 +133,14 @@ pub trait Backend: Send + Sync + 'static {
         who: PrincipalView,
         command: Command,
     ) -> BoxFuture<'_, Result<ExecutionView, ApiError>>;
+    /// `GET /api/v1/cluster`.
+    fn cluster(&self) -> types::ClusterView {
+        types::ClusterView::single()
+    }
+    /// Cluster mode: whether this instance answers `method path` itself or forwards it.
+    fn forward(&self, _method: &str, _path: &str) -> forward::Forward {
+        forward::Forward::Local
+    }
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

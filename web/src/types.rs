@@ -373,3 +373,72 @@ pub struct DrillSlotView {
     pub due: bool,
     pub skipped_because: Option<String>,
 }
+
+/// `GET /api/v1/cluster`: the members, who leads, this instance's lease, and each instance's
+/// own view of every service.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClusterView {
+    /// `single` (one instance on redb) or `cluster` (etcd).
+    pub mode: String,
+    /// This instance's member name and site (cluster mode).
+    pub this: Option<String>,
+    pub site: Option<String>,
+    pub is_leader: bool,
+    pub leader: Option<ClusterLeaderView>,
+    pub lease_ttl_ms: Option<u64>,
+    /// How long this instance's lease is surely alive on the etcd side without a renewal.
+    pub lease_remaining_ms: Option<u64>,
+    /// Since this instance last heard from etcd.
+    pub last_contact_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub members: Vec<ClusterMemberView>,
+}
+
+impl ClusterView {
+    /// One instance on redb: it always leads.
+    pub fn single() -> Self {
+        ClusterView {
+            mode: "single".into(),
+            this: None,
+            site: None,
+            is_leader: true,
+            leader: None,
+            lease_ttl_ms: None,
+            lease_remaining_ms: None,
+            last_contact_ms: None,
+            last_error: None,
+            members: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClusterLeaderView {
+    pub name: String,
+    pub site: String,
+    pub advertise: String,
+    pub since: String,
+    /// The leader key's create revision: the fencing token of its writes.
+    pub token: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClusterMemberView {
+    pub name: String,
+    pub site: String,
+    pub advertise: String,
+    pub leader: bool,
+    /// When the member last published (RFC 3339) and how long ago by this instance's clock.
+    pub at: String,
+    pub age_ms: i64,
+    pub services: std::collections::BTreeMap<String, MemberObservationView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MemberObservationView {
+    pub status: String,
+    pub ok: Option<bool>,
+    pub summary: String,
+    pub in_recovery: Option<bool>,
+    pub wal_receiver: Option<bool>,
+}

@@ -2,6 +2,7 @@
 //! unknown keys, unknown sites or services, bad durations or addresses, naming file, line and
 //! column and what to fix.
 
+pub mod cluster;
 mod drills;
 mod error;
 mod raw;
@@ -43,6 +44,8 @@ pub struct Config {
     pub runbook_dirs: Vec<PathBuf>,
     pub drills: DrillsConfig,
     pub connstr: BTreeMap<String, ConnstrTarget>,
+    /// `[cluster]`: several instances on etcd; `None` runs single-node on redb.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -255,7 +258,15 @@ impl Loader<'_> {
             connstr.insert(id.get_ref().clone(), self.connstr(c)?);
         }
 
+        let postgres_sites: Vec<String> = services
+            .values()
+            .filter(|s| s.kind == Kind::Postgres)
+            .filter_map(|s| s.site.clone())
+            .collect();
+        let cluster = self.cluster(raw.cluster.as_ref(), &sites, &postgres_sites)?;
+
         Ok(Config {
+            cluster,
             users_file,
             auth_limits,
             verify_workers,

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub drills: Option<Spanned<RawDrills>>,
     #[serde(default)]
     pub connstr: BTreeMap<Spanned<String>, Spanned<RawConnstr>>,
+    pub cluster: Option<Spanned<super::cluster::RawCluster>>,
 }
 
 #[derive(Deserialize)]

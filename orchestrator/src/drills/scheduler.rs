@@ -35,7 +35,25 @@ struct Next {
     announced: bool,
 }
 
+/// Run the timetable while this instance acts (always single-node; while it leads in cluster
+/// mode: a follower waits, a deposed leader stops at its next tick and waits again).
 pub async fn run(svc: Arc<DrillService>) {
+    loop {
+        while !svc.shared.acts() {
+            tokio::select! {
+                _ = svc.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+        run_while_acting(&svc).await;
+        if svc.shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+async fn run_while_acting(svc: &Arc<DrillService>) {
+    let svc = svc.clone();
     let now = Timestamp::now();
     if let Err(e) = record_missed(&svc, now) {
         tracing::error!("cannot record missed drill runs: {e:#}");
@@ -57,6 +75,10 @@ pub async fn run(svc: Arc<DrillService>) {
         tokio::select! {
             _ = svc.shutdown.cancelled() => break,
             _ = tokio::time::sleep(TICK) => {}
+        }
+        if !svc.shared.acts() {
+            tracing::warn!("drill scheduler paused: this instance no longer leads");
+            return;
         }
         let now = Timestamp::now();
         for (name, n) in next.iter_mut() {

@@ -130,6 +130,7 @@ struct NewRecord<'a> {
     machine: &'a Machine,
 }
 
+#[derive(Clone)]
 pub struct LoadedRunbook {
     pub runbook: Runbook,
     pub file: PathBuf,

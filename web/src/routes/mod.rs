@@ -33,6 +33,7 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/status-changes", get(status_changes))
         .route("/api/v1/events", get(events))
         .route("/api/v1/audit/verify", get(audit_verify))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/whoami", get(executions::whoami))
         .route("/api/v1/runbooks", get(executions::runbooks))
         .route("/api/v1/drills", get(drills::list))
@@ -63,7 +64,15 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/", get(console::index))
         .route("/assets/{*path}", get(console::asset))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            backend.clone(),
+            crate::forward::layer,
+        ))
         .with_state(backend)
+}
+
+async fn cluster(State(b): State<SharedBackend>) -> Json<crate::types::ClusterView> {
+    Json(b.cluster())
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -1,4 +1,6 @@
-//! The embedded store (redb). What we store, all as versioned JSON records (`records.rs`):
+//! The embedded store (redb): everything in single-node mode; in cluster mode only what is
+//! local to this instance (probe history, its status changes and their audit chain). What we
+//! store, all as versioned JSON records (`records.rs`):
 //! - `audit`: u64 seq → `AuditRecordV1`, the hash chain, append-only;
 //! - `status_changes`: u64 seq → `StatusChangeV1`, every service/site status change;
 //! - `probe_history`: (service id, u64 seq) → `ProbeRecordV1`, bounded per service;
@@ -15,6 +17,7 @@ use redb::{
     Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
 };
 
+use super::{AuditEvent, SharedStore};
 use crate::audit::{self, VerifyReport};
 use crate::records::{
     AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION,
@@ -30,20 +33,13 @@ const DRILL_RUNS: TableDefinition<&str, &str> = TableDefinition::new("drill_runs
 /// Drill name → JSON list of `StandingApprovalV1`.
 const DRILL_APPROVALS: TableDefinition<&str, &str> = TableDefinition::new("drill_approvals");
 
-pub struct Store {
+pub struct RedbStore {
     db: Database,
     path: PathBuf,
 }
 
-/// One audit entry to append.
-pub struct AuditEvent<'a> {
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub detail: serde_json::Value,
-}
-
-impl Store {
-    pub fn open(path: &Path) -> Result<Store> {
+impl RedbStore {
+    pub fn open(path: &Path) -> Result<RedbStore> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating store directory {}", dir.display()))?;
@@ -55,7 +51,7 @@ impl Store {
             ),
             other => anyhow::anyhow!("opening store {}: {other}", path.display()),
         })?;
-        let store = Store {
+        let store = RedbStore {
             db,
             path: path.to_path_buf(),
         };
@@ -92,18 +88,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Append audit entries in one fsync'd transaction; returns them as written.
-    pub fn append_audit(&self, events: Vec<AuditEvent<'_>>) -> Result<Vec<AuditRecordV1>> {
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        let written = {
-            let mut t = tx.open_table(AUDIT)?;
-            append_audit_in(&mut t, events)?
-        };
-        tx.commit()?;
-        Ok(written)
     }
 
     /// Record status changes and their audit entries atomically, fsync'd.
@@ -212,13 +196,27 @@ impl Store {
         Ok(out)
     }
 
+    pub fn verify_audit(&self) -> Result<VerifyReport> {
+        Ok(audit::verify(&read_audit(&self.db)?))
+    }
+}
+
+impl SharedStore for RedbStore {
+    /// Append audit entries in one fsync'd transaction; returns them as written.
+    fn append_audit(&self, events: Vec<AuditEvent<'_>>) -> Result<Vec<AuditRecordV1>> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        let written = {
+            let mut t = tx.open_table(AUDIT)?;
+            append_audit_in(&mut t, events)?
+        };
+        tx.commit()?;
+        Ok(written)
+    }
+
     /// Write an execution and its audit entries in one fsync'd transaction. Called before the
     /// effect the new state starts (journal before effect).
-    pub fn save_execution(
-        &self,
-        rec: &ExecutionRecordV1,
-        audit: Vec<AuditEvent<'_>>,
-    ) -> Result<()> {
+    fn save_execution(&self, rec: &ExecutionRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -232,7 +230,7 @@ impl Store {
     }
 
     /// Every execution, oldest first (ids are UUIDv7, so they sort by creation time).
-    pub fn executions(&self) -> Result<Vec<ExecutionRecordV1>> {
+    fn executions(&self) -> Result<Vec<ExecutionRecordV1>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(EXECUTIONS)?;
         let mut out = Vec::new();
@@ -245,7 +243,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn execution(&self, id: &str) -> Result<Option<ExecutionRecordV1>> {
+    fn execution(&self, id: &str) -> Result<Option<ExecutionRecordV1>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(EXECUTIONS)?;
         match t.get(id)? {
@@ -259,7 +257,7 @@ impl Store {
     }
 
     /// Write a drill run and its audit entries in one fsync'd transaction.
-    pub fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+    fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -273,7 +271,7 @@ impl Store {
     }
 
     /// Every drill run, oldest first.
-    pub fn drill_runs(&self) -> Result<Vec<DrillRunRecordV1>> {
+    fn drill_runs(&self) -> Result<Vec<DrillRunRecordV1>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(DRILL_RUNS)?;
         let mut out = Vec::new();
@@ -286,7 +284,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn drill_run(&self, id: &str) -> Result<Option<DrillRunRecordV1>> {
+    fn drill_run(&self, id: &str) -> Result<Option<DrillRunRecordV1>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(DRILL_RUNS)?;
         match t.get(id)? {
@@ -299,7 +297,7 @@ impl Store {
         }
     }
 
-    pub fn standing_approvals(&self, drill: &str) -> Result<Vec<StandingApprovalV1>> {
+    fn standing_approvals(&self, drill: &str) -> Result<Vec<StandingApprovalV1>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(DRILL_APPROVALS)?;
         let list: Vec<StandingApprovalV1> = match t.get(drill)? {
@@ -313,7 +311,7 @@ impl Store {
     }
 
     /// Replace a drill's standing approvals (with the audit entry) in one fsync'd transaction.
-    pub fn save_standing_approvals(
+    fn save_standing_approvals(
         &self,
         drill: &str,
         list: &[StandingApprovalV1],
@@ -331,13 +329,13 @@ impl Store {
         Ok(())
     }
 
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(META)?;
         Ok(t.get(key)?.map(|v| v.value().to_string()))
     }
 
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -349,7 +347,7 @@ impl Store {
     }
 
     /// Take the next failover generation (fencing token), durably.
-    pub fn next_generation(&self) -> Result<u64> {
+    fn next_generation(&self) -> Result<u64> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         let next = {
@@ -366,12 +364,8 @@ impl Store {
         Ok(next)
     }
 
-    pub fn audit_entries(&self) -> Result<Vec<AuditRecordV1>> {
+    fn audit_entries(&self) -> Result<Vec<AuditRecordV1>> {
         read_audit(&self.db)
-    }
-
-    pub fn verify_audit(&self) -> Result<VerifyReport> {
-        Ok(audit::verify(&self.audit_entries()?))
     }
 }
 
@@ -448,7 +442,7 @@ mod tests {
         let path = dir.path().join("s.redb");
         let limits: HashMap<String, u32> = [("a".to_string(), 3)].into();
         {
-            let s = Store::open(&path).unwrap();
+            let s = RedbStore::open(&path).unwrap();
             for i in 0..5 {
                 s.append_probes(
                     vec![("a".into(), probe(i)), ("b".into(), probe(i))],
@@ -469,7 +463,7 @@ mod tests {
             }])
             .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = RedbStore::open(&path).unwrap();
         assert_eq!(s.probe_history("a", 100).unwrap().len(), 3);
         s.append_audit(vec![AuditEvent {
             actor: "niledr",
@@ -487,8 +481,8 @@ mod tests {
     fn second_writer_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let _s = Store::open(&path).unwrap();
-        let e = Store::open(&path)
+        let _s = RedbStore::open(&path).unwrap();
+        let e = RedbStore::open(&path)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

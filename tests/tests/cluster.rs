@@ -1,0 +1,225 @@
+//! Cluster mode on etcd: three niledr instances (one per site) on three real etcd members.
+//! One leader acts; followers answer reads from the shared journal and forward writes; a
+//! leader SIGKILLed in the middle of a failover is replaced within the lease and the new
+//! leader finishes the execution from the journal, promoting PostgreSQL exactly once.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use niledr_tests::cluster::{ClusterWorld, start_cluster};
+use niledr_tests::dns::soa_serial;
+use niledr_tests::scenario::{approve, propose};
+use niledr_tests::{Site, ZONE, wait_until};
+
+const FAILOVER: &str = "failover-khartoum-to-port-sudan";
+const TTL: Duration = Duration::from_secs(3);
+
+/// Kill Khartoum's PostgreSQL after writes the standby has, and wait until every instance
+/// sees it down.
+fn kill_khartoum(w: &ClusterWorld) -> Result<()> {
+    w.topo.postgres_primary().write_rows(100)?;
+    let any = &w.instances[0].niledr;
+    any.wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
+        s["replication"]["lag_bytes"] == 0
+    })?;
+    w.topo.postgres_primary().kill()?;
+    for i in &w.instances {
+        i.niledr
+            .wait_service("khartoum-postgres", Duration::from_secs(15), |s| {
+                s["status"] == "down"
+            })?;
+    }
+    Ok(())
+}
+
+/// Propose through one follower, approve through the other follower and the leader.
+fn propose_and_approve_around(w: &ClusterWorld, leader: usize) -> Result<String> {
+    let followers: Vec<usize> = (0..w.instances.len()).filter(|i| *i != leader).collect();
+    let ex = propose(
+        &w.instances[followers[0]].niledr,
+        FAILOVER,
+        &w.people.operator,
+    )?;
+    let id = ex["id"].as_str().context("id")?.to_string();
+    let digest = ex["plan_digest"].as_str().context("digest")?.to_string();
+    for (idx, token) in [(followers[1], &w.people.ic), (leader, &w.people.lead)] {
+        let (status, body) = approve(&w.instances[idx].niledr, &id, token, &digest)?;
+        assert_eq!(
+            status, 200,
+            "approving through {}: {body:#}",
+            w.instances[idx].name
+        );
+    }
+    Ok(id)
+}
+
+/// PostgreSQL at Port Sudan was promoted exactly once (one timeline switch, one history
+/// file) and DNS moved once per name (three updates: db, cache, api).
+fn promoted_once(w: &ClusterWorld, serial_before: u64) -> Result<()> {
+    let standby = w.topo.postgres_standby();
+    assert_eq!(
+        standby
+            .psql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")?
+            .trim(),
+        "00000002"
+    );
+    assert_eq!(
+        standby
+            .psql("SELECT count(*) FROM pg_ls_dir('pg_wal') f WHERE f LIKE '%.history'")?
+            .trim(),
+        "1"
+    );
+    let serial_after = soa_serial(w.topo.dns_servers()[0])?;
+    assert_eq!(
+        serial_after - serial_before,
+        3,
+        "SOA serial {serial_before} -> {serial_after}"
+    );
+    let port_sudan = w.topo.layout().ip(Site::PortSudan);
+    for server in w.topo.dns_servers() {
+        assert_eq!(
+            w.topo.dig_a(&format!("db.{ZONE}"), server)?,
+            vec![port_sudan]
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn one_leader_acts_and_followers_forward_writes_and_read_the_shared_journal() -> Result<()> {
+    let w = start_cluster(TTL, &[])?;
+    let leader = w.wait_leader(Duration::from_secs(10), None)?;
+    // Every member publishes its own view of every service under its lease.
+    let view =
+        w.instances[leader]
+            .niledr
+            .wait_json("/api/v1/cluster", Duration::from_secs(15), |v| {
+                v["members"].as_array().is_some_and(|m| {
+                    m.len() == 3
+                        && m.iter()
+                            .all(|m| m["services"]["khartoum-postgres"]["status"] == "up")
+                })
+            })?;
+    println!("cluster view: {view:#}");
+    assert_eq!(view["mode"], "cluster");
+    let members = view["members"].as_array().context("members")?;
+    assert_eq!(members.len(), 3, "{view:#}");
+    for m in members {
+        assert_eq!(
+            m["services"]["khartoum-postgres"]["status"], "up",
+            "every member publishes its own view: {m:#}"
+        );
+        assert_eq!(m["leader"], m["name"] == view["this"], "{m:#}");
+    }
+    let serial_before = soa_serial(w.topo.dns_servers()[0])?;
+
+    kill_khartoum(&w)?;
+    let id = propose_and_approve_around(&w, leader)?;
+    let follower = w.other_than(leader)?;
+    let done = follower.wait_execution(
+        &id,
+        Duration::from_secs(90),
+        &["succeeded", "failed", "needs_operator"],
+    )?;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["approvals"].as_array().map(Vec::len),
+        Some(2),
+        "{done:#}"
+    );
+    promoted_once(&w, serial_before)?;
+
+    // The journal lives in etcd: one execution record, read the same by every instance.
+    let records = w.etcd.get_prefix("/niledr/executions/")?;
+    assert_eq!(records.len(), 1, "{records:?}");
+    for i in &w.instances {
+        let (status, ex) = i.niledr.get(&format!("/api/v1/executions/{id}"))?;
+        assert_eq!((status, &ex["state"]), (200, &done["state"]), "{}", i.name);
+        let (status, audit) = i.niledr.get("/api/v1/audit/verify")?;
+        assert_eq!(status, 200, "audit on {}: {audit:#}", i.name);
+    }
+    // Only the leader acted: the intents in the shared audit chain come from its term.
+    let log_of = |i: usize| std::fs::read_to_string(&w.instances[i].niledr.log).unwrap_or_default();
+    for i in (0..3).filter(|i| *i != leader) {
+        assert!(
+            !log_of(i).contains("now leads the cluster"),
+            "{} never led",
+            w.instances[i].name
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_leader_killed_mid_failover_is_replaced_and_the_execution_finishes_exactly_once() -> Result<()>
+{
+    // cutover-db waits 4 s before acting: the leader dies while it is in flight (in doubt).
+    let env = [
+        ("NILEDR_FAILPOINTS", "delay:cutover-db"),
+        ("NILEDR_FAILPOINT_DELAY_MS", "4000"),
+    ];
+    let mut w = start_cluster(TTL, &env)?;
+    let leader = w.wait_leader(Duration::from_secs(10), None)?;
+    let serial_before = soa_serial(w.topo.dns_servers()[0])?;
+    kill_khartoum(&w)?;
+    let id = propose_and_approve_around(&w, leader)?;
+    let follower = w.other_than(leader)?;
+    follower.wait_json(
+        &format!("/api/v1/executions/{id}"),
+        Duration::from_secs(60),
+        |ex| niledr_tests::scenario::step(ex, "cutover-db")["state"] == "running",
+    )?;
+
+    let killed = Instant::now();
+    w.kill(leader)?;
+    let next = w.wait_leader(TTL * 4, Some(leader))?;
+    let takeover = killed.elapsed();
+    println!(
+        "TAKEOVER {} -> {} in {:.2} s (lease TTL {} s)",
+        w.instances[leader].name,
+        w.instances[next].name,
+        takeover.as_secs_f64(),
+        TTL.as_secs()
+    );
+    let new = &w.instances[next].niledr;
+    let done = new.wait_execution(
+        &id,
+        Duration::from_secs(90),
+        &["succeeded", "failed", "needs_operator"],
+    )?;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["approvals"].as_array().map(Vec::len),
+        Some(2),
+        "both approvals kept: {done:#}"
+    );
+    let timeline = done["timeline"].to_string();
+    assert!(
+        timeline.contains("in_doubt"),
+        "the in-flight step was re-checked: {timeline}"
+    );
+    promoted_once(&w, serial_before)?;
+    let (status, audit) = new.get("/api/v1/audit/verify")?;
+    assert_eq!(status, 200, "{audit:#}");
+    let (_, view) = new.get("/api/v1/cluster")?;
+    assert_eq!(
+        view["members"].as_array().map(Vec::len),
+        Some(2),
+        "the dead leader's record expired: {view:#}"
+    );
+
+    // The killed instance comes back as a follower: it does not take the key back.
+    w.restart(leader)?;
+    let still = w.wait_leader(Duration::from_secs(10), None)?;
+    assert_eq!(still, next);
+    wait_until(Instant::now() + Duration::from_secs(10), || {
+        Ok(
+            w.instances[leader].niledr.get("/api/v1/cluster")?.1["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3),
+        )
+    })?;
+    Ok(())
+}
