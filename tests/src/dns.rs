@@ -297,7 +297,12 @@ fn start_server(
     }
     let config = home.join("knot.conf");
     let peers = layout.client_networks().join(", ");
-    write_file(&config, &knot_conf(&layout.dns, i, &home, key, &peers), 0o600, None)?;
+    write_file(
+        &config,
+        &knot_conf(&layout.dns, i, &home, key, &peers),
+        0o600,
+        None,
+    )?;
 
     let kdig = bins.kdig.clone();
     let spec = ProcessSpec {

@@ -305,7 +305,15 @@ impl World {
             "0",
         ])?;
         for octet in DNS {
-            self.ip(&["-n", core, "addr", "add", &self.cidr_of(octet), "dev", BRIDGE])?;
+            self.ip(&[
+                "-n",
+                core,
+                "addr",
+                "add",
+                &self.cidr_of(octet),
+                "dev",
+                BRIDGE,
+            ])?;
         }
         self.ip(&["-n", core, "link", "set", BRIDGE, "up"])?;
         for site in SITES {
@@ -345,7 +353,14 @@ impl World {
     }
 
     fn site_link(&self, site: Site, state: &str) -> Result<()> {
-        self.ip(&["-n", self.namespaces.of(site), "link", "set", SITE_LINK, state])
+        self.ip(&[
+            "-n",
+            self.namespaces.of(site),
+            "link",
+            "set",
+            SITE_LINK,
+            state,
+        ])
     }
 
     /// Remove everything (what does not exist is skipped); errors are reported, not raised.
@@ -367,7 +382,7 @@ impl Drop for World {
 /// they are cut off from everything (their namespace's links go with it or are detached).
 fn remove_world(tools: &Tools, suffix: &str) {
     let link = format!("{PREFIX}{suffix}");
-    if root_links(tools).iter().any(|l| *l == link) {
+    if root_links(tools).contains(&link) {
         report(run(&tools.ip, &["link", "del", &link]));
     }
     let prefix = format!("{PREFIX}-{suffix}-");
@@ -391,7 +406,9 @@ fn suffix_of(name: &str) -> Option<&str> {
         Some(r) => (r.get(..4)?, r.get(4..)?),
         None => (rest.get(..4)?, rest.get(4..)?),
     };
-    let hex = sfx.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex = sfx
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let shape = if rest.starts_with('-') {
         tail.starts_with('-')
     } else {
@@ -420,7 +437,13 @@ fn is_live(suffix: &str) -> Result<bool> {
 fn sweep_stale(tools: &Tools) -> Result<()> {
     let locks = fs::read_dir(LOCK_DIR)
         .with_context(|| format!("reading {LOCK_DIR}"))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".lock").map(str::to_string));
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".lock")
+                .map(str::to_string)
+        });
     let mut suffixes: Vec<String> = list_netns(tools)
         .into_iter()
         .chain(root_links(tools))
@@ -484,8 +507,16 @@ fn routes(tools: &Tools) -> Result<Vec<(u32, u8)>> {
             let mut dest = words.next()?;
             if matches!(
                 dest,
-                "local" | "broadcast" | "unicast" | "multicast" | "anycast" | "unreachable"
-                    | "blackhole" | "prohibit" | "throw" | "nat"
+                "local"
+                    | "broadcast"
+                    | "unicast"
+                    | "multicast"
+                    | "anycast"
+                    | "unreachable"
+                    | "blackhole"
+                    | "prohibit"
+                    | "throw"
+                    | "nat"
             ) {
                 dest = words.next()?;
             }

@@ -42,7 +42,7 @@ fn psql_from(net: &Netns, site: Site, target: &Postgres, sql: &str) -> Captured 
         target.password()
     );
     let psql = niledr_tests::bins::pg_bindir().unwrap().join("psql");
-    net.exec(site, psql, &["-X", "-At", "-d", &conninfo, "-c", sql])
+    net.exec(site, psql, &["-X", "-q", "-At", "-d", &conninfo, "-c", sql])
         .unwrap()
 }
 
@@ -63,7 +63,9 @@ fn sites_run_in_their_namespaces_and_stream_across_the_bridge() {
     // Every server process (not a wrapper) is inside its site's namespace, DNS in the core.
     for c in topo.components() {
         let pid = c.pid().unwrap();
-        let ns = c.site().map_or(net.namespaces().core.as_str(), |s| net.ns(s));
+        let ns = c
+            .site()
+            .map_or(net.namespaces().core.as_str(), |s| net.ns(s));
         assert_eq!(
             ns_inode(&format!("/proc/{pid}/ns/net")),
             ns_inode(&format!("/run/netns/{ns}")),
@@ -71,7 +73,12 @@ fn sites_run_in_their_namespaces_and_stream_across_the_bridge() {
             c.name()
         );
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-        assert_ne!(comm.trim(), "nsenter", "{}: pid {pid} is the wrapper", c.name());
+        assert_ne!(
+            comm.trim(),
+            "nsenter",
+            "{}: pid {pid} is the wrapper",
+            c.name()
+        );
     }
     let primary = topo.postgres_primary();
     let exe = std::fs::read_link(format!("/proc/{}/exe", primary.pid().unwrap())).unwrap();
@@ -172,13 +179,14 @@ fn isolated_site_keeps_committing_locally() {
 
     net.rejoin(Site::Khartoum).unwrap();
     wait_until(within(10), || Ok(reaches(primary.address()))).unwrap();
-    assert_eq!(
-        primary.psql("SELECT count(*) FROM ward_log").unwrap(),
-        "5"
-    );
+    assert_eq!(primary.psql("SELECT count(*) FROM ward_log").unwrap(), "5");
     let standby = topo.postgres_standby();
     wait_until(within(40), || {
-        Ok(standby.psql("SELECT count(*) FROM ward_log").ok().as_deref() == Some("5"))
+        Ok(standby
+            .psql("SELECT count(*) FROM ward_log")
+            .ok()
+            .as_deref()
+            == Some("5"))
     })
     .unwrap();
 }
