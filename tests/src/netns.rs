@@ -280,7 +280,7 @@ impl World {
     }
 
     fn ip(&self, args: &[&str]) -> Result<()> {
-        run(&self.tools.ip, args)
+        run(&self.tools.ip, args).map(drop)
     }
 
     /// Namespaces, bridge, one veth per site and one to the test process, `lo` up everywhere.
@@ -393,7 +393,7 @@ fn remove_world(tools: &Tools, suffix: &str) {
     }
 }
 
-fn report(r: Result<()>) {
+fn report(r: Result<String>) {
     if let Err(e) = r {
         eprintln!("niledr-tests: netns teardown: {e:#}");
     }
@@ -499,7 +499,7 @@ fn free_subnet(tools: &Tools) -> Result<u8> {
 
 /// Destinations of every IPv4 route of our namespace (all tables), as (network, length).
 fn routes(tools: &Tools) -> Result<Vec<(u32, u8)>> {
-    let out = capture(&tools.ip, &["-4", "-o", "route", "show", "table", "all"])?;
+    let out = run(&tools.ip, &["-4", "-o", "route", "show", "table", "all"])?;
     Ok(out
         .lines()
         .filter_map(|line| {
@@ -547,7 +547,7 @@ fn overlaps((a, alen): (u32, u8), (b, blen): (u32, u8)) -> bool {
 
 /// Names of every network namespace (`ip netns list`).
 fn list_netns(tools: &Tools) -> Vec<String> {
-    capture(&tools.ip, &["netns", "list"])
+    run(&tools.ip, &["netns", "list"])
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
@@ -556,7 +556,7 @@ fn list_netns(tools: &Tools) -> Vec<String> {
 
 /// Names of every link of our namespace (`veth@peer` suffixes stripped).
 fn root_links(tools: &Tools) -> Vec<String> {
-    capture(&tools.ip, &["-o", "link", "show"])
+    run(&tools.ip, &["-o", "link", "show"])
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
@@ -566,26 +566,16 @@ fn root_links(tools: &Tools) -> Vec<String> {
         .collect()
 }
 
-fn run(program: &Path, args: &[&str]) -> Result<()> {
+/// `program args` to completion; its stdout, or an error carrying stderr.
+fn run(program: &Path, args: &[&str]) -> Result<String> {
     let mut cmd = Command::new(program);
     cmd.args(args);
     check(&format!("{} {}", program.display(), args.join(" ")), cmd)
 }
 
-/// Run to completion; a non-zero exit is an error carrying stderr.
-fn check(what: &str, cmd: Command) -> Result<()> {
+/// Run to completion; stdout, or (a non-zero exit) an error carrying stderr.
+fn check(what: &str, cmd: Command) -> Result<String> {
     let out = run_capture(what, cmd, None, COMMAND_TIMEOUT)?;
-    if !out.success {
-        bail!("{what}: {} ({})", out.stderr.trim(), out.status);
-    }
-    Ok(())
-}
-
-fn capture(program: &Path, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    let what = format!("{} {}", program.display(), args.join(" "));
-    let out = run_capture(&what, cmd, None, COMMAND_TIMEOUT)?;
     if !out.success {
         bail!("{what}: {} ({})", out.stderr.trim(), out.status);
     }

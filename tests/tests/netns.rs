@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use niledr_tests::util::Captured;
-use niledr_tests::{Netns, Postgres, Site, Topology, ZONE, wait_until};
+use niledr_tests::{
+    Component, Netns, Postgres, Site, Topology, ZONE, process_alive, process_state, wait_until,
+};
 
 fn within(secs: u64) -> Instant {
     Instant::now() + Duration::from_secs(secs)
@@ -52,6 +54,28 @@ fn ns_inode(path: &str) -> u64 {
         .ino()
 }
 
+/// The component's server process (not the nsenter wrapper) is in its site's namespace
+/// (DNS: the core one).
+fn assert_in_its_namespace(net: &Netns, c: &Component) {
+    let pid = c.pid().unwrap();
+    let ns = c
+        .site()
+        .map_or(net.namespaces().core.as_str(), |s| net.ns(s));
+    assert_eq!(
+        ns_inode(&format!("/proc/{pid}/ns/net")),
+        ns_inode(&format!("/run/netns/{ns}")),
+        "{} (pid {pid}) is not in {ns}",
+        c.name()
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_ne!(
+        comm.trim(),
+        "nsenter",
+        "{}: pid {pid} is the wrapper",
+        c.name()
+    );
+}
+
 /// The standby's upstream as `pg_stat_wal_receiver` shows it while streaming.
 fn streams_from(standby: &Postgres) -> Option<String> {
     standby.streaming_from().unwrap()
@@ -62,27 +86,28 @@ fn sites_run_in_their_namespaces_and_stream_across_the_bridge() {
     let (net, topo) = world();
     // Every server process (not a wrapper) is inside its site's namespace, DNS in the core.
     for c in topo.components() {
-        let pid = c.pid().unwrap();
-        let ns = c
-            .site()
-            .map_or(net.namespaces().core.as_str(), |s| net.ns(s));
-        assert_eq!(
-            ns_inode(&format!("/proc/{pid}/ns/net")),
-            ns_inode(&format!("/run/netns/{ns}")),
-            "{} (pid {pid}) is not in {ns}",
-            c.name()
-        );
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
-        assert_ne!(
-            comm.trim(),
-            "nsenter",
-            "{}: pid {pid} is the wrapper",
-            c.name()
-        );
+        assert_in_its_namespace(&net, &c);
     }
+    // A restart (the same spec) lands in the namespace again, and stop reached the server.
+    let replica = topo.redis_replica();
+    let before = replica.pid().unwrap();
+    replica.restart().unwrap();
+    assert!(
+        !process_alive(before),
+        "redis replica pid {before} survived its stop"
+    );
+    assert_in_its_namespace(&net, replica.component());
     let primary = topo.postgres_primary();
-    let exe = std::fs::read_link(format!("/proc/{}/exe", primary.pid().unwrap())).unwrap();
+    let pid = primary.pid().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(exe.ends_with("postgres"), "primary's pid runs {exe:?}");
+    primary.sigstop().unwrap();
+    assert_eq!(
+        process_state(pid),
+        Some('T'),
+        "SIGSTOP missed the postmaster"
+    );
+    primary.sigcont().unwrap();
 
     let (khartoum, port_sudan) = (net.ip(Site::Khartoum), net.ip(Site::PortSudan));
     assert_eq!(
@@ -95,7 +120,6 @@ fn sites_run_in_their_namespaces_and_stream_across_the_bridge() {
             .unwrap(),
         port_sudan.to_string()
     );
-    let replica = topo.redis_replica();
     assert_eq!(
         replica.info_field("replication", "master_host").unwrap(),
         Some(khartoum.to_string())
