@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, only if missing, the Debian packages the real-server harness (crate
 # niledr-tests) and the niledr-sandbox binary need: PostgreSQL 15 server + client, Redis
-# server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer. Idempotent: with
+# server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer, and for the
+# network-namespace tests (tests/src/netns.rs) ip, iptables and nsenter. Idempotent: with
 # everything present it changes nothing and runs no `apt-get update`.
 #
 # Debian's packages start system services on install (a PostgreSQL cluster on 5432, Redis
@@ -36,7 +37,9 @@ declare -a CHECKS=(
     "command -v knsupdate && command -v kdig|knot-dnsutils"
     "command -v nginx|nginx-light"
     "command -v pgbouncer|pgbouncer"
-    "command -v ss|iproute2"
+    "command -v ss && command -v ip|iproute2"
+    "command -v iptables|iptables"
+    "command -v nsenter|util-linux"
 )
 
 missing=()
