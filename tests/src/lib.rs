@@ -1,7 +1,8 @@
 //! niledr-tests: the real-server harness that starts the NileCare three-site topology
 //! (PostgreSQL primary + streaming standby + cold backup, Redis primary + replica, Knot DNS,
 //! nginx health endpoints). The `niledr-sandbox` binary and the test suites share it; they
-//! differ only in the `Layout` and the base directory.
+//! differ only in the `Layout` and the base directory. `Topology::start_in(&Netns::create()?, None)`
+//! runs each site in a network namespace of its own instead, to partition sites (`netns`).
 //!
 //! ```no_run
 //! use niledr_tests::{Layout, Site, Topology, ZONE};

@@ -248,11 +248,17 @@ fn a_crashed_runs_leftovers_are_swept() {
     // What a SIGKILLed test leaves: a namespace and our side of its veth, no lock held.
     let stale = format!("ndr{:04x}", std::process::id() as u16 ^ 0x5a5a);
     let stale_ns = format!("ndr-{}-core", &stale[3..]);
-    let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success());
-    ip(&["netns", "add", &stale_ns]);
-    ip(&[
+    let ip = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
+    assert!(ip(&["netns", "add", &stale_ns]), "ip netns add {stale_ns}");
+    let linked = ip(&[
         "link", "add", &stale, "type", "veth", "peer", "name", "host", "netns", &stale_ns,
     ]);
+    // Another test's `Netns::create` may sweep the namespace away in between: fine, as
+    // long as it really is gone.
+    assert!(
+        linked || !listed(&["netns", "list"]).contains(&stale_ns),
+        "ip link add {stale} failed"
+    );
     let _net = Netns::create().expect("creating the network namespaces");
     let listed = everything_listed();
     assert!(!listed.contains(&stale_ns), "{stale_ns} survived");
