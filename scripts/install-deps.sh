@@ -2,7 +2,8 @@
 # Installs, only if missing, the Debian packages the real-server harness (crate
 # niledr-tests) and the niledr-sandbox binary need: PostgreSQL 15 server + client, Redis
 # server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer, etcd (cluster mode),
-# protoc (the etcd-client crate's build), iproute2 + iptables (network-namespace partitions). Idempotent: with
+# protoc + protobuf includes (the etcd-client crate's build), and for the network-namespace
+# tests (tests/src/netns.rs) ip, iptables and nsenter. Idempotent: with
 # everything present it changes nothing and runs no `apt-get update`.
 #
 # Debian's packages start system services on install (a PostgreSQL cluster on 5432, Redis
@@ -43,6 +44,7 @@ declare -a CHECKS=(
     "command -v protoc|protobuf-compiler"
     "test -f /usr/include/google/protobuf/descriptor.proto|libprotobuf-dev"
     "command -v iptables|iptables"
+    "command -v nsenter|util-linux"
 )
 
 missing=()

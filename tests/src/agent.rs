@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use crate::bins::{Binaries, postgres_owner};
 use crate::config::AgentRef;
 use crate::http::{HttpHealth, http_request};
-use crate::layout::Site;
+use crate::layout::{Layout, Site};
 use crate::postgres::{PgSetup, Postgres, Reseed};
 use crate::process::{Component, process_state};
 use crate::redis::Redis;
@@ -101,6 +101,7 @@ impl HostAgent {
                 layout.ip(Site::DrCold),
                 layout.postgres(Site::Khartoum)?.port(),
             )),
+            layout: layout.clone(),
         };
         let shared = Arc::new(Shared {
             token: token.clone(),
@@ -339,6 +340,7 @@ struct ColdPlan {
     /// `<base>/dr-cold/postgres` (data/ and socket/ inside).
     root: PathBuf,
     address: SocketAddr,
+    layout: Layout,
 }
 
 impl ColdPlan {
@@ -350,6 +352,7 @@ impl ColdPlan {
             password_file: &self.password_file,
             wal_archive: &self.wal_archive,
             logs: &self.logs,
+            layout: &self.layout,
         }
     }
 }

@@ -48,7 +48,14 @@ pub fn start_cluster(lease_ttl: Duration, env: &[(&str, &str)]) -> Result<Cluste
     copy_runbooks(&runbooks)?;
     let people = create_people(&base.join("users.toml"))?;
     let lo = Ipv4Addr::LOCALHOST;
-    let etcd = EtcdCluster::start(&base, &[("etcd-k", lo), ("etcd-p", lo), ("etcd-c", lo)])?;
+    let etcd = EtcdCluster::start(
+        &base,
+        &[
+            ("etcd-k", lo, None),
+            ("etcd-p", lo, None),
+            ("etcd-c", lo, None),
+        ],
+    )?;
     let mut instances = Vec::new();
     for (name, site) in MEMBERS {
         let listen = free_listen_addr()?;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use crate::bins::Binaries;
+use crate::layout::Layout;
 use crate::process::{Component, ProcessSpec};
 use crate::util::{base64, make_dir, random_bytes, run_capture, write_file};
 
@@ -241,118 +242,22 @@ pub(crate) fn zone_file(servers: &[SocketAddr], target: Ipv4Addr) -> String {
     z
 }
 
-/// Start every server in `addrs` (primary first) under `dir`, serving `zone_text`.
+/// Start every server of `layout.dns` (primary first) under `dir`, serving `zone_text`, in
+/// the layout's DNS namespace when it has one.
 pub(crate) fn start(
     bins: &Binaries,
-    addrs: &[SocketAddr],
+    layout: &Layout,
     dir: &Path,
     logs: &Path,
     key: TsigKey,
     zone_text: &str,
 ) -> Result<Dns> {
-    let (primary_addr, secondaries) = addrs.split_first().context("no DNS server in the layout")?;
+    if layout.dns.is_empty() {
+        bail!("no DNS server in the layout");
+    }
     let mut servers = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        let name = if i == 0 {
-            "dns-primary".to_string()
-        } else {
-            format!("dns-secondary-{i}")
-        };
-        let home = dir.join(&name);
-        for sub in ["run", "db", "zones"] {
-            make_dir(&home.join(sub), 0o755, None)?;
-        }
-        let mut conf = format!(
-            "server:\n    rundir: \"{run}\"\n    listen: {ip}@{port}\n\n\
-             log:\n  - target: stderr\n    any: info\n\n\
-             database:\n    storage: \"{db}\"\n\n\
-             key:\n  - id: {key}\n    algorithm: hmac-sha256\n    secret: {secret}\n\n",
-            run = home.join("run").display(),
-            ip = addr.ip(),
-            port = addr.port(),
-            db = home.join("db").display(),
-            key = key.name,
-            secret = key.secret,
-        );
-        let zone = if i == 0 {
-            write_file(
-                &home.join("zones").join(format!("{ZONE}zone")),
-                zone_text,
-                0o644,
-                None,
-            )?;
-            if !secondaries.is_empty() {
-                conf.push_str("remote:\n");
-                for (j, s) in secondaries.iter().enumerate() {
-                    conf.push_str(&format!(
-                        "  - id: secondary-{}\n    address: {}@{}\n",
-                        j + 1,
-                        s.ip(),
-                        s.port()
-                    ));
-                }
-                conf.push('\n');
-            }
-            conf.push_str(&format!(
-                "acl:\n  - id: update\n    key: {}\n    action: update\n  - id: transfer\n    address: 127.0.0.0/8\n    action: transfer\n\n",
-                key.name
-            ));
-            let notify: Vec<String> = (1..=secondaries.len())
-                .map(|j| format!("secondary-{j}"))
-                .collect();
-            format!(
-                "    file: {ZONE}zone\n    acl: [update, transfer]\n{}",
-                if notify.is_empty() {
-                    String::new()
-                } else {
-                    format!("    notify: [{}]\n", notify.join(", "))
-                }
-            )
-        } else {
-            conf.push_str(&format!(
-                "remote:\n  - id: primary\n    address: {}@{}\n\n\
-                 acl:\n  - id: notify\n    address: 127.0.0.0/8\n    action: notify\n\n",
-                primary_addr.ip(),
-                primary_addr.port()
-            ));
-            "    master: primary\n    acl: [notify]\n".to_string()
-        };
-        conf.push_str(&format!(
-            "template:\n  - id: default\n    storage: \"{}\"\n    zonefile-sync: -1\n    journal-content: changes\n\n\
-             zone:\n  - domain: {ZONE}\n{zone}",
-            home.join("zones").display()
-        ));
-        let config = home.join("knot.conf");
-        write_file(&config, &conf, 0o600, None)?;
-
-        let kdig = bins.kdig.clone();
-        let probe = *addr;
-        let spec = ProcessSpec {
-            program: bins.knotd.clone(),
-            args: vec!["-c".into(), config.clone().into()],
-            env: Vec::new(),
-            cwd: Some(home.clone()),
-            owner: None,
-            log: logs.join(format!("{name}.log")),
-            graceful: Signal::SIGTERM,
-            start_timeout: Duration::from_secs(30),
-            retry_when_log_says: &[],
-            ready: Box::new(move || {
-                // Serving the zone (a secondary: transferred it). Not "answers khartoum": a
-                // restarted server may carry updates from its journal.
-                let got = dig_a(&kdig, &format!("db.{ZONE}"), probe)?;
-                if got.is_empty() {
-                    bail!("no A record for db.{ZONE} yet")
-                } else {
-                    Ok(())
-                }
-            }),
-        };
-        servers.push(DnsServer {
-            component: Component::spawn(&name, None, *addr, spec)?,
-            config,
-            primary: i == 0,
-        });
+    for i in 0..layout.dns.len() {
+        servers.push(start_server(bins, layout, i, dir, logs, &key, zone_text)?);
     }
     Ok(Dns {
         servers,
@@ -360,6 +265,134 @@ pub(crate) fn start(
         kdig: bins.kdig.clone(),
         knsupdate: bins.knsupdate.clone(),
     })
+}
+
+/// Server `i` of `layout.dns` (0: the primary, with the zone file).
+fn start_server(
+    bins: &Binaries,
+    layout: &Layout,
+    i: usize,
+    dir: &Path,
+    logs: &Path,
+    key: &TsigKey,
+    zone_text: &str,
+) -> Result<DnsServer> {
+    let addr = layout.dns[i];
+    let name = if i == 0 {
+        "dns-primary".to_string()
+    } else {
+        format!("dns-secondary-{i}")
+    };
+    let home = dir.join(&name);
+    for sub in ["run", "db", "zones"] {
+        make_dir(&home.join(sub), 0o755, None)?;
+    }
+    if i == 0 {
+        write_file(
+            &home.join("zones").join(format!("{ZONE}zone")),
+            zone_text,
+            0o644,
+            None,
+        )?;
+    }
+    let config = home.join("knot.conf");
+    let peers = layout.client_networks().join(", ");
+    write_file(
+        &config,
+        &knot_conf(&layout.dns, i, &home, key, &peers),
+        0o600,
+        None,
+    )?;
+
+    let kdig = bins.kdig.clone();
+    let spec = ProcessSpec {
+        program: bins.knotd.clone(),
+        args: vec!["-c".into(), config.clone().into()],
+        env: Vec::new(),
+        cwd: Some(home.clone()),
+        owner: None,
+        netns: layout.dns_netns(),
+        log: logs.join(format!("{name}.log")),
+        graceful: Signal::SIGTERM,
+        start_timeout: Duration::from_secs(30),
+        retry_when_log_says: &[],
+        ready: Box::new(move || {
+            // Serving the zone (a secondary: transferred it). Not "answers khartoum": a
+            // restarted server may carry updates from its journal.
+            let got = dig_a(&kdig, &format!("db.{ZONE}"), addr)?;
+            if got.is_empty() {
+                bail!("no A record for db.{ZONE} yet")
+            } else {
+                Ok(())
+            }
+        }),
+    };
+    Ok(DnsServer {
+        component: Component::spawn(&name, None, addr, spec)?,
+        config,
+        primary: i == 0,
+    })
+}
+
+/// `knot.conf` of server `i` of `addrs` (0: the primary, NOTIFYing the others); transfers
+/// and NOTIFYs are accepted from the networks in `peers` (`a/n, b/m`).
+fn knot_conf(addrs: &[SocketAddr], i: usize, home: &Path, key: &TsigKey, peers: &str) -> String {
+    let (addr, primary_addr, secondaries) = (addrs[i], addrs[0], &addrs[1..]);
+    let mut conf = format!(
+        "server:\n    rundir: \"{run}\"\n    listen: {ip}@{port}\n\n\
+         log:\n  - target: stderr\n    any: info\n\n\
+         database:\n    storage: \"{db}\"\n\n\
+         key:\n  - id: {key}\n    algorithm: hmac-sha256\n    secret: {secret}\n\n",
+        run = home.join("run").display(),
+        ip = addr.ip(),
+        port = addr.port(),
+        db = home.join("db").display(),
+        key = key.name,
+        secret = key.secret,
+    );
+    let zone = if i == 0 {
+        if !secondaries.is_empty() {
+            conf.push_str("remote:\n");
+            for (j, s) in secondaries.iter().enumerate() {
+                conf.push_str(&format!(
+                    "  - id: secondary-{}\n    address: {}@{}\n",
+                    j + 1,
+                    s.ip(),
+                    s.port()
+                ));
+            }
+            conf.push('\n');
+        }
+        conf.push_str(&format!(
+            "acl:\n  - id: update\n    key: {}\n    action: update\n  - id: transfer\n    address: [{peers}]\n    action: transfer\n\n",
+            key.name
+        ));
+        let notify: Vec<String> = (1..=secondaries.len())
+            .map(|j| format!("secondary-{j}"))
+            .collect();
+        format!(
+            "    file: {ZONE}zone\n    acl: [update, transfer]\n{}",
+            if notify.is_empty() {
+                String::new()
+            } else {
+                format!("    notify: [{}]\n", notify.join(", "))
+            }
+        )
+    } else {
+        conf.push_str(&format!(
+            "remote:\n  - id: primary\n    address: {}@{}\n\n\
+             acl:\n  - id: notify\n    address: [{peers}]\n    action: notify\n\n",
+            primary_addr.ip(),
+            primary_addr.port()
+        ));
+        "    master: primary\n    acl: [notify]\n".to_string()
+    };
+    conf.push_str(&format!(
+        "template:\n  - id: default\n    storage: \"{}\"\n    zonefile-sync: -1\n    journal-content: changes\n\n\
+         zone:\n  - domain: {ZONE}\n{zone}",
+        home.join("zones").display()
+    ));
+    conf
 }
 
 /// The zone's SOA serial as `server` answers it (it moves once per applied UPDATE).

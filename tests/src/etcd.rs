@@ -40,28 +40,34 @@ fn etcd_binary() -> Result<PathBuf> {
 }
 
 impl EtcdCluster {
-    /// Start one member per `(name, address)` under `base`, wait until every member reports
-    /// healthy (the cluster has a raft leader).
-    pub fn start(base: &Path, members: &[(&str, Ipv4Addr)]) -> Result<EtcdCluster> {
+    /// Start one member per `(name, address, network namespace)` under `base`, wait until
+    /// every member reports healthy (the cluster has a raft leader).
+    pub fn start(base: &Path, members: &[(&str, Ipv4Addr, Option<&str>)]) -> Result<EtcdCluster> {
         let bin = etcd_binary()?;
         let token = format!("niledr-{}", random_hex(4)?);
-        let addrs: Vec<(String, SocketAddr, SocketAddr)> = members
+        // In a namespace of its own the member has the standard ports to itself.
+        let port = |ip: Ipv4Addr, netns: Option<&str>, std: u16| match netns {
+            Some(_) => Ok(std),
+            None => free_tcp_port(ip),
+        };
+        let addrs: Vec<(String, SocketAddr, SocketAddr, Option<String>)> = members
             .iter()
-            .map(|(name, ip)| {
+            .map(|(name, ip, netns)| {
                 Ok((
                     name.to_string(),
-                    SocketAddr::from((*ip, free_tcp_port(*ip)?)),
-                    SocketAddr::from((*ip, free_tcp_port(*ip)?)),
+                    SocketAddr::from((*ip, port(*ip, *netns, 2379)?)),
+                    SocketAddr::from((*ip, port(*ip, *netns, 2380)?)),
+                    netns.map(str::to_string),
                 ))
             })
             .collect::<Result<_>>()?;
         let initial = addrs
             .iter()
-            .map(|(n, _, p)| format!("{n}=http://{p}"))
+            .map(|(n, _, p, _)| format!("{n}=http://{p}"))
             .collect::<Vec<_>>()
             .join(",");
         let mut out = Vec::new();
-        for (name, client, peer) in addrs {
+        for (name, client, peer, netns) in addrs {
             let dir = base.join(format!("etcd-{name}"));
             make_dir(&dir, 0o700, None)?;
             let spec = ProcessSpec {
@@ -74,6 +80,7 @@ impl EtcdCluster {
                 graceful: Signal::SIGTERM,
                 start_timeout: Duration::from_secs(20),
                 retry_when_log_says: &[],
+                netns,
                 // A lone member has no quorum yet: "listening" is enough here, the cluster's
                 // health is waited for below.
                 ready: Box::new(move || {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use crate::bins::Binaries;
-use crate::layout::Site;
+use crate::layout::{Layout, Site};
 use crate::process::{Component, ProcessSpec};
 use crate::util::{make_dir, write_file};
 
@@ -113,15 +113,17 @@ pub fn health_body(site: Site) -> String {
     format!("ok site={}\n", site.name())
 }
 
-/// Write the config and start `nginx -c CONF -p PREFIX -e ERRLOG`.
+/// Write the config and start `nginx -c CONF -p PREFIX -e ERRLOG` on `site`'s address in
+/// `layout` (in the site's namespace when it has one).
 pub(crate) fn start(
     bins: &Binaries,
     name: &str,
     site: Site,
-    address: SocketAddr,
+    layout: &Layout,
     prefix: &Path,
     log: PathBuf,
 ) -> Result<HttpHealth> {
+    let address = layout.http(site)?;
     make_dir(prefix, 0o755, None)?;
     make_dir(&prefix.join("tmp"), 0o755, None)?;
     let p = prefix.display();
@@ -156,6 +158,7 @@ pub(crate) fn start(
         env: Vec::new(),
         cwd: Some(prefix.to_path_buf()),
         owner: None,
+        netns: layout.netns_of(site),
         log,
         graceful: Signal::SIGTERM,
         start_timeout: Duration::from_secs(30),

@@ -7,6 +7,8 @@ use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 
+use crate::netns::Netns;
+
 /// The three NileCare sites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Site {
@@ -56,6 +58,38 @@ pub struct Layout {
     /// Authoritative DNS servers; the first is the primary (takes updates), the rest are
     /// secondaries fed by zone transfer + NOTIFY.
     pub dns: Vec<SocketAddr>,
+    /// `None`: everything listens in the test process's own network namespace (loopback
+    /// aliases). `Some`: each site's components run in that site's namespace (`Netns`).
+    pub namespaces: Option<Namespaces>,
+}
+
+/// Which Linux network namespace each site and the DNS servers run in (see `crate::netns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespaces {
+    pub khartoum: String,
+    pub port_sudan: String,
+    pub dr_cold: String,
+    /// Holds the bridge between the sites and the DNS servers' addresses.
+    pub core: String,
+    /// The private subnet every namespace address (and the test process's own one) is in.
+    pub subnet: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Namespaces {
+    /// The namespace of a site.
+    pub fn of(&self, site: Site) -> &str {
+        match site {
+            Site::Khartoum => &self.khartoum,
+            Site::PortSudan => &self.port_sudan,
+            Site::DrCold => &self.dr_cold,
+        }
+    }
+
+    /// `10.x.y.0/24`
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.subnet, self.prefix_len)
+    }
 }
 
 const KHARTOUM: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
@@ -63,26 +97,51 @@ const PORT_SUDAN: Ipv4Addr = Ipv4Addr::new(127, 0, 2, 1);
 const DR_COLD: Ipv4Addr = Ipv4Addr::new(127, 0, 3, 1);
 const DNS_PRIMARY: Ipv4Addr = Ipv4Addr::new(127, 0, 9, 1);
 const DNS_SECONDARY: Ipv4Addr = Ipv4Addr::new(127, 0, 9, 2);
+const STANDARD_PORTS: SitePorts = SitePorts {
+    postgres: 5432,
+    redis: 6379,
+    http: 80,
+};
+const STANDARD_PGBOUNCER: u16 = 6432;
+const STANDARD_DNS: u16 = 53;
+/// Where loopback-layout servers accept clients (and each other) from.
+const LOOPBACK_NET: &str = "127.0.0.0/8";
 
 impl Layout {
     /// Standard ports on the site loopback addresses (for people; needs root for 53 and 80).
     pub fn sandbox() -> Layout {
-        let std_ports = SitePorts {
-            postgres: 5432,
-            redis: 6379,
-            http: 80,
-        };
         Layout {
             khartoum: KHARTOUM,
             port_sudan: PORT_SUDAN,
             dr_cold: DR_COLD,
-            khartoum_ports: std_ports,
-            port_sudan_ports: std_ports,
-            pgbouncer: 6432,
+            khartoum_ports: STANDARD_PORTS,
+            port_sudan_ports: STANDARD_PORTS,
+            pgbouncer: STANDARD_PGBOUNCER,
             dns: vec![
-                SocketAddr::from((DNS_PRIMARY, 53)),
-                SocketAddr::from((DNS_SECONDARY, 53)),
+                SocketAddr::from((DNS_PRIMARY, STANDARD_DNS)),
+                SocketAddr::from((DNS_SECONDARY, STANDARD_DNS)),
             ],
+            namespaces: None,
+        }
+    }
+
+    /// Each site in its own network namespace of `net`, on its namespace address with the
+    /// standard ports (every namespace has a port space of its own); DNS on the core
+    /// namespace's addresses. Start it with `Topology::start_in(net, ..)`.
+    pub fn netns(net: &Netns) -> Layout {
+        Layout {
+            khartoum: net.ip(Site::Khartoum),
+            port_sudan: net.ip(Site::PortSudan),
+            dr_cold: net.ip(Site::DrCold),
+            khartoum_ports: STANDARD_PORTS,
+            port_sudan_ports: STANDARD_PORTS,
+            pgbouncer: STANDARD_PGBOUNCER,
+            dns: net
+                .dns_ips()
+                .iter()
+                .map(|&ip| SocketAddr::from((ip, STANDARD_DNS)))
+                .collect(),
+            namespaces: Some(net.namespaces().clone()),
         }
     }
 
@@ -108,7 +167,26 @@ impl Layout {
                 SocketAddr::from((DNS_PRIMARY, free_dns_port(DNS_PRIMARY)?)),
                 SocketAddr::from((DNS_SECONDARY, free_dns_port(DNS_SECONDARY)?)),
             ],
+            namespaces: None,
         })
+    }
+
+    /// The network namespace a site's components run in (`None`: the test process's own).
+    pub fn netns_of(&self, site: Site) -> Option<String> {
+        self.namespaces.as_ref().map(|n| n.of(site).to_string())
+    }
+
+    /// The network namespace of the DNS servers (`None`: the test process's own).
+    pub fn dns_netns(&self) -> Option<String> {
+        self.namespaces.as_ref().map(|n| n.core.clone())
+    }
+
+    /// Networks (CIDR) whose clients and peers the servers accept: loopback, plus the
+    /// namespaces' subnet (other sites, the test process) when there is one.
+    pub fn client_networks(&self) -> Vec<String> {
+        let mut nets = vec![LOOPBACK_NET.to_string()];
+        nets.extend(self.namespaces.as_ref().map(Namespaces::cidr));
+        nets
     }
 
     /// The address of a site (dr-cold has one although nothing listens there).
@@ -177,7 +255,12 @@ impl Layout {
     }
 
     /// Fail early, with a useful message, if something already listens where we will.
+    /// Namespaced layouts pass: their namespaces are new, and their addresses are not in
+    /// this process's namespace to bind to.
     pub fn check_available(&self) -> Result<()> {
+        if self.namespaces.is_some() {
+            return Ok(());
+        }
         for (what, addr) in self.all_tcp() {
             if let Err(e) = TcpListener::bind(addr) {
                 bail!(

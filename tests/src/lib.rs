@@ -1,7 +1,8 @@
 //! niledr-tests: the real-server harness that starts the NileCare three-site topology
 //! (PostgreSQL primary + streaming standby + cold backup, Redis primary + replica, Knot DNS,
 //! nginx health endpoints). The `niledr-sandbox` binary and the test suites share it; they
-//! differ only in the `Layout` and the base directory.
+//! differ only in the `Layout` and the base directory. `Topology::start_in(&Netns::create()?, None)`
+//! runs each site in a network namespace of its own instead, to partition sites (`netns`).
 //!
 //! ```no_run
 //! use niledr_tests::{Layout, Site, Topology, ZONE};
@@ -28,6 +29,7 @@ pub mod dns;
 pub mod etcd;
 pub mod http;
 pub mod layout;
+pub mod netns;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
@@ -41,7 +43,8 @@ pub use agent::HostAgent;
 pub use config::{AgentRef, ClusterOptions, ConfigOptions};
 pub use dns::{Dns, DnsServer, TsigKey, ZONE};
 pub use http::{HttpHealth, HttpResponse, http_get};
-pub use layout::{Layout, Site, SitePorts};
+pub use layout::{Layout, Namespaces, Site, SitePorts};
+pub use netns::Netns;
 pub use pgbouncer::PgBouncer;
 pub use postgres::{APP_USER, PgRole, Postgres, Reseed, Reseeded};
 pub use process::{Component, process_alive, process_state};

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use nix::sys::signal::Signal;
 
 use crate::bins::Binaries;
-use crate::layout::Site;
+use crate::layout::{Layout, Site};
 use crate::postgres::PG_USER;
 use crate::process::{Component, ProcessSpec};
 use crate::util::{Owner, make_dir, run_capture, write_file};
@@ -117,16 +117,16 @@ fn psql(psql: &Path, address: SocketAddr, password: &str, db: &str, sql: &str) -
 }
 
 /// Write ini + userlist (owned by `owner`: PgBouncer refuses to run as root) and start
-/// `pgbouncer INI` in the foreground.
+/// `pgbouncer INI` in the foreground, at khartoum in `layout` (in front of its PostgreSQL).
 pub(crate) fn start(
     bins: &Binaries,
-    address: SocketAddr,
-    postgres: SocketAddr,
+    layout: &Layout,
     dir: &Path,
     log: PathBuf,
     password: Arc<str>,
     owner: Option<Owner>,
 ) -> Result<PgBouncer> {
+    let (address, postgres) = (layout.pgbouncer(), layout.postgres(Site::Khartoum)?);
     make_dir(dir, 0o700, owner)?;
     let userlist = dir.join("userlist.txt");
     write_file(
@@ -162,6 +162,7 @@ pub(crate) fn start(
         env: Vec::new(),
         cwd: Some(dir.to_path_buf()),
         owner,
+        netns: layout.netns_of(Site::Khartoum),
         log,
         // SIGINT waits for clients to finish; SIGTERM shuts down at once.
         graceful: Signal::SIGTERM,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use crate::bins::{Binaries, pg_bindir, postgres_owner};
-use crate::layout::Site;
+use crate::layout::{Layout, Site};
 use crate::process::{Component, ProcessSpec};
 use crate::util::{Owner, append_file, make_dir, run_capture, run_logged, wait_until, write_file};
 
@@ -384,6 +384,8 @@ pub(crate) struct PgSetup<'a> {
     pub password_file: &'a Path,
     pub wal_archive: &'a Path,
     pub logs: &'a Path,
+    /// Which network namespace each site's server runs in, and whom pg_hba lets in.
+    pub layout: &'a Layout,
 }
 
 impl PgSetup<'_> {
@@ -444,6 +446,7 @@ impl PgSetup<'_> {
             env: Vec::new(),
             cwd: Some(dirs.root.clone()),
             owner: self.owner,
+            netns: self.layout.netns_of(site),
             log: self.logs.join(format!("{name}.log")),
             graceful: Signal::SIGINT,
             start_timeout,
@@ -507,13 +510,13 @@ impl PgSetup<'_> {
                 Self::instance_settings(address, &dirs.socket)
             ),
         )?;
-        append_file(
-            &dirs.data.join("pg_hba.conf"),
-            &format!(
-                "\n# niledr harness: every site address\n\
-                 host all all 127.0.0.0/8 scram-sha-256\nhost replication {PG_USER} 127.0.0.0/8 scram-sha-256\n"
-            ),
-        )?;
+        let mut hba = String::from("\n# niledr harness: every site address\n");
+        for net in self.layout.client_networks() {
+            hba.push_str(&format!(
+                "host all all {net} scram-sha-256\nhost replication {PG_USER} {net} scram-sha-256\n"
+            ));
+        }
+        append_file(&dirs.data.join("pg_hba.conf"), &hba)?;
         self.component(name, site, address, &dirs, PgRole::Primary)
     }
 

@@ -33,6 +33,8 @@ pub struct ProcessSpec {
     pub cwd: Option<PathBuf>,
     /// Run as this user/group (PostgreSQL when we are root).
     pub owner: Option<Owner>,
+    /// Run inside this network namespace (`ip netns` name; see `crate::netns`). `None`: ours.
+    pub netns: Option<String>,
     /// stdout and stderr are appended here.
     pub log: PathBuf,
     /// Sent to the leader by `stop()`: SIGINT (fast shutdown) for PostgreSQL, SIGTERM otherwise.
@@ -249,7 +251,7 @@ impl Component {
             .open(&spec.log)
             .with_context(|| format!("{}: opening log {}", self.inner.name, spec.log.display()))?;
         let err = log.try_clone().context("cloning log handle")?;
-        let mut cmd = Command::new(&spec.program);
+        let mut cmd = launcher(spec)?;
         cmd.args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -258,9 +260,6 @@ impl Component {
             .process_group(0);
         if let Some(dir) = &spec.cwd {
             cmd.current_dir(dir);
-        }
-        if let Some(o) = spec.owner {
-            cmd.uid(o.uid).gid(o.gid);
         }
         cmd.spawn()
             .with_context(|| format!("{}: spawning {}", self.inner.name, spec.program.display()))
@@ -352,6 +351,20 @@ impl Drop for Inner {
             let _ = wait_gone(&self.name, &victims);
         }
     }
+}
+
+/// The command that starts `spec.program` (no arguments yet): directly, or through
+/// `nsenter` in its network namespace, which switches to the owner itself and then execs the
+/// program, so the child's pid is still the server's.
+fn launcher(spec: &ProcessSpec) -> Result<Command> {
+    if let Some(ns) = &spec.netns {
+        return crate::netns::command_in(ns, &spec.program, spec.owner);
+    }
+    let mut cmd = Command::new(&spec.program);
+    if let Some(o) = spec.owner {
+        cmd.uid(o.uid).gid(o.gid);
+    }
+    Ok(cmd)
 }
 
 fn running_pid(st: &mut State) -> Option<u32> {

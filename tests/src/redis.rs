@@ -190,6 +190,8 @@ pub(crate) struct RedisInstance<'a> {
     pub log: PathBuf,
     pub password: Arc<str>,
     pub replica_of: Option<SocketAddr>,
+    /// Network namespace to run in (`None`: ours).
+    pub netns: Option<String>,
 }
 
 /// Write the config (the password stays out of `ps`) and start `redis-server CONF`.
@@ -229,6 +231,7 @@ pub(crate) fn start(bins: &Binaries, r: &RedisInstance<'_>) -> Result<Redis> {
         env: Vec::new(),
         cwd: Some(dir.to_path_buf()),
         owner: None,
+        netns: r.netns.clone(),
         log: r.log.clone(),
         graceful: Signal::SIGTERM,
         start_timeout: Duration::from_secs(30),

@@ -16,6 +16,7 @@ use crate::config::{self, ConfigOptions};
 use crate::dns::{self, Dns, TsigKey};
 use crate::http::{self, HttpHealth};
 use crate::layout::{Layout, Site};
+use crate::netns::Netns;
 use crate::pgbouncer::{self, PgBouncer};
 use crate::postgres::{APP_USER, PgSetup, Postgres};
 use crate::process::{Component, process_alive};
@@ -61,6 +62,8 @@ pub struct Topology {
     cold: ColdSite,
     secrets: Secrets,
     started_in: Duration,
+    /// The network world of `start_in` (kept alive as long as the processes in it).
+    netns: Option<Netns>,
     // Declared last: removed only after every process is gone.
     _tmp: Option<TempDir>,
 }
@@ -149,6 +152,7 @@ impl Topology {
             password_file: &secrets.postgres_password_file,
             wal_archive: &cold.wal_archive,
             logs: &logs,
+            layout: &layout,
         };
 
         // PostgreSQL (the slow chain) on its own thread; everything else meanwhile.
@@ -185,8 +189,23 @@ impl Topology {
             cold,
             secrets,
             started_in: t0.elapsed(),
+            netns: None,
             _tmp: tmp,
         })
+    }
+
+    /// Start everything with each site in its own network namespace of `net`
+    /// (`Layout::netns`): PostgreSQL, Redis, nginx and PgBouncer in their site's namespace,
+    /// Knot DNS in the core one. The topology keeps `net` alive until its processes are gone.
+    pub fn start_in(net: &Netns, base_dir: Option<PathBuf>) -> Result<Topology> {
+        let mut topo = Topology::start(Layout::netns(net), base_dir)?;
+        topo.netns = Some(net.clone());
+        Ok(topo)
+    }
+
+    /// The network world this topology runs in (`None`: loopback aliases).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
     }
 
     pub fn layout(&self) -> &Layout {
@@ -442,6 +461,7 @@ fn start_others(
             log: logs.join("khartoum-redis.log"),
             password: redis_password.clone(),
             replica_of: None,
+            netns: layout.netns_of(Site::Khartoum),
         },
     )?;
     let redis_replica = redis::start(
@@ -454,13 +474,13 @@ fn start_others(
             log: logs.join("port-sudan-redis.log"),
             password: redis_password.clone(),
             replica_of: Some(redis_primary.address()),
+            netns: layout.netns_of(Site::PortSudan),
         },
     )?;
     // PgBouncer connects to PostgreSQL only when a client does: it can start meanwhile.
     let pgbouncer = pgbouncer::start(
         bins,
-        layout.pgbouncer(),
-        layout.postgres(Site::Khartoum)?,
+        layout,
         &base.join("khartoum").join("pgbouncer"),
         logs.join("khartoum-pgbouncer.log"),
         pg_password.clone(),
@@ -469,7 +489,7 @@ fn start_others(
     let zone = dns::zone_file(&layout.dns, layout.ip(Site::Khartoum));
     let dns = dns::start(
         bins,
-        &layout.dns,
+        layout,
         &base.join("dns"),
         logs,
         secrets.tsig.clone(),
@@ -482,7 +502,7 @@ fn start_others(
             bins,
             &name,
             site,
-            layout.http(site)?,
+            layout,
             &base.join(site.name()).join("nginx"),
             logs.join(format!("{name}.log")),
         )?);
