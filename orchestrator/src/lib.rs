@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod detection;
 pub mod drills;
 pub mod engine;
 pub mod event_loop;

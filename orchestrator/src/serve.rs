@@ -46,7 +46,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Some(c) => Store::clustered(
             &config.store,
             Arc::new(crate::store::etcd::EtcdStore::open(
-                c.client(),
+                c.clients(),
                 c.handle(),
                 &c.config.prefix,
                 c.leadership.clone(),
@@ -101,7 +101,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         model: RwLock::new(model),
         // With nothing to probe there is nothing to wait for.
         ready: AtomicBool::new(config.services.is_empty()),
-        leadership: cluster.as_ref().map(|c| c.leadership.clone()),
+        cluster: cluster.clone(),
     });
     let (events_tx, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel::<Event>(4096);
@@ -132,6 +132,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let policies = runbooks
         .iter()
         .map(|(n, l)| (n.clone(), l.runbook.approval.clone()))
+        .collect();
+    let runbook_defs: std::collections::BTreeMap<String, niledr_runbooks::Runbook> = runbooks
+        .iter()
+        .map(|(n, l)| (n.clone(), l.runbook.clone()))
         .collect();
     let drills = crate::drills::load_drills(&config, &catalog, &runbook_infos)?;
     if !drills.is_empty() {
@@ -194,6 +198,20 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 shared: shared.clone(),
                 stop: shutdown.clone(),
                 resign: resign.clone(),
+            }
+            .run(),
+        )
+    });
+    // The instance at the primary's site fences it when cut off from the majority.
+    let self_fence = cluster.as_ref().map(|c| {
+        c.handle().spawn(
+            crate::cluster::self_fence::SelfFence {
+                cluster: c.clone(),
+                shared: shared.clone(),
+                store: store.clone(),
+                config: config.clone(),
+                runbooks: runbook_defs,
+                stop: shutdown.clone(),
             }
             .run(),
         )
@@ -277,6 +295,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .context("joining the event loop")?;
     resign.cancel();
+    if let Some(t) = self_fence {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
     if let (Some(c), Some(elector)) = (&cluster, elector) {
         let _ = tokio::time::timeout(Duration::from_secs(3), elector).await;
         c.shutdown();

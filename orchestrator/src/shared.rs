@@ -10,13 +10,13 @@ use niledr_probes::HealthModel;
 pub struct Shared {
     pub model: RwLock<HealthModel>,
     pub ready: AtomicBool,
-    /// Cluster mode: this instance's hold on the leader key.
-    pub leadership: Option<std::sync::Arc<crate::cluster::Leadership>>,
+    /// Cluster mode: leadership and what this instance knows of the other members.
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
     /// Whether this instance may act (run the drill scheduler, start drills, executions).
     pub fn acts(&self) -> bool {
-        self.leadership.as_ref().is_none_or(|l| l.is_leader())
+        self.cluster.as_ref().is_none_or(|c| c.is_leader())
     }
 }

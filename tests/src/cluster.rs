@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::daemon::{Niledr, People, create_people, free_listen_addr};
 use crate::etcd::EtcdCluster;
+use crate::netns::Netns;
 use crate::scenario::copy_runbooks;
 use crate::{ClusterOptions, ConfigOptions, HostAgent, Layout, Site, Topology, wait_until};
 
@@ -19,6 +20,7 @@ pub struct Instance {
     pub site: Site,
     pub niledr: Niledr,
     env: Vec<(String, String)>,
+    netns: Option<String>,
 }
 
 /// Fields drop in declaration order: instances first, then etcd, the agent, the topology.
@@ -38,27 +40,72 @@ pub const MEMBERS: [(&str, Site); 3] = [
     ("dr-cold-1", Site::DrCold),
 ];
 
+/// How to build a cluster world.
+pub struct ClusterSpec<'a> {
+    pub lease_ttl: Duration,
+    /// Given to every instance (failpoints).
+    pub env: &'a [(&'a str, &'a str)],
+    /// Run each site (its servers, its etcd member, its niledr) in its own network namespace.
+    pub netns: Option<&'a Netns>,
+    /// Extra `[cluster]` lines for every instance (e.g. `self_fence` entries).
+    pub extra: String,
+    /// Edits to the runbook copies before niledr loads them: (file, from, to).
+    pub runbook_edits: Vec<(&'a str, &'a str, &'a str)>,
+}
+
+impl ClusterSpec<'_> {
+    pub fn loopback(lease_ttl: Duration) -> Self {
+        ClusterSpec {
+            lease_ttl,
+            env: &[],
+            netns: None,
+            extra: String::new(),
+            runbook_edits: Vec::new(),
+        }
+    }
+}
+
 /// Topology, etcd (three members on loopback), and the three instances started and ready
 /// with one leader; `env` goes to every instance (failpoints).
 pub fn start_cluster(lease_ttl: Duration, env: &[(&str, &str)]) -> Result<ClusterWorld> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    start_cluster_with(ClusterSpec {
+        env,
+        ..ClusterSpec::loopback(lease_ttl)
+    })
+}
+
+/// The API port of an instance in its own namespace (it has the port space to itself).
+const NETNS_API_PORT: u16 = 7700;
+
+/// A cluster world as `spec` says.
+pub fn start_cluster_with(spec: ClusterSpec<'_>) -> Result<ClusterWorld> {
+    let topo = match spec.netns {
+        Some(net) => Topology::start_in(net, None)?,
+        None => Topology::start(Layout::free_ports()?, None)?,
+    };
     let agent = HostAgent::start(&topo)?;
     let base = topo.base_dir().to_path_buf();
     let runbooks = base.join("runbooks");
     copy_runbooks(&runbooks)?;
+    for (file, from, to) in &spec.runbook_edits {
+        let path = runbooks.join(file);
+        let text = std::fs::read_to_string(&path)?;
+        if !text.contains(from) {
+            bail!("{file} has no {from:?} to edit");
+        }
+        std::fs::write(&path, text.replace(from, to))?;
+    }
     let people = create_people(&base.join("users.toml"))?;
-    let lo = Ipv4Addr::LOCALHOST;
-    let etcd = EtcdCluster::start(
-        &base,
-        &[
-            ("etcd-k", lo, None),
-            ("etcd-p", lo, None),
-            ("etcd-c", lo, None),
-        ],
-    )?;
+    let etcd = start_etcd(&base, spec.netns)?;
     let mut instances = Vec::new();
     for (name, site) in MEMBERS {
-        let listen = free_listen_addr()?;
+        let (listen, ns) = match spec.netns {
+            Some(net) => (
+                SocketAddr::from((net.ip(site), NETNS_API_PORT)),
+                Some(net.ns(site).to_string()),
+            ),
+            None => (free_listen_addr()?, None),
+        };
         let opts = ConfigOptions {
             runbook_dir: Some(runbooks.clone()),
             agent: Some(agent.agent_ref()),
@@ -68,23 +115,25 @@ pub fn start_cluster(lease_ttl: Duration, env: &[(&str, &str)]) -> Result<Cluste
                 site,
                 endpoints: etcd.endpoints(),
                 advertise: format!("http://{listen}"),
-                lease_ttl,
-                extra: String::new(),
+                lease_ttl: spec.lease_ttl,
+                extra: spec.extra.clone(),
             }),
             ..ConfigOptions::with_listen(listen)
         };
         let config = topo.write_niledr_config(base.join(format!("niledr-{name}.toml")), &opts)?;
         let log = base.join(format!("niledr-{name}.log"));
-        let env: Vec<(String, String)> = env
+        let env: Vec<(String, String)> = spec
+            .env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let niledr = start_instance(&config, listen, &log, &env)?;
+        let niledr = start_instance(ns.as_deref(), &config, listen, &log, &env)?;
         instances.push(Instance {
             name: name.to_string(),
             site,
             niledr,
             env,
+            netns: ns,
         });
     }
     let w = ClusterWorld {
@@ -109,14 +158,38 @@ pub fn start_cluster(lease_ttl: Duration, env: &[(&str, &str)]) -> Result<Cluste
     Ok(w)
 }
 
+/// Three etcd members: on loopback, or one in each site's namespace.
+fn start_etcd(base: &std::path::Path, net: Option<&Netns>) -> Result<EtcdCluster> {
+    let lo = Ipv4Addr::LOCALHOST;
+    match net {
+        None => EtcdCluster::start(
+            base,
+            &[
+                ("etcd-k", lo, None),
+                ("etcd-p", lo, None),
+                ("etcd-c", lo, None),
+            ],
+        ),
+        Some(n) => EtcdCluster::start(
+            base,
+            &[
+                ("etcd-k", n.ip(Site::Khartoum), Some(n.ns(Site::Khartoum))),
+                ("etcd-p", n.ip(Site::PortSudan), Some(n.ns(Site::PortSudan))),
+                ("etcd-c", n.ip(Site::DrCold), Some(n.ns(Site::DrCold))),
+            ],
+        ),
+    }
+}
+
 fn start_instance(
+    netns: Option<&str>,
     config: &std::path::Path,
     listen: SocketAddr,
     log: &std::path::Path,
     env: &[(String, String)],
 ) -> Result<Niledr> {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Niledr::start_env(config, listen, log, &env, false)
+    Niledr::start_in(netns, config, listen, log, &env, false)
 }
 
 impl ClusterWorld {
@@ -129,13 +202,19 @@ impl ClusterWorld {
     }
 
     /// Index of the instance every running instance names as leader (and which says so of
-    /// itself), once they agree; `except` is an instance that must not be it.
+    /// itself), once they agree; `except` is an instance that must not be it and is not
+    /// asked (killed, or cut off).
     pub fn wait_leader(&self, within: Duration, except: Option<usize>) -> Result<usize> {
         let mut last = String::new();
         let mut found = None;
         wait_until(Instant::now() + within, || {
             let mut names = Vec::new();
-            for i in self.instances.iter().filter(|i| i.niledr.pid().is_some()) {
+            let polled = self
+                .instances
+                .iter()
+                .enumerate()
+                .filter(|(j, i)| Some(*j) != except && i.niledr.pid().is_some());
+            for (_, i) in polled {
                 let Ok((200, v)) = i.niledr.get("/api/v1/cluster") else {
                     return Ok(false);
                 };
@@ -160,6 +239,25 @@ impl ClusterWorld {
         found.context("leader")
     }
 
+    /// Each instance's view of the cluster and the end of its log (for a failing test's
+    /// message).
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for i in &self.instances {
+            let view = i
+                .niledr
+                .get("/api/v1/cluster")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_else(|e| format!("(unreachable: {e})"));
+            out.push_str(&format!(
+                "\n=== {} view: {view}\n{}\n",
+                i.name,
+                crate::util::log_tail(&i.niledr.log, 40)
+            ));
+        }
+        out
+    }
+
     /// SIGKILL instance `idx`.
     pub fn kill(&mut self, idx: usize) -> Result<()> {
         self.instances[idx].niledr.sigkill()
@@ -173,7 +271,7 @@ impl ClusterWorld {
             i.niledr.listen,
             i.niledr.log.clone(),
         );
-        i.niledr = start_instance(&config, listen, &log, &i.env)?;
+        i.niledr = start_instance(i.netns.as_deref(), &config, listen, &log, &i.env)?;
         Ok(())
     }
 

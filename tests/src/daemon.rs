@@ -72,13 +72,30 @@ impl Niledr {
         env: &[(&str, &str)],
         may_crash: bool,
     ) -> Result<Niledr> {
+        Self::start_in(None, config, listen, log, env, may_crash)
+    }
+
+    /// `start_env` inside network namespace `netns` (a site of a `Netns` world).
+    pub fn start_in(
+        netns: Option<&str>,
+        config: &Path,
+        listen: SocketAddr,
+        log: &Path,
+        env: &[(&str, &str)],
+        may_crash: bool,
+    ) -> Result<Niledr> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = Command::new(niledr_binary()?)
+        let bin = niledr_binary()?;
+        let mut cmd = match netns {
+            Some(ns) => crate::netns::command_in(ns, &bin, None)?,
+            None => Command::new(&bin),
+        };
+        let child = cmd
             .args(["serve", "--config"])
             .arg(config)
             .env("NILEDR_LOG", "info,sqlx=warn")

@@ -190,6 +190,8 @@ fn member_args(
         "100",
         "--election-timeout",
         "1000",
+        // A member cut from one peer must not disrupt the raft leader the others still follow.
+        "--pre-vote",
         "--log-level",
         "warn",
     ]

@@ -38,6 +38,7 @@ pub mod scenario;
 pub mod summary;
 pub mod topology;
 pub mod util;
+pub mod writer;
 
 pub use agent::HostAgent;
 pub use config::{AgentRef, ClusterOptions, ConfigOptions};

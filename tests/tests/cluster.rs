@@ -223,3 +223,43 @@ fn a_leader_killed_mid_failover_is_replaced_and_the_execution_finishes_exactly_o
     })?;
     Ok(())
 }
+
+#[test]
+fn losing_one_etcd_member_loses_nothing_and_fences_nothing() -> Result<()> {
+    let w = start_cluster(TTL, &[])?;
+    let serial_before = soa_serial(w.topo.dns_servers()[0])?;
+    w.etcd.member("etcd-k")?.component.kill()?;
+    let killed = Instant::now();
+    // Three lease TTLs on two members: Khartoum's primary stays writable for the application
+    // (no self-fence), and the instances always agree on a leader.
+    while killed.elapsed() < TTL * 3 {
+        w.topo
+            .postgres_primary()
+            .psql_app("SELECT 1")
+            .context("the application lost Khartoum after one etcd member died")?;
+        assert!(!w.topo.postgres_primary().is_read_only()?);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let leader = w.wait_leader(Duration::from_secs(10), None)?;
+    for i in &w.instances {
+        let log = std::fs::read_to_string(&i.niledr.log)?;
+        assert!(!log.contains("SELF-FENCED"), "{} fenced itself", i.name);
+    }
+    // The journal still works end to end on two members.
+    kill_khartoum(&w)?;
+    let id = propose_and_approve_around(&w, leader)?;
+    let done = w.instances[leader].niledr.wait_execution(
+        &id,
+        Duration::from_secs(90),
+        &["succeeded", "failed", "needs_operator"],
+    )?;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    promoted_once(&w, serial_before)?;
+    w.etcd.member("etcd-k")?.component.start()?;
+    w.etcd.wait_healthy(Duration::from_secs(30))?;
+    for i in &w.instances {
+        let (status, audit) = i.niledr.get("/api/v1/audit/verify")?;
+        assert_eq!(status, 200, "{}: {audit:#}", i.name);
+    }
+    Ok(())
+}

@@ -318,6 +318,18 @@ fn a_cancel_after_the_promotion_keeps_khartoum_fenced() -> Result<()> {
     assert_eq!(step(&stuck, "fence-khartoum-pg")["state"], "succeeded");
     assert_khartoum_fenced(&w);
     assert!(!w.topo.postgres_standby().is_in_recovery()?);
+    // The fence's catalog change (login taken from the app role) replicated to Port Sudan
+    // before the promotion; the new primary gave it back: the application works there.
+    w.topo
+        .postgres_standby()
+        .psql_app("CREATE TABLE IF NOT EXISTS after_promotion (id int); INSERT INTO after_promotion VALUES (1)")
+        .context("the application writes on the new primary")?;
+    assert!(
+        step(&stuck, "promote-port-sudan-pg")["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("login given back to [app]")),
+        "{stuck:#}"
+    );
     // Closing it undoes nothing either.
     let (status, body) = w.niledr.post(
         &format!("/api/v1/executions/{id}/cancel"),

@@ -62,6 +62,10 @@ impl Elector {
                 Ended::Lost(why) => {
                     self.step_down(&why).await;
                     self.note_error(&why);
+                    // Best effort: a revoked lease frees the key at once instead of at expiry.
+                    let clients = self.cluster.clients();
+                    let revoke = clients.write(|mut c| async move { c.lease_revoke(lease).await });
+                    let _ = tokio::time::timeout(TICK, revoke).await;
                 }
             }
         }
@@ -71,60 +75,54 @@ impl Elector {
         let ttl = i64::try_from(self.cluster.config.lease_ttl.as_secs()).unwrap_or(5);
         let r = self
             .cluster
-            .client()
-            .lease_grant(ttl, None)
+            .clients()
+            .write(|mut c| async move { c.lease_grant(ttl, None).await })
             .await
             .context("etcd: granting a lease")?;
         Ok(r.id())
     }
 
-    /// Renew `lease`, campaign, watch the key, publish this member, until the lease is lost.
+    /// Renew `lease` (on its own task), campaign, watch the key, publish this member, until
+    /// the lease is lost.
     async fn hold(&self, lease: i64) -> Ended {
         let ttl = self.cluster.config.lease_ttl;
         let margin = (ttl / 5).min(Duration::from_secs(1));
-        let (mut keeper, mut stream) = match self.cluster.client().lease_keep_alive(lease).await {
-            Ok(k) => k,
-            Err(e) => return Ended::Lost(format!("etcd: keeping the lease alive: {e}")),
-        };
-        let mut valid_until = Instant::now() + ttl - margin;
-        let mut next_renew = Instant::now() + ttl / 3;
+        let granted = Instant::now();
+        self.cluster.update_view(|v| {
+            v.renewed_at = Some(granted.into_std());
+            v.lease_valid_until = Some((granted + ttl).into_std());
+        });
+        let (expired_tx, mut expired) = tokio::sync::oneshot::channel::<String>();
+        let renewer = tokio::spawn(renew(self.cluster.clone(), lease, expired_tx));
+        let _abort = AbortOnDrop(renewer);
         let mut next_publish = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let leading = self.cluster.is_leader();
+            let renewed = self
+                .cluster
+                .view()
+                .renewed_at
+                .map_or(granted, Instant::from_std);
+            let valid_until = renewed + ttl - margin;
             tokio::select! {
                 _ = self.resign.cancelled() => return Ended::Resign,
+                why = &mut expired => {
+                    return Ended::Lost(why.unwrap_or_else(|_| "the lease renewal task ended".into()));
+                }
                 _ = self.cluster.leadership.deposed.notified() => {
                     self.step_down("a guarded write found the leader key gone or someone else's").await;
                 }
                 _ = tokio::time::sleep_until(valid_until), if leading => {
-                    return Ended::Lost(format!("the lease was not renewed within {ttl:?} (less a {margin:?} margin)"));
+                    // Renewed meanwhile? The next round recomputes; otherwise stop leading now
+                    // and let the key expire with this lease (a new lease campaigns afresh).
+                    if self.cluster.view().renewed_at.map_or(granted, Instant::from_std) == renewed {
+                        return Ended::Lost(format!("the lease was not renewed within {ttl:?} (less a {margin:?} margin)"));
+                    }
                 }
                 _ = tick.tick() => {
-                    if Instant::now() >= next_renew {
-                        let sent = Instant::now();
-                        let r = tokio::time::timeout(ttl / 3, async {
-                            keeper.keep_alive().await?;
-                            stream.message().await
-                        })
-                        .await;
-                        match r {
-                            Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
-                                valid_until = sent + ttl - margin;
-                                next_renew = sent + ttl / 3;
-                                self.cluster.update_view(|v| {
-                                    v.lease_valid_until = Some((sent + ttl).into_std());
-                                    v.last_contact = Some(std::time::Instant::now());
-                                });
-                            }
-                            Ok(Ok(Some(_))) => return Ended::Lost("etcd expired this instance's lease".into()),
-                            Ok(Ok(None)) => return Ended::Lost("the lease keep-alive stream closed".into()),
-                            Ok(Err(e)) => { self.note_error(&format!("etcd: renewing the lease: {e}")); next_renew = Instant::now() + TICK; }
-                            Err(_) => { self.note_error("etcd: renewing the lease timed out"); next_renew = Instant::now() + TICK; }
-                        }
-                    }
-                    if Instant::now() >= valid_until + margin {
+                    if Instant::now() >= renewed + ttl + margin {
                         return Ended::Lost("the lease expired before it could be renewed".into());
                     }
                     if let Err(e) = self.campaign(lease).await {
@@ -166,7 +164,14 @@ impl Elector {
         } else {
             Txn::new().and_then([TxnOp::get(key.clone(), None)])
         };
-        let resp = c.client().txn(txn).await.context("etcd: campaigning")?;
+        let resp = c
+            .clients()
+            .write(|mut cl| {
+                let txn = txn.clone();
+                async move { cl.txn(txn).await }
+            })
+            .await
+            .context("etcd: campaigning")?;
         c.update_view(|v| v.last_contact = Some(std::time::Instant::now()));
         if may_take && resp.succeeded() {
             let token = resp.header().map(|h| h.revision()).unwrap_or_default();
@@ -176,8 +181,10 @@ impl Elector {
             self.take(LeaderInfo { token, ..mine }).await;
             return Ok(());
         }
+        let mut holder_lease = 0;
         let holder = resp.op_responses().into_iter().find_map(|op| match op {
             TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                holder_lease = kv.lease();
                 serde_json::from_slice::<LeaderInfo>(kv.value()).map(|info| LeaderInfo {
                     token: kv.create_revision(),
                     ..info
@@ -188,6 +195,16 @@ impl Elector {
         let holder = holder
             .transpose()
             .context("the leader key does not decode")?;
+        // A campaign whose answer was lost (a timed-out write that was applied) left the key
+        // under this very lease: it is ours.
+        if may_take
+            && c.leadership.token().is_none()
+            && holder_lease == lease
+            && let Some(h) = &holder
+        {
+            self.take(h.clone()).await;
+            return Ok(());
+        }
         if let Some(token) = c.leadership.token()
             && holder.as_ref().is_none_or(|h| h.token != token)
         {
@@ -238,27 +255,96 @@ impl Elector {
         if let Some(token) = self.cluster.leadership.token() {
             self.cluster.leadership.set(None);
             let key = self.cluster.key("leader");
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    token,
+                )])
+                .and_then([TxnOp::delete(key, None)]);
             let _ = self
                 .cluster
-                .client()
-                .txn(
-                    Txn::new()
-                        .when([Compare::create_revision(
-                            key.clone(),
-                            CompareOp::Equal,
-                            token,
-                        )])
-                        .and_then([TxnOp::delete(key, None)]),
-                )
+                .clients()
+                .write(|mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
                 .await;
             tracing::info!("resigned the leadership");
         }
-        let _ = self.cluster.client().lease_revoke(lease).await;
+        let _ = self
+            .cluster
+            .clients()
+            .write(|mut c| async move { c.lease_revoke(lease).await })
+            .await;
     }
 
     fn note_error(&self, e: &str) {
         tracing::warn!("cluster: {e}");
         self.cluster
             .update_view(|v| v.last_error = Some(e.to_string()));
+    }
+}
+
+/// Aborts the task when the holder's scope ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keep `lease` alive: a renewal every sixth of the TTL (at least every 250 ms), each bounded
+/// by the request timeout; after a failure the keep-alive stream is opened anew (so the
+/// client's balancer can pick a member that answers). Reports etcd expiring the lease.
+async fn renew(cluster: Arc<Cluster>, lease: i64, expired: tokio::sync::oneshot::Sender<String>) {
+    let ttl = cluster.config.lease_ttl;
+    let every = (ttl / 6).max(Duration::from_millis(250));
+    let wait = (ttl / 5).clamp(Duration::from_millis(300), Duration::from_secs(2));
+    loop {
+        let (endpoint, mut client) = cluster.clients().pick();
+        let opened = tokio::time::timeout(wait, client.lease_keep_alive(lease)).await;
+        let (mut keeper, mut stream) = match opened {
+            Ok(Ok(k)) => k,
+            _ => {
+                cluster.clients().failed(endpoint);
+                tokio::time::sleep(TICK).await;
+                continue;
+            }
+        };
+        loop {
+            let sent = Instant::now();
+            let r = tokio::time::timeout(wait, async {
+                keeper.keep_alive().await?;
+                stream.message().await
+            })
+            .await;
+            match r {
+                Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                    cluster.update_view(|v| {
+                        v.renewed_at = Some(sent.into_std());
+                        v.lease_valid_until = Some((sent + ttl).into_std());
+                        v.last_contact = Some(std::time::Instant::now());
+                    });
+                    tokio::time::sleep_until(sent + every).await;
+                }
+                Ok(Ok(Some(_))) => {
+                    let _ = expired.send("etcd expired this instance's lease".into());
+                    return;
+                }
+                other => {
+                    let why = match other {
+                        Ok(Err(e)) => format!("etcd: renewing the lease: {e}"),
+                        Ok(Ok(None)) => "the lease keep-alive stream closed".into(),
+                        _ => format!("etcd: renewing the lease timed out after {wait:?}"),
+                    };
+                    tracing::warn!("cluster: {why}; reopening the keep-alive stream");
+                    cluster.clients().failed(endpoint);
+                    cluster.update_view(|v| v.last_error = Some(why));
+                    break;
+                }
+            }
+        }
     }
 }

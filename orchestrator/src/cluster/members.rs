@@ -30,6 +30,9 @@ pub struct MemberRecord {
 pub struct Observation {
     /// The health model's status (`up`, `degraded`, `down`, `unknown`).
     pub status: String,
+    /// Since when it has had that status (Unix ms).
+    #[serde(default)]
+    pub since_ms: i64,
     /// The last probe answered.
     pub ok: Option<bool>,
     pub summary: String,
@@ -55,6 +58,7 @@ pub fn own_record(cluster: &Cluster, shared: &Shared) -> MemberRecord {
                 s.id.clone(),
                 Observation {
                     status: s.status.to_string(),
+                    since_ms: s.since.as_millisecond(),
                     ok: s.last.as_ref().map(|r| r.ok),
                     summary: s.last.as_ref().map(|r| r.summary()).unwrap_or_default(),
                     in_recovery: pg.map(|p| p.in_recovery),
@@ -78,13 +82,16 @@ pub fn own_record(cluster: &Cluster, shared: &Shared) -> MemberRecord {
 pub async fn publish(cluster: &Arc<Cluster>, shared: &Shared, lease: i64) -> Result<()> {
     let rec = own_record(cluster, shared);
     let key = cluster.key(&format!("members/{}", rec.name));
+    let value = serde_json::to_vec(&rec)?;
     cluster
-        .client()
-        .put(
-            key,
-            serde_json::to_vec(&rec)?,
-            Some(PutOptions::new().with_lease(lease)),
-        )
+        .clients()
+        .write(|mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })
         .await
         .context("etcd: publishing this member")?;
     Ok(())
@@ -92,12 +99,13 @@ pub async fn publish(cluster: &Arc<Cluster>, shared: &Shared, lease: i64) -> Res
 
 /// Every live member's record (expired leases have taken the others away), by name.
 pub async fn read_all(cluster: &Arc<Cluster>) -> Result<Vec<MemberRecord>> {
+    let prefix = cluster.key("members/");
     let r = cluster
-        .client()
-        .get(
-            cluster.key("members/"),
-            Some(GetOptions::new().with_prefix()),
-        )
+        .clients()
+        .read(|mut c| {
+            let prefix = prefix.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
         .await
         .context("etcd: reading members")?;
     let mut out: Vec<MemberRecord> = r

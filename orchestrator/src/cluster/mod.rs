@@ -3,15 +3,19 @@
 //! and keeps the leader key; `members.rs` publishes this instance's view of every service and
 //! reads the others'. Without `[cluster]` none of this runs and niledr is single-node.
 
+pub mod clients;
 pub mod election;
 pub mod members;
+pub mod self_fence;
 pub mod view;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+
+use clients::EtcdClients;
 use serde::{Deserialize, Serialize};
 
 use crate::config::cluster::ClusterConfig;
@@ -69,6 +73,8 @@ pub struct ClusterView {
     /// Until when this instance's lease is surely alive on the etcd side (last renewal sent +
     /// TTL), as milliseconds from now when read.
     pub lease_valid_until: Option<std::time::Instant>,
+    /// When this instance last renewed its lease (sent the renewal etcd confirmed).
+    pub renewed_at: Option<std::time::Instant>,
     /// Last time this instance heard from etcd at all.
     pub last_contact: Option<std::time::Instant>,
     pub last_error: Option<String>,
@@ -79,7 +85,7 @@ pub struct Cluster {
     pub config: ClusterConfig,
     pub leadership: Arc<Leadership>,
     pub view: RwLock<ClusterView>,
-    client: Client,
+    clients: Arc<EtcdClients>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
 }
@@ -99,7 +105,7 @@ impl Cluster {
         let endpoints = config.endpoints.clone();
         let wait = config.lease_ttl.max(Duration::from_secs(5));
         let connecting = handle.spawn(async move {
-            tokio::time::timeout(wait, Client::connect(endpoints, Some(options))).await
+            tokio::time::timeout(wait, EtcdClients::connect(&endpoints, &options)).await
         });
         let client = match connecting.await {
             Ok(Ok(Ok(c))) => c,
@@ -119,14 +125,15 @@ impl Cluster {
             config,
             leadership: Arc::new(Leadership::default()),
             view: RwLock::new(ClusterView::default()),
-            client,
+            clients: Arc::new(client),
             runtime: Mutex::new(Some(runtime)),
             handle,
         }))
     }
 
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    /// The etcd clients (one per endpoint, sticky, failing over).
+    pub fn clients(&self) -> Arc<EtcdClients> {
+        self.clients.clone()
     }
 
     pub fn handle(&self) -> tokio::runtime::Handle {

@@ -16,6 +16,36 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1 << failures.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
+/// The services executions past their point of no return (or succeeded) fenced and no later
+/// one promoted again, in journal order: they must stay fenced. Shared with self-fencing, which
+/// lifts its own fence only when the journal does not hold the site's primary fenced.
+pub fn fence_obligations<'a>(
+    executions: &[crate::records::ExecutionRecordV1],
+    runbook: impl Fn(&str) -> Option<&'a niledr_runbooks::Runbook>,
+) -> BTreeSet<String> {
+    let mut fenced = BTreeSet::new();
+    let passed = executions
+        .iter()
+        .filter(|r| r.past_point_of_no_return || r.state == "succeeded");
+    for rec in passed {
+        let Some(rb) = runbook(&rec.runbook) else {
+            continue;
+        };
+        for step in &rb.steps {
+            match &step.action {
+                Action::PostgresFence { service, .. } => {
+                    fenced.insert(service.clone());
+                }
+                Action::PostgresPromote { service } => {
+                    fenced.remove(service);
+                }
+                _ => {}
+            }
+        }
+    }
+    fenced
+}
+
 impl Engine {
     /// Services fenced by executions past their point of no return, and not promoted again
     /// by a later such execution (a failback ends the obligation).
@@ -23,27 +53,8 @@ impl Engine {
         let Ok(all) = self.store.executions() else {
             return;
         };
-        let mut fenced = BTreeSet::new();
-        let passed = all
-            .iter()
-            .filter(|r| r.past_point_of_no_return || r.state == "succeeded");
-        for rec in passed {
-            let Some(rb) = self.runbooks.get(&rec.runbook) else {
-                continue;
-            };
-            for step in &rb.runbook.steps {
-                match &step.action {
-                    Action::PostgresFence { service, .. } => {
-                        fenced.insert(service.clone());
-                    }
-                    Action::PostgresPromote { service } => {
-                        fenced.remove(service);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        self.keep_fenced = fenced;
+        self.keep_fenced =
+            fence_obligations(&all, |name| self.runbooks.get(name).map(|l| &l.runbook));
     }
 
     /// On each tick: re-fence any kept-fenced service seen writable again. Services an

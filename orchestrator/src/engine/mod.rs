@@ -6,13 +6,14 @@
 pub mod clock;
 mod commands;
 mod drill_hooks;
-mod fencing;
+pub mod fencing;
 mod journal;
 mod resume;
 mod start;
 pub mod steps;
 mod tasks;
 mod triggers;
+mod verdicts;
 mod view;
 
 use std::collections::BTreeMap;

@@ -1,12 +1,12 @@
-//! Runbook triggers: a service down long enough (with the standby's lag within bounds) opens a
-//! proposal for the runbook, once per outage (remembered in the store across restarts),
+//! Runbook triggers: a service judged down (`verdicts.rs`: the quorum of vantage points and the
+//! holistic check) long enough, with the standby's lag within bounds, opens a proposal for the
+//! runbook, once per outage (remembered in the store across restarts),
 //! announced and audited. A trigger stays quiet for a service an execution already failed
 //! over from (it is kept fenced: that outage is handled). It runs without people only when
 //! the runbook says `auto_approve = true`.
 
 use std::collections::BTreeMap;
 
-use niledr_probes::Status;
 use niledr_web::types::PrincipalView;
 
 use super::Engine;
@@ -30,10 +30,19 @@ impl Engine {
                 let Some(t) = &loaded.runbook.trigger else {
                     continue;
                 };
-                let Some(svc) = model.services.get(&t.service_down) else {
+                if !model.services.contains_key(&t.service_down) {
                     continue;
-                };
-                if svc.status != Status::Down {
+                }
+                let verdict = self.verdict(&t.service_down, &model);
+                if !verdict.down
+                    && model
+                        .services
+                        .get(&t.service_down)
+                        .is_some_and(|s| s.status == niledr_probes::Status::Down)
+                {
+                    tracing::debug!(runbook = %name, "down here but not judged down: {}", verdict.reason);
+                }
+                if !verdict.down {
                     // The outage is over: the next one may propose again.
                     self.down_seen.remove(name);
                     if self.triggered.remove(name).is_some() {
@@ -45,12 +54,16 @@ impl Engine {
                     // A failover already moved away from it: this outage is handled.
                     continue;
                 }
-                let since = u64::try_from(svc.since.as_millisecond()).unwrap_or(u64::MAX);
+                let since = verdict
+                    .since_ms
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .unwrap_or(u64::MAX);
                 // The debounce runs on the monotonic clock from when this process first saw
                 // this outage: a wall-clock step cannot skip it.
                 let first_seen = match self.down_seen.get(name) {
                     Some((s, seen)) if *s == since => *seen,
                     _ => {
+                        tracing::warn!(runbook = %name, service = %t.service_down, "judged down: {}; proposing if it lasts {} ms", verdict.reason, t.for_ms);
                         self.down_seen.insert(name.clone(), (since, now));
                         now
                     }
@@ -65,13 +78,23 @@ impl Engine {
                     since,
                     t.standby.clone(),
                     t.max_standby_lag_bytes,
-                    svc.reason.clone(),
+                    verdict,
                 ));
             }
         }
-        for (name, since, standby, max_lag, why) in due {
+        for (name, since, standby, max_lag, verdict) in due {
             self.triggered.insert(name.clone(), since);
             self.save_triggered();
+            // Who saw what, before anything is proposed on it.
+            let audit = self.store.append_audit(vec![crate::store::AuditEvent {
+                actor: "niledr",
+                action: "detection.verdict",
+                detail: serde_json::json!({ "runbook": name, "verdict": verdict }),
+            }]);
+            if let Err(e) = audit {
+                tracing::error!("auditing the verdict failed: {e:#}");
+            }
+            let why = &verdict.reason;
             if let (Some(standby), Some(max)) = (&standby, max_lag) {
                 let last = self
                     .store

@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
 use serde::de::DeserializeOwned;
 
 use super::{AuditEvent, NotLeader, SharedStore};
 use crate::audit;
 use crate::cluster::Leadership;
+use crate::cluster::clients::EtcdClients;
 use crate::records::{
     AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, SCHEMA_VERSION, StandingApprovalV1,
     check_version,
@@ -33,7 +34,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const AUDIT_RACE_RETRIES: usize = 16;
 
 pub struct EtcdStore {
-    client: Client,
+    clients: Arc<EtcdClients>,
     rt: tokio::runtime::Handle,
     prefix: String,
     leadership: Arc<Leadership>,
@@ -49,13 +50,13 @@ struct OwnedEvent {
 impl EtcdStore {
     /// Connect the store to an etcd client (on `rt`) and check or set the schema version.
     pub fn open(
-        client: Client,
+        clients: Arc<EtcdClients>,
         rt: tokio::runtime::Handle,
         prefix: &str,
         leadership: Arc<Leadership>,
     ) -> Result<EtcdStore> {
         let s = EtcdStore {
-            client,
+            clients,
             rt,
             prefix: prefix.to_string(),
             leadership,
@@ -83,18 +84,18 @@ impl EtcdStore {
 
     fn init_schema(&self) -> Result<()> {
         let key = self.key("meta", "schema_version");
-        let mut c = self.client.clone();
+        let c = self.clients.clone();
         let want = SCHEMA_VERSION.to_string();
         let have = self.block(async move {
-            let r = c
-                .txn(
-                    Txn::new()
-                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                        .and_then([TxnOp::put(key.clone(), want.clone(), None)])
-                        .or_else([TxnOp::get(key, None)]),
-                )
-                .await
-                .context("etcd: checking the schema version")?;
+            let r = kv_txn(
+                &c,
+                Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.clone(), want.clone(), None)])
+                    .or_else([TxnOp::get(key, None)]),
+            )
+            .await
+            .context("etcd: checking the schema version")?;
             Ok(get_values(&r).into_iter().next().unwrap_or(want))
         })?;
         if have != SCHEMA_VERSION.to_string() {
@@ -131,7 +132,7 @@ impl EtcdStore {
                 detail: e.detail,
             })
             .collect();
-        let client = self.client.clone();
+        let client = self.clients.clone();
         let prefix = self.prefix.clone();
         let result = self.block(async move { commit(client, prefix, puts, events, token).await });
         if let Err(e) = &result
@@ -143,10 +144,9 @@ impl EtcdStore {
     }
 
     fn get_json<T: DeserializeOwned + Send + 'static>(&self, key: String) -> Result<Option<T>> {
-        let mut c = self.client.clone();
+        let c = self.clients.clone();
         let raw = self.block(async move {
-            let r = c
-                .get(key.clone(), None)
+            let r = kv_get(&c, key.clone(), None)
                 .await
                 .with_context(|| format!("etcd: reading {key}"))?;
             Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
@@ -158,19 +158,19 @@ impl EtcdStore {
     /// Every record under `kind/`, in key order.
     fn list_json<T: DeserializeOwned + Send + 'static>(&self, kind: &str) -> Result<Vec<T>> {
         let prefix = format!("{}/{kind}/", self.prefix);
-        let mut c = self.client.clone();
+        let c = self.clients.clone();
         let raw = self.block(async move {
-            let r = c
-                .get(
-                    prefix.clone(),
-                    Some(
-                        GetOptions::new()
-                            .with_prefix()
-                            .with_sort(SortTarget::Key, SortOrder::Ascend),
-                    ),
-                )
-                .await
-                .with_context(|| format!("etcd: listing {prefix}"))?;
+            let r = kv_get(
+                &c,
+                prefix.clone(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Key, SortOrder::Ascend),
+                ),
+            )
+            .await
+            .with_context(|| format!("etcd: listing {prefix}"))?;
             Ok(r.kvs()
                 .iter()
                 .map(|kv| kv.value().to_vec())
@@ -186,7 +186,7 @@ impl EtcdStore {
 /// everything if the next link is still free and (when `token` is set) this instance still
 /// holds the leader key. A lost race on the chain is retried; a lost leader key is `NotLeader`.
 async fn commit(
-    mut client: Client,
+    client: Arc<EtcdClients>,
     prefix: String,
     puts: Vec<(String, String)>,
     events: Vec<OwnedEvent>,
@@ -194,7 +194,7 @@ async fn commit(
 ) -> Result<Vec<AuditRecordV1>> {
     let leader_key = format!("{prefix}/leader");
     for _ in 0..AUDIT_RACE_RETRIES {
-        let head = audit_head(&mut client, &prefix).await?;
+        let head = audit_head(&client, &prefix).await?;
         let mut prev = head;
         let mut written = Vec::with_capacity(events.len());
         for e in &events {
@@ -234,16 +234,14 @@ async fn commit(
                 None,
             ));
         }
-        let resp = client
-            .txn(Txn::new().when(compares).and_then(ops))
+        let resp = kv_txn(&client, Txn::new().when(compares).and_then(ops))
             .await
             .context("etcd: committing")?;
         if resp.succeeded() {
             return Ok(written);
         }
         if let Some(t) = token {
-            let r = client
-                .get(leader_key.clone(), None)
+            let r = kv_get(&client, leader_key.clone(), None)
                 .await
                 .context("etcd: reading the leader key")?;
             match r.kvs().first() {
@@ -268,19 +266,19 @@ fn audit_key(prefix: &str, seq: u64) -> String {
     format!("{prefix}/audit/{seq:020}")
 }
 
-async fn audit_head(client: &mut Client, prefix: &str) -> Result<Option<AuditRecordV1>> {
-    let r = client
-        .get(
-            format!("{prefix}/audit/"),
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Key, SortOrder::Descend)
-                    .with_limit(1),
-            ),
-        )
-        .await
-        .context("etcd: reading the audit head")?;
+async fn audit_head(client: &EtcdClients, prefix: &str) -> Result<Option<AuditRecordV1>> {
+    let r = kv_get(
+        client,
+        format!("{prefix}/audit/"),
+        Some(
+            GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Key, SortOrder::Descend)
+                .with_limit(1),
+        ),
+    )
+    .await
+    .context("etcd: reading the audit head")?;
     r.kvs()
         .first()
         .map(|kv| serde_json::from_slice(kv.value()).map_err(Into::into))
@@ -374,11 +372,10 @@ impl SharedStore for EtcdStore {
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        let mut c = self.client.clone();
+        let c = self.clients.clone();
         let key = self.key("meta", key);
         self.block(async move {
-            let r = c
-                .get(key.clone(), None)
+            let r = kv_get(&c, key.clone(), None)
                 .await
                 .with_context(|| format!("etcd: reading {key}"))?;
             Ok(r.kvs()
@@ -404,10 +401,9 @@ impl SharedStore for EtcdStore {
             .token()
             .ok_or_else(|| NotLeader("this instance does not lead".into()))?;
         let leader_key = format!("{}/leader", self.prefix);
-        let mut c = self.client.clone();
+        let c = self.clients.clone();
         let r = self.block(async move {
-            let cur = c
-                .get(key.clone(), None)
+            let cur = kv_get(&c, key.clone(), None)
                 .await
                 .context("etcd: reading the generation")?;
             let (value, rev) = match cur.kvs().first() {
@@ -420,17 +416,17 @@ impl SharedStore for EtcdStore {
                 None => (0, 0),
             };
             let next = value + 1;
-            let resp = c
-                .txn(
-                    Txn::new()
-                        .when([
-                            Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
-                            Compare::create_revision(leader_key, CompareOp::Equal, token),
-                        ])
-                        .and_then([TxnOp::put(key, next.to_string(), None)]),
-                )
-                .await
-                .context("etcd: taking the next generation")?;
+            let resp = kv_txn(
+                &c,
+                Txn::new()
+                    .when([
+                        Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
+                        Compare::create_revision(leader_key, CompareOp::Equal, token),
+                    ])
+                    .and_then([TxnOp::put(key, next.to_string(), None)]),
+            )
+            .await
+            .context("etcd: taking the next generation")?;
             if resp.succeeded() {
                 Ok(next)
             } else {
@@ -452,4 +448,31 @@ impl SharedStore for EtcdStore {
         }
         Ok(list)
     }
+}
+
+/// A read through the clients (tried on each endpoint in turn).
+async fn kv_get(
+    clients: &EtcdClients,
+    key: String,
+    options: Option<GetOptions>,
+) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+    clients
+        .read(|mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.get(key, options).await }
+        })
+        .await
+}
+
+/// A transaction through the clients (retried elsewhere only if it never left).
+async fn kv_txn(
+    clients: &EtcdClients,
+    txn: Txn,
+) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+    clients
+        .write(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
 }

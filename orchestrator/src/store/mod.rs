@@ -174,6 +174,15 @@ impl Store {
         self.shared.set_meta(key, value)
     }
 
+    /// This instance's own state (never shared): e.g. its self-fence.
+    pub fn local_meta(&self, key: &str) -> Result<Option<String>> {
+        self.local.meta(key)
+    }
+
+    pub fn set_local_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.local.set_meta(key, value)
+    }
+
     pub fn next_generation(&self) -> Result<u64> {
         self.shared.next_generation()
     }

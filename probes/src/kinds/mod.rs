@@ -38,7 +38,7 @@ impl Prober {
         match self {
             Prober::Http(p) => p.run().await,
             Prober::Tcp(p) => p.run().await,
-            Prober::Postgres(p) => p.run().await,
+            Prober::Postgres(p) => p.run(timeout).await,
             Prober::Redis(p) => p.run().await,
             Prober::Dns(p) => p.run(timeout).await,
         }

@@ -52,7 +52,11 @@ impl PgProber {
         self.upstream = None;
     }
 
-    pub async fn run(&mut self) -> Outcome {
+    /// Observe the server, then (a standby) its upstream's WAL position for the lag. The
+    /// upstream part gets at most half of `timeout`: an unreachable upstream is reported in
+    /// the observation (`upstream_error`), it does not turn the standby's own answer — its WAL
+    /// receiver state, which is the evidence that the upstream is gone — into a timeout.
+    pub async fn run(&mut self, timeout: std::time::Duration) -> Outcome {
         let mut obs = match observe(&mut self.conn, &self.spec.endpoint).await {
             Ok(obs) => obs,
             Err(e) => {
@@ -61,7 +65,15 @@ impl PgProber {
             }
         };
         if let Some(up) = &self.spec.upstream {
-            match upstream_lsn(&mut self.upstream, up).await {
+            let bounded = tokio::time::timeout(timeout / 2, upstream_lsn(&mut self.upstream, up));
+            let answer = bounded.await.unwrap_or_else(|_| {
+                Err(format!(
+                    "{} did not answer within {} ms",
+                    up.address,
+                    (timeout / 2).as_millis()
+                ))
+            });
+            match answer {
                 Ok(up_lsn) => {
                     let ours = obs.replay_lsn.or(obs.current_lsn).unwrap_or(0);
                     obs.lag_bytes = Some(up_lsn.saturating_sub(ours));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use niledr_tests::topology::MARKER;
-use niledr_tests::{ConfigOptions, HostAgent, Layout, Topology};
+use niledr_tests::{ConfigOptions, HostAgent, Layout, Site, Topology};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
@@ -36,6 +36,10 @@ enum Command {
         /// Also run `PATH serve --config DIR/niledr.toml`.
         #[arg(long)]
         niledr: Option<PathBuf>,
+        /// Cluster mode: three etcd members and three niledr instances (one per site, each
+        /// API and console on its site address, port 8080) instead of one niledr.
+        #[arg(long)]
+        cluster: bool,
     },
 }
 
@@ -44,8 +48,9 @@ fn main() -> ExitCode {
         dir,
         listen,
         niledr,
+        cluster,
     } = Cli::parse().command;
-    match up(dir, listen, niledr) {
+    match up(dir, listen, niledr, cluster) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("niledr-sandbox: {e:#}");
@@ -122,7 +127,7 @@ fn demo_people(bin: &std::path::Path, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
+fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>, cluster: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,11 +149,6 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
                 .context("start-up task")??;
         // The host agent drills inject faults through (it owns the processes, as we do).
         let agent = HostAgent::start(&topo)?;
-        let opts = ConfigOptions {
-            agent: Some(agent.agent_ref()),
-            ..ConfigOptions::with_listen(listen)
-        };
-        let config = topo.write_niledr_config(dir.join("niledr.toml"), &opts)?;
         println!("niledr-sandbox: up in {:.1?}\n", topo.started_in());
         println!("{}", niledr_tests::summary::render(&topo));
         println!(
@@ -156,45 +156,61 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
             agent.url(),
             agent.token_file().display()
         );
-        println!("niledr config: {}", config.display());
-
-        let mut child = match &niledr {
+        let (instances, etcd) = if cluster {
+            let (i, e) = cluster_configs(&topo, &agent, &dir)?;
+            (i, Some(e))
+        } else {
+            let opts = ConfigOptions {
+                agent: Some(agent.agent_ref()),
+                ..ConfigOptions::with_listen(listen)
+            };
+            let config = topo.write_niledr_config(dir.join("niledr.toml"), &opts)?;
+            (vec![("niledr".to_string(), config, listen)], None)
+        };
+        let mut children = Vec::new();
+        match &niledr {
             Some(bin) => {
                 demo_people(bin, &dir)?;
-                println!(
-                    "starting: {} serve --config {}",
-                    bin.display(),
-                    config.display()
-                );
-                Some(
-                    tokio::process::Command::new(bin)
-                        .arg("serve")
-                        .arg("--config")
-                        .arg(&config)
-                        .kill_on_drop(true)
-                        .spawn()
-                        .with_context(|| format!("spawning {}", bin.display()))?,
-                )
+                for (name, config, listen) in &instances {
+                    println!(
+                        "starting {name}: {} serve --config {}  (console http://{listen}/)",
+                        bin.display(),
+                        config.display()
+                    );
+                    children.push(
+                        tokio::process::Command::new(bin)
+                            .arg("serve")
+                            .arg("--config")
+                            .arg(config)
+                            .kill_on_drop(true)
+                            .spawn()
+                            .with_context(|| format!("spawning {}", bin.display()))?,
+                    );
+                }
             }
             None => {
-                println!(
-                    "(no --niledr given: run `niledr serve --config {}` yourself)",
-                    config.display()
-                );
-                None
+                for (_, config, _) in &instances {
+                    println!(
+                        "(no --niledr given: run `niledr serve --config {}` yourself)",
+                        config.display()
+                    );
+                }
             }
-        };
+        }
+        let mut child: Option<tokio::process::Child> = None;
         println!("Ctrl-C or SIGTERM tears everything down.");
 
         let reason = tokio::select! {
             _ = sigint.recv() => "SIGINT".to_string(),
             _ = sigterm.recv() => "SIGTERM".to_string(),
-            status = wait_child(&mut child) => format!("niledr exited ({status})"),
+            status = wait_any(&mut children) => format!("niledr exited ({status})"),
         };
         eprintln!("niledr-sandbox: {reason}; tearing down");
-        if let Some(c) = child.as_mut() {
+        let _ = child.take();
+        for c in children.iter_mut() {
             stop_child(c).await;
         }
+        drop(etcd);
         // niledr is gone; then the agent (and the dr-cold server it may have started), then
         // the topology.
         tokio::task::spawn_blocking(move || {
@@ -211,14 +227,58 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>) -> Result<()> {
     })
 }
 
-async fn wait_child(child: &mut Option<tokio::process::Child>) -> String {
-    match child {
-        Some(c) => match c.wait().await {
-            Ok(s) => s.to_string(),
-            Err(e) => e.to_string(),
-        },
-        None => std::future::pending().await,
+/// A niledr to run: its name, config and API address.
+type Instance = (String, PathBuf, SocketAddr);
+
+/// The first of `children` to exit (never, with none).
+async fn wait_any(children: &mut [tokio::process::Child]) -> String {
+    if children.is_empty() {
+        return std::future::pending().await;
     }
+    let waits = children.iter_mut().map(|c| Box::pin(c.wait()));
+    match futures::future::select_all(waits).await.0 {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Cluster mode: etcd members on the three site addresses and a config per niledr instance,
+/// each listening on its site address at port 8080.
+fn cluster_configs(
+    topo: &Topology,
+    agent: &HostAgent,
+    dir: &Path,
+) -> Result<(Vec<Instance>, niledr_tests::etcd::EtcdCluster)> {
+    let layout = topo.layout();
+    let etcd = niledr_tests::etcd::EtcdCluster::start(
+        dir,
+        &[
+            ("etcd-k", layout.ip(Site::Khartoum), None),
+            ("etcd-p", layout.ip(Site::PortSudan), None),
+            ("etcd-c", layout.ip(Site::DrCold), None),
+        ],
+    )?;
+    println!("etcd: {}", etcd.endpoints().join(", "));
+    let mut out = Vec::new();
+    for (name, site) in niledr_tests::cluster::MEMBERS {
+        let listen = SocketAddr::from((layout.ip(site), 8080));
+        let opts = ConfigOptions {
+            agent: Some(agent.agent_ref()),
+            store: Some(dir.join(format!("state-{name}")).join("niledr.redb")),
+            cluster: Some(niledr_tests::ClusterOptions {
+                name: name.to_string(),
+                site,
+                endpoints: etcd.endpoints(),
+                advertise: format!("http://{listen}"),
+                lease_ttl: Duration::from_secs(5),
+                extra: String::new(),
+            }),
+            ..ConfigOptions::with_listen(listen)
+        };
+        let config = topo.write_niledr_config(dir.join(format!("niledr-{name}.toml")), &opts)?;
+        out.push((name.to_string(), config, listen));
+    }
+    Ok((out, etcd))
 }
 
 /// SIGTERM, 10 s grace, then SIGKILL.

@@ -141,6 +141,28 @@ async fn fenced_roles(conn: &mut PgConnection) -> Result<Vec<String>> {
     .context("listing roles fenced by niledr")
 }
 
+/// LOGIN back to exactly the roles niledr marked, in one transaction; returns them. Also what
+/// a newly promoted primary needs: the marks of a fence on the old primary reached it through
+/// replication (catalog changes replicate; `ALTER SYSTEM` does not).
+pub async fn give_back_logins(conn: &mut PgConnection, server: &PgTarget) -> Result<Vec<String>> {
+    let roles = fenced_roles(conn).await?;
+    if roles.is_empty() {
+        return Ok(roles);
+    }
+    let mut tx = conn.begin().await.context("BEGIN")?;
+    for role in &roles {
+        let r = quote_ident(role);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "ALTER ROLE {r} LOGIN; ALTER ROLE {r} RESET {MARK}"
+        )))
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("{server}: ALTER ROLE {r} LOGIN"))?;
+    }
+    tx.commit().await.context("COMMIT of the role unfence")?;
+    Ok(roles)
+}
+
 /// Fence the old primary: application roles lose their login, the server turns read-only
 /// for every new session, and every other client session is terminated. Idempotent: a retry
 /// repeats each part harmlessly and reports what is fenced.
@@ -201,19 +223,7 @@ pub async fn unfence(primary: &PgTarget) -> Result<UnfenceOutcome> {
     let roles = if in_recovery(&mut conn).await? {
         Vec::new()
     } else {
-        let roles = fenced_roles(&mut conn).await?;
-        let mut tx = conn.begin().await.context("BEGIN")?;
-        for role in &roles {
-            let r = quote_ident(role);
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "ALTER ROLE {r} LOGIN; ALTER ROLE {r} RESET {MARK}"
-            )))
-            .execute(&mut *tx)
-            .await
-            .with_context(|| format!("{primary}: ALTER ROLE {r} LOGIN"))?;
-        }
-        tx.commit().await.context("COMMIT of the role unfence")?;
-        roles
+        give_back_logins(&mut conn, primary).await?
     };
     sqlx::raw_sql("ALTER SYSTEM RESET default_transaction_read_only")
         .execute(&mut conn)

@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::time::{Instant, sleep, timeout};
 
 mod fence;
-pub use fence::{FenceOutcome, UnfenceOutcome, fence, unfence};
+pub use fence::{FenceOutcome, UnfenceOutcome, fence, give_back_logins, unfence};
 
 /// How long a connection attempt may take before the server counts as not answering.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -451,19 +451,45 @@ pub struct PromoteOutcome {
     pub lsn_after: Lsn,
     /// From `pg_promote(false)` to `pg_is_in_recovery()` = false (zero if already promoted).
     pub promotion_time: Duration,
+    /// Application roles given their LOGIN back: the old primary's fence had reached this
+    /// server through replication before it was promoted.
+    pub restored_logins: Vec<String>,
 }
 
 impl PromoteOutcome {
     pub fn summary(&self) -> String {
-        if self.already_promoted {
-            format!("already promoted (timeline {})", self.timeline_after)
+        let logins = if self.restored_logins.is_empty() {
+            String::new()
         } else {
             format!(
-                "promoted in {:?}: timeline {} → {}, last replayed {}",
+                "; login given back to [{}] (fenced on the old primary, replicated here)",
+                self.restored_logins.join(", ")
+            )
+        };
+        if self.already_promoted {
+            format!(
+                "already promoted (timeline {}){logins}",
+                self.timeline_after
+            )
+        } else {
+            format!(
+                "promoted in {:?}: timeline {} → {}, last replayed {}{logins}",
                 self.promotion_time, self.timeline_before, self.timeline_after, self.lsn_before
             )
         }
     }
+}
+
+/// A new primary takes the application: roles fenced on the old primary (marked, replicated
+/// here) get their LOGIN back.
+async fn restore_logins(conn: &mut PgConnection, server: &PgTarget) -> Result<Vec<String>> {
+    sqlx::raw_sql("SET default_transaction_read_only = off")
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("{server}: SET default_transaction_read_only = off"))?;
+    give_back_logins(conn, server)
+        .await
+        .with_context(|| format!("{server}: giving application roles their login back"))
 }
 
 /// Promote the standby. Idempotent through `pg_is_in_recovery()`: if it already is a
@@ -476,8 +502,10 @@ pub async fn promote(standby: &PgTarget, wait: Duration) -> Result<PromoteOutcom
         .await
         .with_context(|| format!("standby {standby}"))?;
     if !before.in_recovery {
+        let restored = restore_logins(&mut conn, standby).await?;
         let _ = conn.close().await;
         return Ok(PromoteOutcome {
+            restored_logins: restored,
             already_promoted: true,
             timeline_before: before.timeline,
             timeline_after: before.timeline,
@@ -510,8 +538,10 @@ pub async fn promote(standby: &PgTarget, wait: Duration) -> Result<PromoteOutcom
     let after = state_of(&mut conn)
         .await
         .with_context(|| format!("new primary {standby}"))?;
+    let restored = restore_logins(&mut conn, standby).await?;
     let _ = conn.close().await;
     Ok(PromoteOutcome {
+        restored_logins: restored,
         already_promoted: false,
         timeline_before: before.timeline,
         timeline_after: after.timeline,

@@ -80,16 +80,7 @@ pub enum StepOutcome {
 
 impl StepContext {
     pub fn pg(&self, service: &str) -> Result<PgTarget> {
-        match self.config.services.get(service).map(|s| &s.spec) {
-            Some(ProbeSpec::Postgres(p)) => Ok(PgTarget::new(
-                p.endpoint.address.ip().to_string(),
-                p.endpoint.address.port(),
-                p.endpoint.user.clone(),
-                p.endpoint.password.clone().unwrap_or_default(),
-            )
-            .with_database(p.endpoint.database.clone())),
-            _ => bail!("{service} is not a postgres service in the config"),
-        }
+        pg_target(&self.config, service)
     }
 
     pub fn redis(&self, service: &str) -> Result<RedisTarget> {
@@ -196,5 +187,19 @@ pub fn admin(t: &ConnstrTarget) -> Option<PgBouncerAdmin> {
             password: password.clone().unwrap_or_default(),
         }),
         ConnstrTarget::File { .. } => None,
+    }
+}
+
+/// How niledr reaches PostgreSQL service `service` of the config.
+pub fn pg_target(config: &crate::config::Config, service: &str) -> Result<PgTarget> {
+    match config.services.get(service).map(|s| &s.spec) {
+        Some(ProbeSpec::Postgres(p)) => Ok(PgTarget::new(
+            p.endpoint.address.ip().to_string(),
+            p.endpoint.address.port(),
+            p.endpoint.user.clone(),
+            p.endpoint.password.clone().unwrap_or_default(),
+        )
+        .with_database(p.endpoint.database.clone())),
+        _ => bail!("{service} is not a postgres service in the config"),
     }
 }

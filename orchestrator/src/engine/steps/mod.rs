@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use niledr_runbooks::{Action, Readiness, Step};
 
-pub use context::{StepContext, StepError, StepOutcome, fatal};
+pub use context::{StepContext, StepError, StepOutcome, fatal, pg_target};
 
 /// What one attempt of a step runs with, from its execution.
 #[derive(Debug, Clone, Copy)]
