@@ -20,7 +20,7 @@ use crate::event_loop::Event;
 use crate::shared::Shared;
 
 /// How often the elector campaigns or checks the key and publishes this member.
-const TICK: Duration = Duration::from_millis(250);
+const TICK: Duration = Duration::from_millis(100);
 /// Member records are republished this often.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
@@ -96,6 +96,7 @@ impl Elector {
         let renewer = tokio::spawn(renew(self.cluster.clone(), lease, expired_tx));
         let _abort = AbortOnDrop(renewer);
         let mut next_publish = Instant::now();
+        let mut published = String::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -128,11 +129,19 @@ impl Elector {
                     if let Err(e) = self.campaign(lease).await {
                         self.note_error(&format!("{e:#}"));
                     }
-                    if Instant::now() >= next_publish {
+                    // Publish at once when this instance's view of a service changed (the
+                    // leader's verdict waits for it), else every PUBLISH_EVERY; read everyone's
+                    // on every tick.
+                    let statuses = members::fingerprint(&self.shared);
+                    if Instant::now() >= next_publish || statuses != published {
                         next_publish = Instant::now() + PUBLISH_EVERY;
-                        if let Err(e) = self.publish(lease).await {
-                            self.note_error(&format!("{e:#}"));
+                        match members::publish(&self.cluster, &self.shared, lease).await {
+                            Ok(()) => published = statuses,
+                            Err(e) => self.note_error(&format!("{e:#}")),
                         }
+                    }
+                    if let Err(e) = self.read_members().await {
+                        self.note_error(&format!("{e:#}"));
                     }
                 }
             }
@@ -239,8 +248,7 @@ impl Elector {
         });
     }
 
-    async fn publish(&self, lease: i64) -> Result<()> {
-        members::publish(&self.cluster, &self.shared, lease).await?;
+    async fn read_members(&self) -> Result<()> {
         let all = members::read_all(&self.cluster).await?;
         self.cluster.update_view(|v| {
             v.members = all;

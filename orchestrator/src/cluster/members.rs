@@ -78,6 +78,16 @@ pub fn own_record(cluster: &Cluster, shared: &Shared) -> MemberRecord {
     }
 }
 
+/// Every service's status as this instance sees it, as one string (a change means publish now).
+pub fn fingerprint(shared: &Shared) -> String {
+    let model = shared.model.read().unwrap_or_else(|p| p.into_inner());
+    model
+        .services
+        .values()
+        .map(|s| format!("{}={};", s.id, s.status))
+        .collect()
+}
+
 /// Publish this instance's record under `lease`.
 pub async fn publish(cluster: &Arc<Cluster>, shared: &Shared, lease: i64) -> Result<()> {
     let rec = own_record(cluster, shared);
