@@ -382,3 +382,31 @@ pub fn runs_arg(default: usize) -> usize {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// After one failover to Port Sudan: PostgreSQL there was promoted exactly once (one timeline
+/// switch, one history file) and DNS changed once per name (three updates since
+/// `serial_before`: db, cache, api; the TTL was already 60), every server answering Port Sudan.
+pub fn promoted_exactly_once(topo: &Topology, serial_before: u64) -> Result<()> {
+    let standby = topo.postgres_standby();
+    let timeline = standby.psql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")?;
+    if timeline.trim() != "00000002" {
+        bail!("Port Sudan is on timeline {timeline}, not 00000002");
+    }
+    let histories =
+        standby.psql("SELECT count(*) FROM pg_ls_dir('pg_wal') f WHERE f LIKE '%.history'")?;
+    if histories.trim() != "1" {
+        bail!("{histories} timeline history files at Port Sudan, not 1");
+    }
+    let serial_after = crate::dns::soa_serial(topo.dns_servers()[0])?;
+    if serial_after - serial_before != 3 {
+        bail!("SOA serial {serial_before} -> {serial_after}: not three updates");
+    }
+    let port_sudan = topo.layout().ip(crate::Site::PortSudan);
+    for server in topo.dns_servers() {
+        let a = topo.dig_a(&format!("db.{}", crate::ZONE), server)?;
+        if a != vec![port_sudan] {
+            bail!("{server} answers db with {a:?}, not {port_sudan}");
+        }
+    }
+    Ok(())
+}

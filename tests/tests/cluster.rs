@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use niledr_tests::cluster::{ClusterWorld, start_cluster};
 use niledr_tests::dns::soa_serial;
 use niledr_tests::scenario::{approve, propose};
-use niledr_tests::{Site, ZONE, wait_until};
+use niledr_tests::wait_until;
 
 const FAILOVER: &str = "failover-khartoum-to-port-sudan";
 const TTL: Duration = Duration::from_secs(3);
@@ -55,36 +55,27 @@ fn propose_and_approve_around(w: &ClusterWorld, leader: usize) -> Result<String>
     Ok(id)
 }
 
-/// PostgreSQL at Port Sudan was promoted exactly once (one timeline switch, one history
-/// file) and DNS moved once per name (three updates: db, cache, api).
+/// Wait for execution `id` to end through `via`: it succeeded and kept both approvals.
+fn succeeded_with_both_approvals(
+    via: &niledr_tests::daemon::Niledr,
+    id: &str,
+) -> Result<serde_json::Value> {
+    let done = via.wait_execution(
+        id,
+        Duration::from_secs(90),
+        &["succeeded", "failed", "needs_operator"],
+    )?;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["approvals"].as_array().map(Vec::len),
+        Some(2),
+        "both approvals kept: {done:#}"
+    );
+    Ok(done)
+}
+
 fn promoted_once(w: &ClusterWorld, serial_before: u64) -> Result<()> {
-    let standby = w.topo.postgres_standby();
-    assert_eq!(
-        standby
-            .psql("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")?
-            .trim(),
-        "00000002"
-    );
-    assert_eq!(
-        standby
-            .psql("SELECT count(*) FROM pg_ls_dir('pg_wal') f WHERE f LIKE '%.history'")?
-            .trim(),
-        "1"
-    );
-    let serial_after = soa_serial(w.topo.dns_servers()[0])?;
-    assert_eq!(
-        serial_after - serial_before,
-        3,
-        "SOA serial {serial_before} -> {serial_after}"
-    );
-    let port_sudan = w.topo.layout().ip(Site::PortSudan);
-    for server in w.topo.dns_servers() {
-        assert_eq!(
-            w.topo.dig_a(&format!("db.{ZONE}"), server)?,
-            vec![port_sudan]
-        );
-    }
-    Ok(())
+    niledr_tests::scenario::promoted_exactly_once(&w.topo, serial_before)
 }
 
 #[test]
@@ -118,17 +109,7 @@ fn one_leader_acts_and_followers_forward_writes_and_read_the_shared_journal() ->
     kill_khartoum(&w)?;
     let id = propose_and_approve_around(&w, leader)?;
     let follower = w.other_than(leader)?;
-    let done = follower.wait_execution(
-        &id,
-        Duration::from_secs(90),
-        &["succeeded", "failed", "needs_operator"],
-    )?;
-    assert_eq!(done["state"], "succeeded", "{done:#}");
-    assert_eq!(
-        done["approvals"].as_array().map(Vec::len),
-        Some(2),
-        "{done:#}"
-    );
+    let done = succeeded_with_both_approvals(follower, &id)?;
     promoted_once(&w, serial_before)?;
 
     // The journal lives in etcd: one execution record, read the same by every instance.
@@ -184,17 +165,7 @@ fn a_leader_killed_mid_failover_is_replaced_and_the_execution_finishes_exactly_o
         TTL.as_secs()
     );
     let new = &w.instances[next].niledr;
-    let done = new.wait_execution(
-        &id,
-        Duration::from_secs(90),
-        &["succeeded", "failed", "needs_operator"],
-    )?;
-    assert_eq!(done["state"], "succeeded", "{done:#}");
-    assert_eq!(
-        done["approvals"].as_array().map(Vec::len),
-        Some(2),
-        "both approvals kept: {done:#}"
-    );
+    let done = succeeded_with_both_approvals(new, &id)?;
     let timeline = done["timeline"].to_string();
     assert!(
         timeline.contains("in_doubt"),
@@ -248,12 +219,7 @@ fn losing_one_etcd_member_loses_nothing_and_fences_nothing() -> Result<()> {
     // The journal still works end to end on two members.
     kill_khartoum(&w)?;
     let id = propose_and_approve_around(&w, leader)?;
-    let done = w.instances[leader].niledr.wait_execution(
-        &id,
-        Duration::from_secs(90),
-        &["succeeded", "failed", "needs_operator"],
-    )?;
-    assert_eq!(done["state"], "succeeded", "{done:#}");
+    succeeded_with_both_approvals(&w.instances[leader].niledr, &id)?;
     promoted_once(&w, serial_before)?;
     w.etcd.member("etcd-k")?.component.start()?;
     w.etcd.wait_healthy(Duration::from_secs(30))?;

@@ -56,22 +56,21 @@ impl EtcdClients {
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
-        let mut last = None;
-        for _ in 0..self.clients.len() {
-            let (i, c) = self.pick();
-            match f(c).await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    self.failed(i);
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::InvalidArgs("no etcd endpoints".into())))
+        self.attempt(f, |_| true).await
     }
 
     /// A write: retried on the next endpoint only when it never left.
     pub async fn write<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.attempt(f, never_sent).await
+    }
+
+    /// `f` on the endpoint in use; after a failure the next endpoint is used, and `f` is tried
+    /// there too while `retry` says the failure allows it (at most once per endpoint).
+    async fn attempt<T, F, Fut>(&self, f: F, retry: impl Fn(&Error) -> bool) -> Result<T, Error>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -83,7 +82,7 @@ impl EtcdClients {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     self.failed(i);
-                    if !never_sent(&e) {
+                    if !retry(&e) {
                         return Err(e);
                     }
                     last = Some(e);

@@ -149,15 +149,7 @@ impl SelfFence {
             .unwrap_or_default();
         let mut vouching = vec![self.cluster.config.name.clone()];
         for (name, url) in others {
-            let services: Option<serde_json::Value> =
-                match client.get(format!("{url}/api/v1/services")).send().await {
-                    Ok(r) => r
-                        .bytes()
-                        .await
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok()),
-                    Err(_) => None,
-                };
+            let services = get_json(&client, &format!("{url}/api/v1/services")).await;
             let sees_up = services
                 .as_ref()
                 .and_then(|v| v.as_array())
@@ -317,19 +309,20 @@ async fn acting_execution(client: &reqwest::Client, url: &str) -> bool {
         "rejected",
         "expired",
     ];
-    let list: Option<serde_json::Value> =
-        match client.get(format!("{url}/api/v1/executions")).send().await {
-            Ok(r) => r
-                .bytes()
-                .await
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok()),
-            Err(_) => None,
-        };
+    let list = get_json(client, &format!("{url}/api/v1/executions")).await;
     match list.as_ref().and_then(|v| v.as_array()) {
         Some(all) => all
             .iter()
             .any(|e| e["state"].as_str().is_none_or(|st| !QUIET.contains(&st))),
         None => true,
     }
+}
+
+/// GET a JSON document from another member; `None` if it does not answer with one.
+async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    let r = client.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice(&r.bytes().await.ok()?).ok()
 }
