@@ -9,6 +9,8 @@
 //!    zero acknowledged writes on the old primary after the new primary's first.
 //! 3. (after 2) Healed: Khartoum stays fenced (the journal says it was failed over from), and
 //!    the failback runbook brings it back.
+//! 4. Khartoum cut off only briefly: it fences itself, nobody fails over, and on rejoining the
+//!    journal confirms it still holds the primary: the fence is lifted (audited).
 
 #![allow(clippy::unwrap_used)]
 
@@ -335,5 +337,54 @@ fn confirm(
         &json!({ "step": step, "comment": "re-seeded by the test harness; streaming" }),
     )?;
     assert_eq!(status, 200, "confirming {step}: {body:#}");
+    Ok(())
+}
+
+#[test]
+fn a_short_cut_fences_khartoum_and_rejoining_lifts_it_when_nothing_failed_over() -> Result<()> {
+    let net = Netns::create()?;
+    let w = world(&net)?;
+    let k = w
+        .instances
+        .iter()
+        .position(|i| i.name == "khartoum-1")
+        .unwrap();
+    let primary = w.topo.postgres_primary();
+    // Cut off for less than detection plus the trigger's 5 s: Khartoum fences itself, but
+    // nobody fails over.
+    net.isolate(Site::Khartoum)?;
+    let log = w.instances[k].niledr.log.clone();
+    wait_until(Instant::now() + Duration::from_secs(10), || {
+        Ok(std::fs::read_to_string(&log)?.contains("SELF-FENCED"))
+    })
+    .context("Khartoum did not fence itself")?;
+    net.rejoin(Site::Khartoum)?;
+    // Back in touch, the journal holds no failover from it: the fence is lifted, audited.
+    wait_until(Instant::now() + Duration::from_secs(30), || {
+        let audit = w.etcd.get_prefix("/niledr/audit/")?;
+        Ok(audit
+            .iter()
+            .any(|(_, v)| v.contains("cluster.self_fence_lifted")))
+    })
+    .with_context(|| w.dump())?;
+    primary
+        .psql_app(
+            "CREATE TABLE IF NOT EXISTS after_rejoin (id int); INSERT INTO after_rejoin VALUES (1)",
+        )
+        .context("the application writes at Khartoum again")?;
+    assert!(!primary.is_read_only()?);
+    assert!(
+        w.topo.postgres_standby().is_in_recovery()?,
+        "nothing was promoted"
+    );
+    for i in &w.instances {
+        let ex = executions(&i.niledr)?;
+        assert!(
+            ex.iter()
+                .all(|e| e["state"] == "awaiting_approval" || e["state"] == "expired"),
+            "{}: nothing ran: {ex:?}",
+            i.name
+        );
+    }
     Ok(())
 }

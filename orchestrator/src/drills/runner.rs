@@ -580,13 +580,23 @@ impl Run {
                 archive.display()
             ),
         );
-        let newest = || -> Option<std::time::SystemTime> {
-            std::fs::read_dir(&archive)
-                .ok()?
-                .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
-                .max()
+        // Two WAL segments archived from now on: the archiver copies a segment some time after
+        // it completed, so the first one may predate the canary's first write; the second was
+        // completed after `since`, hence after that write, and holds WAL up to it at least.
+        let segments_since = || -> usize {
+            std::fs::read_dir(&archive).map_or(0, |dir| {
+                dir.filter_map(Result::ok)
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
+                    })
+                    .filter_map(|e| e.metadata().ok()?.modified().ok())
+                    .filter(|t| *t > since)
+                    .count()
+            })
         };
-        let ok = wait_for(ARCHIVE_WAIT, || newest().is_some_and(|t| t > since)).await;
+        let ok = wait_for(ARCHIVE_WAIT, || segments_since() >= 2).await;
         let detail = match ok {
             Ok(()) => "the archive took a segment with canary markers".to_string(),
             Err(_) => {
