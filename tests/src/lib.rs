@@ -27,6 +27,7 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod etcd;
+pub mod etcd_tls;
 pub mod http;
 pub mod layout;
 pub mod netns;
