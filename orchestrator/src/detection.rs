@@ -1,8 +1,9 @@
 //! The verdict that a service is down, which is what opens a proposal. Single-node: niledr's
 //! own view, plus for a PostgreSQL primary the holistic check that its standby has lost its
 //! upstream (a partition between niledr and the primary alone cannot open one). Cluster mode:
-//! a majority of the live vantage points (every instance's published view) must see it down,
-//! plus the same holistic check. Pure: the engine gathers the votes, this judges them, and the
+//! a majority of the live vantage points (every instance's published view) must see it failing
+//! — judged down, or its latest probe failed — with at least one judging it down (its failure
+//! threshold reached), plus the same holistic check. Pure: the engine gathers the votes, this judges them, and the
 //! verdict says who saw what.
 
 use serde::Serialize;
@@ -19,6 +20,8 @@ pub struct Vote {
     /// When the view was taken (Unix ms) and since when it has had that status.
     pub at_ms: i64,
     pub since_ms: i64,
+    /// Its latest probe of the service failed (it may not have reached its threshold yet).
+    pub failing: bool,
 }
 
 /// A report of a standby's own WAL receiver (the standby answers for itself, so any vantage
@@ -66,7 +69,11 @@ pub fn judge(
         .filter(|v| now_ms - v.at_ms <= STALE_MS)
         .collect();
     let down: Vec<&Vote> = live.iter().filter(|v| v.status == "down").collect();
-    let majority = !live.is_empty() && down.len() * 2 > live.len();
+    let failing = live
+        .iter()
+        .filter(|v| v.status == "down" || v.failing)
+        .count();
+    let majority = !down.is_empty() && failing * 2 > live.len();
     let holistic = standby.map(|reports| holistic(&reports));
     let is_down = majority && holistic.as_ref().is_none_or(|h| h.lost_upstream);
     let names = |vs: &[&Vote]| {
@@ -75,6 +82,10 @@ pub fn judge(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let corroborating: Vec<&Vote> = live
+        .iter()
+        .filter(|v| v.status != "down" && v.failing)
+        .collect();
     let mut reason = format!(
         "{} of {} live vantage point(s) see it down{}",
         down.len(),
@@ -85,6 +96,13 @@ pub fn judge(
             format!(" ({})", names(&down))
         }
     );
+    if !corroborating.is_empty() {
+        reason.push_str(&format!(
+            ", {} more failing their latest probe ({})",
+            corroborating.len(),
+            names(&corroborating)
+        ));
+    }
     if let Some(h) = &holistic {
         reason.push_str("; ");
         reason.push_str(&h.why);
@@ -137,6 +155,7 @@ mod tests {
             status: status.into(),
             at_ms,
             since_ms: at_ms - 5_000,
+            failing: status == "down",
         }
     }
 
@@ -193,6 +212,43 @@ mod tests {
         assert!(v.reason.contains("still streams"), "{}", v.reason);
         let unknown = judge("k", vec![vote("a", "down", 100)], Some(vec![]), 100);
         assert!(!unknown.down, "no standby evidence: {}", unknown.reason);
+    }
+
+    #[test]
+    fn a_failing_latest_probe_corroborates_but_never_judges_alone() {
+        let failing = |m: &str| Vote {
+            failing: true,
+            ..vote(m, "up", 100)
+        };
+        let sb = || Some(vec![standby(Some(false), 100)]);
+        let v = judge(
+            "k",
+            vec![vote("a", "down", 100), failing("b"), vote("c", "up", 100)],
+            sb(),
+            100,
+        );
+        assert!(v.down, "{}", v.reason);
+        assert!(v.reason.contains("1 more failing"), "{}", v.reason);
+        // Failing probes everywhere, nobody past its threshold: not yet.
+        let none = judge(
+            "k",
+            vec![failing("a"), failing("b"), failing("c")],
+            sb(),
+            100,
+        );
+        assert!(!none.down, "{}", none.reason);
+        // One judging it down, the others answering: outvoted.
+        let alone = judge(
+            "k",
+            vec![
+                vote("a", "down", 100),
+                vote("b", "up", 100),
+                vote("c", "up", 100),
+            ],
+            sb(),
+            100,
+        );
+        assert!(!alone.down);
     }
 
     #[test]

@@ -78,13 +78,14 @@ pub fn own_record(cluster: &Cluster, shared: &Shared) -> MemberRecord {
     }
 }
 
-/// Every service's status as this instance sees it, as one string (a change means publish now).
+/// Every service's status and whether its latest probe answered, as one string (a change
+/// means publish now: another member's verdict may wait for it).
 pub fn fingerprint(shared: &Shared) -> String {
     let model = shared.model.read().unwrap_or_else(|p| p.into_inner());
     model
         .services
         .values()
-        .map(|s| format!("{}={};", s.id, s.status))
+        .map(|s| format!("{}={}/{:?};", s.id, s.status, s.last.as_ref().map(|r| r.ok)))
         .collect()
 }
 

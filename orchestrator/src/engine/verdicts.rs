@@ -23,6 +23,7 @@ impl Engine {
                 status: s.status.to_string(),
                 at_ms: now,
                 since_ms: s.since.as_millisecond(),
+                failing: s.last.as_ref().is_some_and(|r| !r.ok),
             });
         }
         let members = self
@@ -38,6 +39,7 @@ impl Engine {
                     status: o.status.clone(),
                     at_ms: m.at_ms,
                     since_ms: o.since_ms,
+                    failing: o.ok == Some(false),
                 });
             }
         }
