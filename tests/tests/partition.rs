@@ -33,10 +33,6 @@ const TTL: Duration = Duration::from_secs(3);
 fn world(net: &Netns) -> Result<ClusterWorld> {
     start_cluster_with(ClusterSpec {
         netns: Some(net),
-        env: &[(
-            "NILEDR_LOG",
-            "info,sqlx=warn,niledr_orchestrator::engine::triggers=debug",
-        )],
         runbook_edits: vec![
             (
                 "failover-khartoum-to-port-sudan.toml",

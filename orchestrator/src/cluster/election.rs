@@ -88,10 +88,8 @@ impl Elector {
         let ttl = self.cluster.config.lease_ttl;
         let margin = (ttl / 5).min(Duration::from_secs(1));
         let granted = Instant::now();
-        self.cluster.update_view(|v| {
-            v.renewed_at = Some(granted.into_std());
-            v.lease_valid_until = Some((granted + ttl).into_std());
-        });
+        self.cluster
+            .update_view(|v| v.renewed_at = Some(granted.into_std()));
         let (expired_tx, mut expired) = tokio::sync::oneshot::channel::<String>();
         let renewer = tokio::spawn(renew(self.cluster.clone(), lease, expired_tx));
         let _abort = AbortOnDrop(renewer);
@@ -332,7 +330,6 @@ async fn renew(cluster: Arc<Cluster>, lease: i64, expired: tokio::sync::oneshot:
                 Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
                     cluster.update_view(|v| {
                         v.renewed_at = Some(sent.into_std());
-                        v.lease_valid_until = Some((sent + ttl).into_std());
                         v.last_contact = Some(std::time::Instant::now());
                     });
                     tokio::time::sleep_until(sent + every).await;

@@ -38,7 +38,8 @@ impl Leadership {
         self.token().is_some()
     }
 
-    pub(crate) fn set(&self, token: Option<i64>) {
+    /// Set by the elector on taking or losing the key.
+    pub fn set(&self, token: Option<i64>) {
         *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
     }
 
@@ -70,9 +71,6 @@ pub struct LeaderInfo {
 pub struct ClusterView {
     pub leader: Option<LeaderInfo>,
     pub members: Vec<members::MemberRecord>,
-    /// Until when this instance's lease is surely alive on the etcd side (last renewal sent +
-    /// TTL), as milliseconds from now when read.
-    pub lease_valid_until: Option<std::time::Instant>,
     /// When this instance last renewed its lease (sent the renewal etcd confirmed).
     pub renewed_at: Option<std::time::Instant>,
     /// Last time this instance heard from etcd at all.
@@ -101,7 +99,7 @@ impl Cluster {
             .build()
             .context("starting the cluster runtime")?;
         let handle = runtime.handle().clone();
-        let options = connect_options(&config)?;
+        let options = connect_options(&config);
         let endpoints = config.endpoints.clone();
         let wait = config.lease_ttl.max(Duration::from_secs(5));
         let connecting = handle.spawn(async move {
@@ -177,7 +175,7 @@ impl Cluster {
     }
 }
 
-fn connect_options(c: &ClusterConfig) -> Result<ConnectOptions> {
+fn connect_options(c: &ClusterConfig) -> ConnectOptions {
     // Requests fail fast so a partition is noticed within the lease, not after TCP gives up.
     let request = (c.lease_ttl / 5).clamp(Duration::from_millis(300), Duration::from_secs(2));
     let mut o = ConnectOptions::new()
@@ -198,5 +196,5 @@ fn connect_options(c: &ClusterConfig) -> Result<ConnectOptions> {
         }
         o = o.with_tls(t);
     }
-    Ok(o)
+    o
 }

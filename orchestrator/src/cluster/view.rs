@@ -25,9 +25,10 @@ pub fn cluster_view(c: &Cluster) -> ClusterView {
             token: l.token,
         }),
         lease_ttl_ms: Some(ms(c.config.lease_ttl)),
+        // The lease is surely alive on the etcd side until its last renewal plus the TTL.
         lease_remaining_ms: v
-            .lease_valid_until
-            .map(|t| ms(t.saturating_duration_since(Instant::now()))),
+            .renewed_at
+            .map(|t| ms((t + c.config.lease_ttl).saturating_duration_since(Instant::now()))),
         last_contact_ms: v.last_contact.map(|t| ms(t.elapsed())),
         last_error: v.last_error,
         members: v

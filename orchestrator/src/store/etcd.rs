@@ -134,13 +134,19 @@ impl EtcdStore {
             .collect();
         let client = self.clients.clone();
         let prefix = self.prefix.clone();
-        let result = self.block(async move { commit(client, prefix, puts, events, token).await });
-        if let Err(e) = &result
+        self.deposed_on_refusal(
+            self.block(async move { commit(client, prefix, puts, events, token).await }),
+        )
+    }
+
+    /// A guarded write refused as `NotLeader`: this instance stops acting at once.
+    fn deposed_on_refusal<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r
             && e.downcast_ref::<NotLeader>().is_some()
         {
             self.leadership.deposed(&format!("{e:#}"));
         }
-        result
+        r
     }
 
     fn get_json<T: DeserializeOwned + Send + 'static>(&self, key: String) -> Result<Option<T>> {
@@ -433,12 +439,7 @@ impl SharedStore for EtcdStore {
                 Err(NotLeader("the generation moved or the leader key changed".into()).into())
             }
         });
-        if let Err(e) = &r
-            && e.downcast_ref::<NotLeader>().is_some()
-        {
-            self.leadership.deposed(&format!("{e:#}"));
-        }
-        r
+        self.deposed_on_refusal(r)
     }
 
     fn audit_entries(&self) -> Result<Vec<AuditRecordV1>> {

@@ -197,7 +197,6 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>, cluster: bool) 
                 }
             }
         }
-        let mut child: Option<tokio::process::Child> = None;
         println!("Ctrl-C or SIGTERM tears everything down.");
 
         let reason = tokio::select! {
@@ -206,7 +205,6 @@ fn up(dir: PathBuf, listen: SocketAddr, niledr: Option<PathBuf>, cluster: bool) 
             status = wait_any(&mut children) => format!("niledr exited ({status})"),
         };
         eprintln!("niledr-sandbox: {reason}; tearing down");
-        let _ = child.take();
         for c in children.iter_mut() {
             stop_child(c).await;
         }
