@@ -12,7 +12,7 @@ use crate::daemon::{Niledr, People, create_people, free_listen_addr};
 use crate::etcd::EtcdCluster;
 use crate::netns::Netns;
 use crate::scenario::copy_runbooks;
-use crate::{ClusterOptions, ConfigOptions, HostAgent, Layout, Site, Topology, wait_until};
+use crate::{ClusterOptions, ConfigOptions, HostAgent, Site, Topology, wait_until};
 
 /// One niledr instance of the cluster.
 pub struct Instance {
@@ -81,7 +81,7 @@ const NETNS_API_PORT: u16 = 7700;
 pub fn start_cluster_with(spec: ClusterSpec<'_>) -> Result<ClusterWorld> {
     let topo = match spec.netns {
         Some(net) => Topology::start_in(net, None)?,
-        None => Topology::start(Layout::free_ports()?, None)?,
+        None => Topology::start_free(None)?,
     };
     let agent = HostAgent::start(&topo)?;
     let base = topo.base_dir().to_path_buf();

@@ -8,7 +8,7 @@
 //! use niledr_tests::{Layout, Site, Topology, ZONE};
 //! # fn main() -> anyhow::Result<()> {
 //! // Free ports and a temp dir: independent of every other test running in parallel.
-//! let topo = Topology::start(Layout::free_ports()?, None)?;
+//! let topo = Topology::start_free(None)?;
 //! topo.postgres_primary().write_rows(100)?;
 //! topo.postgres_primary().kill()?; // SIGKILL the whole server, reaped
 //! topo.knsupdate(&format!("update delete db.{ZONE} A\nupdate add db.{ZONE} 60 A 127.0.2.1"))?;

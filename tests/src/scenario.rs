@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::daemon::{Niledr, People, create_people, free_listen_addr};
-use crate::{ConfigOptions, HostAgent, Layout, Topology};
+use crate::{ConfigOptions, HostAgent, Topology};
 
 /// Fields drop in declaration order: niledr first, then the host agent, then the topology.
 pub struct World {
@@ -44,7 +44,7 @@ pub fn start_with(
     edit_config: impl FnOnce(&Topology, String) -> Result<String>,
     env: &[(&str, &str)],
 ) -> Result<World> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let agent = HostAgent::start(&topo)?;
     let runbooks = topo.base_dir().join("runbooks");
     copy_runbooks(&runbooks)?;

@@ -81,6 +81,22 @@ impl std::fmt::Debug for Topology {
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Topology {
+    /// `start` on free ports, picked again (up to three times) when one of them was taken
+    /// between picking and starting: a daemon's DNS client binds random UDP source ports, so a
+    /// free port can be gone a moment later.
+    pub fn start_free(base_dir: Option<PathBuf>) -> Result<Topology> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Topology::start(Layout::free_ports()?, base_dir.clone()) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("is not available") => {
+                    eprintln!("topology: {e:#}; picking other ports");
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Start everything. `base_dir: None` uses a fresh temp dir (deleted on drop); a given
     /// dir is created if needed and must be empty (it is kept).
     pub fn start(layout: Layout, base_dir: Option<PathBuf>) -> Result<Topology> {

@@ -12,7 +12,7 @@ use anyhow::Result;
 use niledr_tests::agent::wal_segments;
 use niledr_tests::postgres::PgConn;
 use niledr_tests::{
-    ConfigOptions, HostAgent, Layout, Site, Topology, ZONE, all_gone, process_state, wait_until,
+    ConfigOptions, HostAgent, Site, Topology, ZONE, all_gone, process_state, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -36,7 +36,7 @@ fn refused(what: &str, want: u16, needle: &str, (status, body): (u16, Value)) {
 #[test]
 fn host_agent_acts_on_the_topology() -> Result<()> {
     let t0 = Instant::now();
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let agent = HostAgent::start(&topo)?;
     println!(
         "topology up in {:.1?}; host agent at {}",
@@ -351,7 +351,7 @@ fn host_agent_acts_on_the_topology() -> Result<()> {
 
 #[test]
 fn standby_streams_again_after_the_primary_is_killed_and_restarted() -> Result<()> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let agent = HostAgent::start(&topo)?;
     topo.postgres_primary().write_rows(100)?;
     ok("kill", agent.act("khartoum-postgres", "kill", None)?);

@@ -21,7 +21,7 @@ use niledr_drills::canary::{
 use niledr_drills::measure::{self, Measurement, PgSource, RedisSource, StoreMeasurement};
 use niledr_orchestrator::actions::{dns, postgres, redis};
 use niledr_tests::postgres::PG_USER;
-use niledr_tests::{Layout, Postgres, Redis, Resp, Site, Topology, ZONE, wait_until};
+use niledr_tests::{Postgres, Redis, Resp, Site, Topology, ZONE, wait_until};
 use tokio::runtime::Runtime;
 
 const TABLE: &str = "canary_drill";
@@ -254,7 +254,7 @@ fn assert_rto_measured(m: &StoreMeasurement, ps: std::net::Ipv4Addr) {
 
 #[test]
 fn lost_writes_match_own_count_when_wal_never_reached_the_standby() -> Result<()> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let rt = runtime()?;
     let ps = topo.layout().ip(Site::PortSudan);
     let (primary, standby) = (topo.postgres_primary(), topo.postgres_standby());
@@ -328,7 +328,7 @@ fn lost_writes_match_own_count_when_wal_never_reached_the_standby() -> Result<()
 
 #[test]
 fn no_acknowledged_write_lost_when_streaming() -> Result<()> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let rt = runtime()?;
     let ps = topo.layout().ip(Site::PortSudan);
     let (primary, standby) = (topo.postgres_primary(), topo.postgres_standby());
@@ -382,7 +382,7 @@ fn no_acknowledged_write_lost_when_streaming() -> Result<()> {
 
 #[test]
 fn hung_primary_is_noticed_by_timeout() -> Result<()> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let rt = runtime()?;
     let ps = topo.layout().ip(Site::PortSudan);
     let (primary, standby) = (topo.postgres_primary(), topo.postgres_standby());

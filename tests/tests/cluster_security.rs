@@ -11,11 +11,11 @@ use anyhow::{Context, Result};
 use niledr_tests::daemon::{Niledr, create_people, free_listen_addr};
 use niledr_tests::etcd_tls::SecureEtcd;
 use niledr_tests::scenario::{copy_runbooks, propose};
-use niledr_tests::{ClusterOptions, ConfigOptions, Layout, Site, Topology};
+use niledr_tests::{ClusterOptions, ConfigOptions, Site, Topology};
 
 #[test]
 fn niledr_leads_over_tls_with_etcd_authentication_and_a_wrong_password_is_refused() -> Result<()> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let base = topo.base_dir().to_path_buf();
     let etcd = SecureEtcd::start(&base)?;
     let runbooks = base.join("runbooks");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use niledr_tests::daemon::{Niledr, free_listen_addr, niledr_command};
-use niledr_tests::{ConfigOptions, Layout, Topology, ZONE};
+use niledr_tests::{ConfigOptions, Topology, ZONE};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -21,7 +21,7 @@ struct World {
 }
 
 fn start() -> Result<World> {
-    let topo = Topology::start(Layout::free_ports()?, None)?;
+    let topo = Topology::start_free(None)?;
     let listen = free_listen_addr()?;
     let opts = ConfigOptions {
         interval: INTERVAL,
