@@ -2,6 +2,7 @@
 //! crate that knows the wire format; it defines the `Backend` handle it needs and the
 //! orchestrator implements it.
 
+pub mod access;
 mod console;
 mod error;
 pub mod forward;
@@ -14,14 +15,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use error::ApiError;
-pub use routes::router;
+pub use routes::{router, routes};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use types::{
-    ApprovalRequest, AuditVerifyView, ConfirmRequest, ControlRequest, CreateExecutionRequest,
-    DrillApprovalRequest, DrillRunApprovalRequest, DrillRunRequest, DrillRunView, DrillView,
-    ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView, ServiceView, SiteView,
-    StatusEventView,
+    ApprovalRequest, AuditPageView, AuditQuery, AuditVerifyView, ConfirmRequest, ControlRequest,
+    CreateExecutionRequest, DrillApprovalRequest, DrillRunApprovalRequest, DrillRunRequest,
+    DrillRunView, DrillView, ExecutionView, PrincipalView, RunbookSummaryView, ServiceHistoryView,
+    ServiceView, SiteView, StatusEventView,
 };
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -80,6 +81,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Live status changes for server-sent events.
     fn subscribe(&self) -> broadcast::Receiver<StatusEventView>;
     fn audit_verify(&self) -> Result<AuditVerifyView, String>;
+    /// `GET /api/v1/audit`: a page of the chain, filtered (400 for a bad time or chain).
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPageView, ApiError>;
+    /// Whether `/metrics` is served without a principal (`[api] metrics_public`).
+    fn metrics_public(&self) -> bool {
+        false
+    }
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
     /// Cancelled when the daemon shuts down, so long-lived streams (SSE) end and graceful

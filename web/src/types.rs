@@ -442,3 +442,44 @@ pub struct MemberObservationView {
     pub in_recovery: Option<bool>,
     pub wal_receiver: Option<bool>,
 }
+
+/// `GET /api/v1/audit` query: entries after `after` (a seq), oldest first, at most `limit`,
+/// filtered by actor, execution and time (`since` inclusive, `until` exclusive, RFC 3339).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditQuery {
+    pub after: u64,
+    pub limit: usize,
+    pub actor: Option<String>,
+    pub execution: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `shared` (default) or, in cluster mode, `local` (this instance's status-change chain).
+    pub chain: Option<String>,
+}
+
+/// One audit entry as the API shows it (secrets redacted before it was written).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntryView {
+    pub seq: u64,
+    pub at: String,
+    pub actor: String,
+    /// What happened: `execution.transition`, `approval.approved`, `status.changed`, …
+    pub kind: String,
+    /// The execution the entry is about, when it is about one.
+    pub execution: Option<String>,
+    /// The entry's detail fields; a value that is not a string is shown as compact JSON.
+    pub detail: std::collections::BTreeMap<String, String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A page of the audit chain: pass `next_after` as `after` for the next page (`None`: no more).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuditPageView {
+    /// `shared` or `local`.
+    pub chain: String,
+    pub entries: Vec<AuditEntryView>,
+    pub next_after: Option<u64>,
+    /// The newest entry's seq in the whole chain (0 when empty), filters aside.
+    pub head_seq: u64,
+}

@@ -1,5 +1,5 @@
-//! Runbooks, plans, executions and approvals: reads are open, every mutation needs a bearer
-//! token and answers only after the orchestrator committed it.
+//! Runbooks, plans, executions and approvals: every route needs a principal (`access.rs`),
+//! every mutation answers only after the orchestrator committed it.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -18,22 +18,30 @@ use crate::types::{
 use crate::{ApiError, AuthRequest, Command, SharedBackend};
 
 /// The TCP peer of a request, when the server records it (`into_make_service_with_connect_info`).
-pub(super) struct Client(Option<IpAddr>);
+pub(crate) struct Client(Option<IpAddr>);
+
+impl Client {
+    pub(crate) fn of(parts: &Parts) -> Client {
+        Client(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        )
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Client(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+        Ok(Client::of(parts))
     }
 }
 
-pub(super) async fn principal(
+/// Who is calling: the one place a request's credentials are turned into a principal (the
+/// access layer and every mutation call it).
+pub(crate) async fn principal(
     b: &SharedBackend,
     headers: &HeaderMap,
     client: Client,

@@ -1,4 +1,4 @@
-//! The router: health endpoints, the JSON API (executions and drills in their own modules),
+//! The router, built from `routes()` (every route with its `Access`): health endpoints, the JSON API (executions and drills in their own modules),
 //! server-sent status events, metrics and the console.
 
 use std::collections::HashMap;
@@ -9,61 +9,111 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::on;
 use axum::{Json, Router};
 use futures::Stream;
 use futures::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use crate::access::{Access, RouteSpec};
 use crate::types::{ServiceView, SiteView, StatusEventView};
 use crate::{ApiError, SharedBackend, console};
 
 const MAX_LIMIT: usize = 10_000;
 
-pub fn router(backend: SharedBackend) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/sites", get(sites))
-        .route("/api/v1/sites/{site}", get(site))
-        .route("/api/v1/services", get(services))
-        .route("/api/v1/services/{id}/history", get(history))
-        .route("/api/v1/status-changes", get(status_changes))
-        .route("/api/v1/events", get(events))
-        .route("/api/v1/audit/verify", get(audit_verify))
-        .route("/api/v1/cluster", get(cluster))
-        .route("/api/v1/whoami", get(executions::whoami))
-        .route("/api/v1/runbooks", get(executions::runbooks))
-        .route("/api/v1/drills", get(drills::list))
-        .route("/api/v1/drills/{name}", get(drills::show))
-        .route("/api/v1/drills/{name}/approvals", post(drills::approve))
-        .route("/api/v1/drills/{name}/runs", post(drills::start))
-        .route(
+/// Every route of the API with who may call it (`access.rs`). The router is built from this
+/// list and the endpoint × role test walks it: a route cannot be added without an `Access`.
+pub fn routes() -> &'static [RouteSpec] {
+    use Access::{Metrics, Public, Read, Write};
+    use axum::http::Method as M;
+    const ROUTES: &[RouteSpec] = &[
+        RouteSpec::new(M::GET, "/healthz", Public, |m| on(m, healthz)),
+        RouteSpec::new(M::GET, "/readyz", Public, |m| on(m, readyz)),
+        RouteSpec::new(M::GET, "/metrics", Metrics, |m| on(m, metrics)),
+        RouteSpec::new(M::GET, "/api/v1/sites", Read, |m| on(m, sites)),
+        RouteSpec::new(M::GET, "/api/v1/sites/{site}", Read, |m| on(m, site)),
+        RouteSpec::new(M::GET, "/api/v1/services", Read, |m| on(m, services)),
+        RouteSpec::new(M::GET, "/api/v1/services/{id}/history", Read, |m| {
+            on(m, history)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/status-changes", Read, |m| {
+            on(m, status_changes)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/events", Read, |m| on(m, events)),
+        RouteSpec::new(M::GET, "/api/v1/audit", Read, |m| on(m, audit::list)),
+        RouteSpec::new(M::GET, "/api/v1/audit/verify", Read, |m| {
+            on(m, audit_verify)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/cluster", Read, |m| on(m, cluster)),
+        RouteSpec::new(M::GET, "/api/v1/whoami", Read, |m| {
+            on(m, executions::whoami)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/runbooks", Read, |m| {
+            on(m, executions::runbooks)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/drills", Read, |m| on(m, drills::list)),
+        RouteSpec::new(M::GET, "/api/v1/drills/{name}", Read, |m| {
+            on(m, drills::show)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/drills/{name}/approvals", Write, |m| {
+            on(m, drills::approve)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/drills/{name}/runs", Write, |m| {
+            on(m, drills::start)
+        }),
+        RouteSpec::new(
+            M::POST,
             "/api/v1/drills/{name}/runs/{id}/approvals",
-            post(drills::approve_run),
-        )
-        .route("/api/v1/drill-runs", get(drills::runs))
-        .route("/api/v1/drill-runs/{id}", get(drills::run))
-        .route("/api/v1/runbooks/{name}/plan", get(executions::plan))
-        .route(
-            "/api/v1/executions",
-            get(executions::list).post(executions::create),
-        )
-        .route("/api/v1/executions/{id}", get(executions::show))
-        .route(
-            "/api/v1/executions/{id}/approvals",
-            post(executions::approve),
-        )
-        .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
-        .route("/api/v1/executions/{id}/pause", post(executions::pause))
-        .route("/api/v1/executions/{id}/resume", post(executions::resume))
-        .route("/api/v1/executions/{id}/confirm", post(executions::confirm))
-        .route("/api/v1/executions/{id}/retry", post(executions::retry))
-        .route("/", get(console::index))
-        .route("/assets/{*path}", get(console::asset))
-        .fallback(not_found)
+            Write,
+            |m| on(m, drills::approve_run),
+        ),
+        RouteSpec::new(M::GET, "/api/v1/drill-runs", Read, |m| on(m, drills::runs)),
+        RouteSpec::new(M::GET, "/api/v1/drill-runs/{id}", Read, |m| {
+            on(m, drills::run)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/runbooks/{name}/plan", Read, |m| {
+            on(m, executions::plan)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/executions", Read, |m| {
+            on(m, executions::list)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/executions", Write, |m| {
+            on(m, executions::create)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/executions/{id}", Read, |m| {
+            on(m, executions::show)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/executions/{id}/approvals", Write, |m| {
+            on(m, executions::approve)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/executions/{id}/cancel", Write, |m| {
+            on(m, executions::cancel)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/executions/{id}/pause", Write, |m| {
+            on(m, executions::pause)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/executions/{id}/resume", Write, |m| {
+            on(m, executions::resume)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/executions/{id}/confirm", Write, |m| {
+            on(m, executions::confirm)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/executions/{id}/retry", Write, |m| {
+            on(m, executions::retry)
+        }),
+        RouteSpec::new(M::GET, "/", Public, |m| on(m, console::index)),
+        RouteSpec::new(M::GET, "/assets/{*path}", Public, |m| on(m, console::asset)),
+    ];
+    ROUTES
+}
+
+pub fn router(backend: SharedBackend) -> Router {
+    let mut r = Router::new();
+    for spec in routes() {
+        r = r.route(spec.path, spec.method_router(&backend));
+    }
+    r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             backend.clone(),
             crate::forward::layer,
@@ -189,7 +239,8 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
 }
 
+mod audit;
 mod drills;
-mod executions;
+pub(crate) mod executions;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ struct FixtureBackend {
     approvals: Mutex<Vec<(String, StandingApprovalView)>>,
     /// Runs started through the API, newest last; r1 (finished) and r2 (running) are fixed.
     started: Mutex<Vec<(String, DrillRunRequest)>>,
+    metrics_public: bool,
 }
 
 impl FixtureBackend {
@@ -29,6 +30,7 @@ impl FixtureBackend {
             tx,
             approvals: Mutex::new(vec![]),
             started: Mutex::new(vec![]),
+            metrics_public: false,
         }
     }
 }
@@ -185,12 +187,18 @@ impl Backend for FixtureBackend {
         &self,
         request: crate::AuthRequest,
     ) -> crate::BoxFuture<'_, Result<PrincipalView, crate::ApiError>> {
-        let r = match request.authorization.as_deref() {
-            Some("Bearer good") => Ok(PrincipalView {
-                name: "amira".into(),
-                role: "approver".into(),
+        let person = |name: &str, role: &str| {
+            Ok(PrincipalView {
+                name: name.into(),
+                role: role.into(),
                 tags: vec![],
-            }),
+            })
+        };
+        let r = match request.authorization.as_deref() {
+            Some("Bearer good") => person("amira", "approver"),
+            Some("Bearer viewer") => person("nour", "viewer"),
+            Some("Bearer operator") => person("khalid", "operator"),
+            Some("Bearer admin") => person("hassan", "admin"),
             Some("Bearer flood") => Err(crate::ApiError::TooManyRequests {
                 message: "too many failed attempts".into(),
                 retry_after_secs: 7,
@@ -259,12 +267,7 @@ impl Backend for FixtureBackend {
     ) -> crate::BoxFuture<'_, Result<DrillRunView, crate::ApiError>> {
         let name = name.to_string();
         Box::pin(async move {
-            if who.role == "viewer" {
-                return Err(crate::ApiError::Forbidden(format!(
-                    "{} may not run drills",
-                    who.name
-                )));
-            }
+            role_at_least(&who, "operator")?;
             let mut started = self.started.lock().unwrap();
             let id = format!("n{}", started.len());
             let reason = request.reason.clone();
@@ -281,6 +284,7 @@ impl Backend for FixtureBackend {
     ) -> crate::BoxFuture<'_, Result<DrillRunView, crate::ApiError>> {
         let (name, id) = (name.to_string(), id.to_string());
         Box::pin(async move {
+            role_at_least(&who, "approver")?;
             let mut r = self.drill_run(&id)?;
             if r.drill != name {
                 return Err(crate::ApiError::NotFound(format!(
@@ -306,6 +310,7 @@ impl Backend for FixtureBackend {
     ) -> crate::BoxFuture<'_, Result<DrillView, crate::ApiError>> {
         let name = name.to_string();
         Box::pin(async move {
+            role_at_least(&who, "approver")?;
             if request.digest != DIGEST {
                 return Err(crate::ApiError::Conflict(format!(
                     "digest {} is not the drill as loaded ({DIGEST})",
@@ -344,19 +349,89 @@ impl Backend for FixtureBackend {
     fn command(
         &self,
         who: PrincipalView,
-        _c: crate::Command,
+        c: crate::Command,
     ) -> crate::BoxFuture<'_, Result<ExecutionView, crate::ApiError>> {
-        Box::pin(async move { Err(crate::ApiError::Forbidden(format!("{} may not", who.name))) })
+        // The daemon's rule (engine/commands.rs): viewers read only, approvals need an
+        // approver; past that the fixture has no execution to act on.
+        let need = match c {
+            crate::Command::Approve { .. } => "approver",
+            _ => "operator",
+        };
+        let r = role_at_least(&who, need).and_then(|()| {
+            Err(crate::ApiError::Conflict(format!(
+                "{} may not: the fixture has no execution",
+                who.name
+            )))
+        });
+        Box::pin(async move { r })
+    }
+    fn audit(&self, q: &AuditQuery) -> Result<AuditPageView, crate::ApiError> {
+        if q.since.as_deref().is_some_and(|s| !s.ends_with('Z')) {
+            return Err(crate::ApiError::BadRequest(format!(
+                "since must be an RFC 3339 time, got {:?}",
+                q.since
+            )));
+        }
+        let entries: Vec<AuditEntryView> = (q.after + 1..=3)
+            .filter(|seq| q.actor.as_deref().is_none_or(|a| a == "amira" || *seq != 2))
+            .take(q.limit)
+            .map(|seq| AuditEntryView {
+                seq,
+                at: "2026-01-01T00:00:00Z".into(),
+                actor: if seq == 2 { "niledr" } else { "amira" }.into(),
+                kind: "approval.approved".into(),
+                execution: Some("e1".into()),
+                detail: [("id".to_string(), "e1".to_string())].into(),
+                prev_hash: "p".into(),
+                hash: format!("h{seq}"),
+            })
+            .collect();
+        let next_after = (entries.len() == q.limit)
+            .then(|| entries.last().map(|e| e.seq))
+            .flatten()
+            .filter(|s| *s < 3);
+        Ok(AuditPageView {
+            chain: q.chain.clone().unwrap_or_else(|| "shared".into()),
+            entries,
+            next_after,
+            head_seq: 3,
+        })
+    }
+    fn metrics_public(&self) -> bool {
+        self.metrics_public
     }
     fn metrics(&self) -> String {
         "niledr_probe_up{service=\"khartoum-postgres\"} 1\n".into()
     }
 }
 
+/// The fixture's rule for who may do what: viewer < operator < approver < admin.
+fn role_at_least(who: &PrincipalView, need: &str) -> Result<(), crate::ApiError> {
+    let rank = |r: &str| {
+        ["viewer", "operator", "approver", "admin"]
+            .iter()
+            .position(|x| *x == r)
+    };
+    if rank(&who.role) >= rank(need) {
+        Ok(())
+    } else {
+        Err(crate::ApiError::Forbidden(format!(
+            "{} has role {}, which needs {need} or above",
+            who.name, who.role
+        )))
+    }
+}
+
+/// GET as a viewer (every read needs a principal).
 async fn get(ready: bool, uri: &str) -> (StatusCode, String) {
     let app = router(Arc::new(FixtureBackend::new(ready)));
     let resp = app
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get(uri)
+                .header("authorization", "Bearer viewer")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let status = resp.status();
@@ -515,22 +590,22 @@ async fn mutations_need_a_token_and_a_valid_body() {
             "/api/v1/executions",
             Some("Bearer good"),
             ok_body,
-            StatusCode::FORBIDDEN,
-            "amira may not",
+            StatusCode::CONFLICT,
+            "amira may not: the fixture has no execution",
         ),
         (
             "/api/v1/executions/e1/approvals",
             Some("Bearer good"),
             r#"{"decision":"approve"}"#,
-            StatusCode::FORBIDDEN,
-            "amira may not",
+            StatusCode::CONFLICT,
+            "amira may not: the fixture has no execution",
         ),
         (
             "/api/v1/executions/e1/cancel",
             Some("Bearer good"),
             "",
-            StatusCode::FORBIDDEN,
-            "amira may not",
+            StatusCode::CONFLICT,
+            "amira may not: the fixture has no execution",
         ),
         (
             "/api/v1/executions/e1/pause",
@@ -735,7 +810,12 @@ async fn drill_reads_and_reports() {
 #[tokio::test]
 async fn drill_run_lists_are_bounded_and_reports_are_markdown() {
     let b = Arc::new(FixtureBackend::new(true));
-    let get_req = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    let get_req = |uri: &str| {
+        Request::get(uri)
+            .header("authorization", "Bearer viewer")
+            .body(Body::empty())
+            .unwrap()
+    };
 
     let (status, _, body) = send(b.clone(), get_req("/api/v1/drill-runs?limit=1")).await;
     assert_eq!(status, StatusCode::OK);
@@ -902,6 +982,7 @@ async fn a_drill_run_started_without_a_body_is_accepted_and_listed() {
     let (status, _, body) = send(
         b.clone(),
         Request::get("/api/v1/drill-runs?drill=planned-switchover")
+            .header("authorization", "Bearer viewer")
             .body(Body::empty())
             .unwrap(),
     )
@@ -930,6 +1011,7 @@ async fn a_standing_approval_shows_on_the_drill() {
     let (status, _, body) = send(
         b,
         Request::get("/api/v1/drills/postgres-primary-failure")
+            .header("authorization", "Bearer viewer")
             .body(Body::empty())
             .unwrap(),
     )
@@ -940,3 +1022,5 @@ async fn a_standing_approval_shows_on_the_drill() {
     assert!(d.standing_approved, "{body}");
     assert_eq!(d.standing_needs, None);
 }
+
+mod matrix;
