@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use crate::config::Config;
 use crate::event_loop::{Shared, event_view};
 use crate::records::ProbeRecordV1;
+use crate::redact;
 use crate::store::Store;
 
 pub struct DaemonBackend {
@@ -224,6 +225,14 @@ impl Backend for DaemonBackend {
         })
     }
 
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPageView, ApiError> {
+        crate::audit_view::query(&self.store, query)
+    }
+
+    fn metrics_public(&self) -> bool {
+        self.config.metrics_public
+    }
+
     fn metrics(&self) -> String {
         self.prometheus.render()
     }
@@ -269,15 +278,17 @@ impl Backend for DaemonBackend {
     }
 
     fn drill_runs(&self, drill: Option<&str>, limit: usize) -> Result<Vec<DrillRunView>, ApiError> {
-        self.drills.runs(drill, limit)
+        self.drills.runs(drill, limit).map(|v| redact::view(&v))
     }
 
     fn drill_run(&self, id: &str) -> Result<DrillRunView, ApiError> {
-        self.drills.run(id)
+        self.drills.run(id).map(|v| redact::view(&v))
     }
 
     fn drill_run_markdown(&self, id: &str) -> Result<String, ApiError> {
-        self.drills.markdown(id)
+        self.drills
+            .markdown(id)
+            .map(|m| redact::text(&m).into_owned())
     }
 
     fn start_drill(
@@ -287,7 +298,7 @@ impl Backend for DaemonBackend {
         request: DrillRunRequest,
     ) -> BoxFuture<'_, Result<DrillRunView, ApiError>> {
         let r = self.drills.start(&who, name, &request, None);
-        Box::pin(async move { r })
+        Box::pin(async move { r.map(|v| redact::view(&v)).map_err(redact::api_error) })
     }
 
     fn approve_drill_run(
@@ -298,7 +309,7 @@ impl Backend for DaemonBackend {
         request: DrillRunApprovalRequest,
     ) -> BoxFuture<'_, Result<DrillRunView, ApiError>> {
         let r = self.drills.approve_run(&who, name, id, &request);
-        Box::pin(async move { r })
+        Box::pin(async move { r.map(|v| redact::view(&v)).map_err(redact::api_error) })
     }
 
     fn approve_drill(
@@ -337,7 +348,11 @@ impl Backend for DaemonBackend {
                     .push(crate::engine::steps::ready(&ctx, step).await);
             }
             plan.ready &= plan.readiness.iter().all(|r| r.ready);
-            serde_json::to_value(plan).map_err(|e| ApiError::Internal(e.to_string()))
+            // The digest was computed from the real plan; what is shown is redacted.
+            let mut shown =
+                serde_json::to_value(plan).map_err(|e| ApiError::Internal(e.to_string()))?;
+            redact::json(&mut shown);
+            Ok(shown)
         })
     }
 
@@ -394,6 +409,7 @@ impl Backend for DaemonBackend {
                 .map_err(|_| ApiError::Unavailable("niledr is shutting down".into()))?;
             rx.await
                 .map_err(|_| ApiError::Unavailable("niledr is shutting down".into()))?
+                .map_err(redact::api_error)
         })
     }
 }

@@ -37,14 +37,16 @@ pub fn entry_hash(prev_hash: &str, r: &AuditRecordV1) -> String {
     hex::encode(h.finalize())
 }
 
-/// Build the next link after `prev` (None for the first entry).
+/// Build the next link after `prev` (None for the first entry). The detail is redacted here,
+/// before it is hashed and stored: no secret ever enters the chain.
 pub fn next_entry(
     prev: Option<&AuditRecordV1>,
     at: jiff::Timestamp,
     actor: &str,
     action: &str,
-    detail: serde_json::Value,
+    mut detail: serde_json::Value,
 ) -> AuditRecordV1 {
+    crate::redact::json(&mut detail);
     let (seq, prev_hash) = match prev {
         Some(p) => (p.seq + 1, p.hash.clone()),
         None => (1, GENESIS.to_string()),

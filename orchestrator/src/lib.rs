@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod api;
 pub mod audit;
+pub mod audit_view;
 pub mod auth;
 pub mod cli;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod failpoint;
 pub mod metrics;
 pub mod probe_runtime;
 pub mod records;
+pub mod redact;
 pub mod serve;
 pub mod shared;
 pub mod store;

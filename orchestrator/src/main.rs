@@ -259,6 +259,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(niledr_orchestrator::redact::log::Writer)
         .init();
 }
 

@@ -258,7 +258,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         drills,
         cluster: cluster.clone(),
     });
-    let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = niledr_web::router(backend)
+        .layer(axum::middleware::from_fn(crate::redact::http::layer))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");
     let http_cancel = shutdown.clone();
     let http = axum::serve(

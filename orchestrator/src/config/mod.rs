@@ -46,6 +46,8 @@ pub struct Config {
     pub connstr: BTreeMap<String, ConnstrTarget>,
     /// `[cluster]`: several instances on etcd; `None` runs single-node on redb.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `[api] metrics_public`: `/metrics` without a principal (default true).
+    pub metrics_public: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -267,6 +269,11 @@ impl Loader<'_> {
 
         Ok(Config {
             cluster,
+            metrics_public: raw
+                .api
+                .as_ref()
+                .and_then(|a| a.metrics_public)
+                .unwrap_or(true),
             users_file,
             auth_limits,
             verify_workers,

@@ -25,6 +25,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub connstr: BTreeMap<Spanned<String>, Spanned<RawConnstr>>,
     pub cluster: Option<Spanned<super::cluster::RawCluster>>,
+    pub api: Option<RawApi>,
+}
+
+/// `[api]`: what the HTTP API serves without a principal.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// `/metrics` without a token (default true: Prometheus scrapes it as it scrapes others).
+    pub metrics_public: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,12 @@ use niledr_web::types::{ApprovalView, ExecutionView, StepView, TimelineView};
 
 use crate::records::ExecutionRecordV1;
 
+/// The record as the API shows it, redacted (the record keeps what approvers approved).
 pub fn execution_view(r: &ExecutionRecordV1) -> ExecutionView {
+    crate::redact::view(&raw_view(r))
+}
+
+fn raw_view(r: &ExecutionRecordV1) -> ExecutionView {
     ExecutionView {
         id: r.id.clone(),
         runbook: r.runbook.clone(),

@@ -192,6 +192,11 @@ impl Store {
         self.shared.audit_entries()
     }
 
+    /// This instance's own chain (in cluster mode its status changes; single-node, the one chain).
+    pub fn local_audit_entries(&self) -> Result<Vec<AuditRecordV1>> {
+        SharedStore::audit_entries(self.local.as_ref())
+    }
+
     /// Verify the shared chain and, in cluster mode, this instance's local chain of status
     /// changes too: the report counts both and names the first broken link of either.
     pub fn verify_audit(&self) -> Result<VerifyReport> {
