@@ -442,3 +442,53 @@ pub struct MemberObservationView {
     pub in_recovery: Option<bool>,
     pub wal_receiver: Option<bool>,
 }
+
+/// `GET /api/v1/platform-mode` and SSE `event: platform-mode`: the platform's degradation
+/// level as its DNS TXT record answers (what applications read, without reaching niledr).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlatformModeView {
+    /// 0 normal, 4 database failover in progress (read-only, queue writes), 5 running in DR
+    /// mode at another site; other levels are set outside niledr.
+    pub level: u8,
+    /// The level's standard wording.
+    pub label: String,
+    pub reason: String,
+    /// The execution that set it.
+    pub execution: Option<String>,
+    pub since: Option<String>,
+    /// The level it replaced (what a rollback of that execution restores).
+    pub previous_level: Option<u8>,
+    /// The TXT record's name; `None` when the config has no zone to publish in.
+    pub record: Option<String>,
+    /// Every authoritative server answered the same record.
+    pub agree: bool,
+    /// When niledr last read it; `None` before the first reading.
+    pub observed_at: Option<String>,
+    pub servers: Vec<PlatformServerView>,
+}
+
+impl PlatformModeView {
+    /// Nothing published (no zone in the config, or a router test).
+    pub fn unpublished() -> Self {
+        PlatformModeView {
+            level: 0,
+            label: "normal operation".into(),
+            reason: "not published: the config has no [dns] zone".into(),
+            execution: None,
+            since: None,
+            previous_level: None,
+            record: None,
+            agree: true,
+            observed_at: None,
+            servers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlatformServerView {
+    pub server: String,
+    /// `None` when the server did not answer or holds a record niledr cannot read.
+    pub level: Option<u8>,
+    pub error: Option<String>,
+}

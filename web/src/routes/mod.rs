@@ -34,6 +34,7 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/cluster", get(cluster))
+        .route("/api/v1/platform-mode", get(platform_mode))
         .route("/api/v1/whoami", get(executions::whoami))
         .route("/api/v1/runbooks", get(executions::runbooks))
         .route("/api/v1/drills", get(drills::list))
@@ -73,6 +74,10 @@ pub fn router(backend: SharedBackend) -> Router {
 
 async fn cluster(State(b): State<SharedBackend>) -> Json<crate::types::ClusterView> {
     Json(b.cluster())
+}
+
+async fn platform_mode(State(b): State<SharedBackend>) -> Json<crate::types::PlatformModeView> {
+    Json(b.platform_mode())
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -157,21 +162,26 @@ async fn events(
     State(b): State<SharedBackend>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stop = b.shutdown_token().cancelled_owned();
-    let stream = BroadcastStream::new(b.subscribe())
-        .take_until(stop)
-        .map(|item| {
-            Ok(match item {
-                Ok(ev) => Event::default()
-                    .event("status")
-                    .id(ev.seq.to_string())
-                    .json_data(&ev)
-                    .unwrap_or_else(|_| Event::default().comment("unserializable event")),
-                // A slow client missed events: say so rather than pretend continuity.
-                Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
-                    .event("lagged")
-                    .data(format!("{n} events were dropped; reload /api/v1/sites")),
-            })
-        });
+    let platform = b.platform_changes().map(|m| {
+        Ok(Event::default()
+            .event("platform-mode")
+            .json_data(&m)
+            .unwrap_or_else(|_| Event::default().comment("unserializable event")))
+    });
+    let status = BroadcastStream::new(b.subscribe()).map(|item| {
+        Ok(match item {
+            Ok(ev) => Event::default()
+                .event("status")
+                .id(ev.seq.to_string())
+                .json_data(&ev)
+                .unwrap_or_else(|_| Event::default().comment("unserializable event")),
+            // A slow client missed events: say so rather than pretend continuity.
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{n} events were dropped; reload /api/v1/sites")),
+        })
+    });
+    let stream = futures::stream::select(status, platform).take_until(stop);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
