@@ -336,7 +336,8 @@ impl Backend for DaemonBackend {
             let rb = crate::engine::parse_file(file, &self.catalog).map_err(|e| {
                 ApiError::Conflict(format!("the runbook file does not validate: {e:#}"))
             })?;
-            let world = self.with_model(|m| crate::world::snapshot(&self.config, m));
+            let level = self.shared.platform.observed_level();
+            let world = self.with_model(|m| crate::world::snapshot(&self.config, m, level));
             let mut plan = niledr_runbooks::plan(&rb, &world);
             let ctx = crate::engine::steps::StepContext {
                 config: self.config.clone(),
@@ -383,6 +384,20 @@ impl Backend for DaemonBackend {
         }
     }
 
+    fn platform_mode(&self) -> niledr_web::types::PlatformModeView {
+        platform_view(&self.shared.platform.current())
+    }
+
+    fn platform_changes(
+        &self,
+    ) -> futures::stream::BoxStream<'static, niledr_web::types::PlatformModeView> {
+        use futures::StreamExt;
+        let rx = self.shared.platform.subscribe();
+        tokio_stream::wrappers::BroadcastStream::new(rx)
+            .filter_map(|r| async move { r.ok().map(|r| platform_view(&r)) })
+            .boxed()
+    }
+
     fn forward(&self, method: &str, path: &str) -> niledr_web::forward::Forward {
         match &self.cluster {
             Some(c) => crate::cluster::view::forward(c, method, path),
@@ -411,5 +426,40 @@ impl Backend for DaemonBackend {
                 .map_err(|_| ApiError::Unavailable("niledr is shutting down".into()))?
                 .map_err(redact::api_error)
         })
+    }
+}
+
+/// The platform level's wire view.
+fn platform_view(r: &crate::platform::PlatformReading) -> niledr_web::types::PlatformModeView {
+    use niledr_web::types::{PlatformModeView, PlatformServerView};
+    let Some(record) = &r.record else {
+        return PlatformModeView::unpublished();
+    };
+    let level = r.level();
+    PlatformModeView {
+        level,
+        label: niledr_runbooks::schema::platform_level_label(level).into(),
+        reason: r.mode.as_ref().map_or_else(
+            || "no record yet: niledr has never changed the level".into(),
+            |m| m.reason.clone(),
+        ),
+        execution: r.mode.as_ref().and_then(|m| m.execution.clone()),
+        since: r.mode.as_ref().map(|m| m.since.clone()),
+        previous_level: r
+            .mode
+            .as_ref()
+            .and_then(|m| m.previous.as_ref().map(|p| p.level)),
+        record: Some(record.clone()),
+        agree: r.agree,
+        observed_at: r.observed_at.clone(),
+        servers: r
+            .servers
+            .iter()
+            .map(|s| PlatformServerView {
+                server: s.server.to_string(),
+                level: s.level,
+                error: s.error.clone(),
+            })
+            .collect(),
     }
 }

@@ -102,7 +102,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         // With nothing to probe there is nothing to wait for.
         ready: AtomicBool::new(config.services.is_empty()),
         cluster: cluster.clone(),
+        platform: Default::default(),
     });
+    let platform_watch = {
+        let (shared, dns, stop) = (shared.clone(), config.dns.clone(), shutdown.clone());
+        tokio::spawn(async move { shared.platform.run(dns, stop).await })
+    };
     let (events_tx, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel::<Event>(4096);
     let engine_tx = tx.clone();
@@ -291,6 +296,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     auditor_stop.cancel();
     let _ = auth_auditor.await;
     let _ = drill_scheduler.await;
+    let _ = platform_watch.await;
     let _ = tx.send(Event::Shutdown).await;
     drop(tx);
     let loop_result = tokio::task::spawn_blocking(move || loop_thread.join())

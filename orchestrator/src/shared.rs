@@ -12,6 +12,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Cluster mode: leadership and what this instance knows of the other members.
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// The platform's degradation level as the DNS record answers it.
+    pub platform: crate::platform::PlatformWatch,
 }
 
 impl Shared {

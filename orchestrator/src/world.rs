@@ -47,6 +47,7 @@ pub fn catalog(config: &Config) -> Catalog {
         };
         c = c.with_connstr(id, kind);
     }
+    c.platform_mode_record = config.dns.as_ref().map(|d| d.platform_mode_record.clone());
     c
 }
 
@@ -60,9 +61,13 @@ fn service_kind(k: Kind) -> ServiceKind {
     }
 }
 
-/// The world as the probes last saw it, plus the current connection-string values.
-pub fn snapshot(config: &Config, model: &HealthModel) -> WorldSnapshot {
-    let mut w = WorldSnapshot::default();
+/// The world as the probes last saw it, plus the current connection-string values and the
+/// platform level the watcher last read.
+pub fn snapshot(config: &Config, model: &HealthModel, platform_level: Option<u8>) -> WorldSnapshot {
+    let mut w = WorldSnapshot {
+        platform_level,
+        ..WorldSnapshot::default()
+    };
     for svc in model.services.values() {
         let reachable = svc.last.as_ref().is_some_and(|r| r.ok);
         let mut obs = ServiceObservation {

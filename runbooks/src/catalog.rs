@@ -81,6 +81,10 @@ pub struct Catalog {
     pub connstr_targets: BTreeMap<String, ConnstrKind>,
     /// Fully qualified names in the zone that runbooks may change (`db.nilecare.sd.`).
     pub dns_names: BTreeSet<String>,
+    /// The TXT record the platform's degradation level is published in
+    /// (`_platform-mode.nilecare.sd.`); `None` when the config has no zone to publish it in.
+    #[serde(default)]
+    pub platform_mode_record: Option<String>,
 }
 
 impl Catalog {

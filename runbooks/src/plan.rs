@@ -815,8 +815,45 @@ impl Planner<'_> {
                     None => "not observed".into(),
                 });
             }
+            Action::PlatformMode { level, message } => {
+                self.platform_mode(&mut s, *level, message.as_deref())
+            }
         }
         s
+    }
+
+    /// `platform.mode`: the level applications read, before → after.
+    fn platform_mode(&mut self, s: &mut PlannedStep, level: u8, message: Option<&str>) {
+        let record = self
+            .rb
+            .targets
+            .platform_mode_record
+            .clone()
+            .unwrap_or_else(|| "the platform-mode record".into());
+        s.summary = format!(
+            "tell the applications: platform level {level} ({})",
+            message.unwrap_or(crate::schema::platform_level_label(level))
+        );
+        s.targets.push(Target {
+            kind: "dns_txt".into(),
+            id: record.clone(),
+            address: None,
+        });
+        let level_str = |l: Option<u8>| {
+            l.map_or("unknown (no record observed)".to_string(), |l| {
+                format!("level {l} ({})", crate::schema::platform_level_label(l))
+            })
+        };
+        let now = self.proj.platform_level;
+        if now == Some(level) {
+            s.notes.push(format!("{record} already says level {level}"));
+        }
+        s.changes.push(Change {
+            what: format!("platform level ({record})"),
+            before: level_str(now),
+            after: level_str(Some(level)),
+        });
+        self.proj.platform_level = Some(level);
     }
 
     fn name_target(&self, name: &str) -> Target {
@@ -873,6 +910,7 @@ fn inverse_text(a: &Action) -> String {
         Action::ConnstrSwap { target, .. } => format!("restore the previous value of {target}"),
         Action::DnsSetTtl { name, .. } => format!("restore the previous TTL of {name}"),
         Action::DnsCutover { name, .. } => format!("cut {name} back to its previous answers"),
+        Action::PlatformMode { .. } => "restore the previous platform level".into(),
         other => format!("inverse of {}", other.kind().as_str()),
     }
 }

@@ -89,6 +89,8 @@ pub(crate) struct RawStep {
     pub ttl: Option<Spanned<u32>>,
     pub expect_status: Option<Spanned<u16>>,
     pub until: Option<Spanned<RawUntil>>,
+    pub level: Option<Spanned<u8>>,
+    pub message: Option<Str>,
 }
 
 impl RawStep {
@@ -124,6 +126,8 @@ impl RawStep {
             s("ttl", &self.ttl),
             s("expect_status", &self.expect_status),
             s("until", &self.until),
+            s("level", &self.level),
+            s("message", &self.message),
         ]
         .into_iter()
         .flatten()

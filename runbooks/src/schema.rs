@@ -144,6 +144,21 @@ pub enum WaitCondition {
     },
 }
 
+/// The degradation levels niledr owns (the platform's DR plan defines the others).
+pub const PLATFORM_LEVELS: [u8; 3] = [0, 4, 5];
+/// A `platform.mode` message travels in one TXT character-string.
+pub const PLATFORM_MESSAGE_MAX: usize = 200;
+
+/// The standard wording of a level niledr sets.
+pub fn platform_level_label(level: u8) -> &'static str {
+    match level {
+        0 => "normal operation",
+        4 => "database failover in progress: read-only mode, queue writes",
+        5 => "regional outage: running in DR mode at another site",
+        _ => "a level set outside niledr",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum Action {
@@ -213,6 +228,15 @@ pub enum Action {
     ManualConfirm { item: String },
     #[serde(rename = "wait")]
     Wait { until: WaitCondition },
+    /// Publish the platform's degradation level (0 normal, 4 database failover in progress,
+    /// 5 running in DR mode at another site) for applications, in the zone's TXT record.
+    #[serde(rename = "platform.mode")]
+    PlatformMode {
+        level: u8,
+        /// What applications show users; `None`: the level's standard wording.
+        #[serde(default)]
+        message: Option<String>,
+    },
 }
 
 /// Step kinds as written in `kind = "..."`.
@@ -233,10 +257,11 @@ pub enum StepKind {
     HttpCheck,
     ManualConfirm,
     Wait,
+    PlatformMode,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 15] = [
+    pub const ALL: [StepKind; 16] = [
         StepKind::PostgresCheckLag,
         StepKind::PostgresFence,
         StepKind::PostgresPromote,
@@ -252,6 +277,7 @@ impl StepKind {
         StepKind::HttpCheck,
         StepKind::ManualConfirm,
         StepKind::Wait,
+        StepKind::PlatformMode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -271,6 +297,7 @@ impl StepKind {
             StepKind::HttpCheck => "http.check",
             StepKind::ManualConfirm => "manual.confirm",
             StepKind::Wait => "wait",
+            StepKind::PlatformMode => "platform.mode",
         }
     }
 
@@ -290,6 +317,7 @@ impl StepKind {
                 | StepKind::ConnstrSwap
                 | StepKind::DnsSetTtl
                 | StepKind::DnsCutover
+                | StepKind::PlatformMode
         )
     }
 
@@ -303,6 +331,7 @@ impl StepKind {
                 | StepKind::ConnstrSwap
                 | StepKind::DnsSetTtl
                 | StepKind::DnsCutover
+                | StepKind::PlatformMode
         )
     }
 
@@ -325,6 +354,7 @@ impl StepKind {
             StepKind::HttpCheck => &["url", "expect_status"],
             StepKind::ManualConfirm => &["item"],
             StepKind::Wait => &["until"],
+            StepKind::PlatformMode => &["level", "message"],
         }
     }
 
@@ -334,6 +364,7 @@ impl StepKind {
             | StepKind::RedisFence
             | StepKind::RedisPromote
             | StepKind::DnsSetTtl => 10_000,
+            StepKind::PlatformMode => 30_000,
             StepKind::HttpCheck => 10_000,
             StepKind::PostgresFence
             | StepKind::RedisReplicaOf
@@ -375,6 +406,7 @@ impl Action {
             Action::HttpCheck { .. } => StepKind::HttpCheck,
             Action::ManualConfirm { .. } => StepKind::ManualConfirm,
             Action::Wait { .. } => StepKind::Wait,
+            Action::PlatformMode { .. } => StepKind::PlatformMode,
         }
     }
 
@@ -401,9 +433,10 @@ impl Action {
                 vec![service, of]
             }
             Action::ConnstrSwap { to_service, .. } => vec![to_service],
-            Action::DnsSetTtl { .. } | Action::HttpCheck { .. } | Action::ManualConfirm { .. } => {
-                vec![]
-            }
+            Action::DnsSetTtl { .. }
+            | Action::HttpCheck { .. }
+            | Action::ManualConfirm { .. }
+            | Action::PlatformMode { .. } => vec![],
             Action::DnsCutover { from, to, .. } => from
                 .iter()
                 .filter_map(endpoint)
@@ -473,6 +506,9 @@ impl Action {
             Action::HttpCheck { .. } => "the expected HTTP status",
             Action::ManualConfirm { .. } => "a person ticked the item",
             Action::Wait { .. } => "the condition holds",
+            Action::PlatformMode { .. } => {
+                "every authoritative server answers the new level in the platform-mode TXT record"
+            }
         }
     }
 }

@@ -92,5 +92,6 @@ pub fn sandbox_catalog() -> crate::Catalog {
     if let Some(cold) = c.sites.get_mut("dr-cold") {
         cold.address = Some("127.0.3.1".to_string());
     }
+    c.platform_mode_record = Some("_platform-mode.nilecare.sd.".to_string());
     c
 }

@@ -725,6 +725,56 @@ impl Checker<'_> {
                     until: self.until(until)?,
                 }
             }
+            StepKind::PlatformMode => self.platform_mode(raw)?,
+        })
+    }
+
+    /// `platform.mode`: a level niledr owns (0, 4, 5), published only where the config gives
+    /// a zone to publish it in.
+    fn platform_mode(&mut self, raw: &RawStep) -> R<Action> {
+        let level = raw.level.as_ref().ok_or_else(|| {
+            self.err(
+                raw.kind.span(),
+                "`platform.mode` needs `level = 0`, `4` (database failover in progress) or `5` (running in DR mode)",
+            )
+        })?;
+        if !crate::schema::PLATFORM_LEVELS.contains(level.get_ref()) {
+            return Err(self.err(
+                level.span(),
+                format!(
+                    "level {} is not one niledr sets: use 0 (normal), 4 (database failover in progress) or 5 (running in DR mode at another site)",
+                    level.get_ref()
+                ),
+            ));
+        }
+        if self.catalog.platform_mode_record.is_none() {
+            return Err(self.err(
+                raw.kind.span(),
+                "`platform.mode` publishes the level as a TXT record in the service zone: the config needs a [dns] section",
+            ));
+        }
+        self.targets.platform_mode_record = self.catalog.platform_mode_record.clone();
+        let message = match &raw.message {
+            Some(m) if m.get_ref().trim().is_empty() => {
+                return Err(self.err(
+                    m.span(),
+                    "`message` cannot be empty; leave it out for the level's standard wording",
+                ));
+            }
+            Some(m) if m.get_ref().len() > crate::schema::PLATFORM_MESSAGE_MAX => {
+                return Err(self.err(
+                    m.span(),
+                    format!(
+                        "`message` is at most {} bytes (it travels in a DNS TXT record)",
+                        crate::schema::PLATFORM_MESSAGE_MAX
+                    ),
+                ));
+            }
+            m => m.as_ref().map(|m| m.get_ref().trim().to_string()),
+        };
+        Ok(Action::PlatformMode {
+            level: *level.get_ref(),
+            message,
         })
     }
 

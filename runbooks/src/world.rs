@@ -88,4 +88,8 @@ pub struct WorldSnapshot {
     pub dns: BTreeMap<String, DnsObservation>,
     /// Connection-string target id → its current value (`None`: could not be read).
     pub connstr: BTreeMap<String, Option<String>>,
+    /// The platform's degradation level as its TXT record answers now (`None`: not observed,
+    /// or no record yet).
+    #[serde(default)]
+    pub platform_level: Option<u8>,
 }

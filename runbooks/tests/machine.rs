@@ -40,7 +40,7 @@ fn serde_round_trip_and_resume() {
         out.effects,
         vec![Effect::RunStep {
             index: 2,
-            step: "fence-khartoum-redis".into(),
+            step: "fence-khartoum-pg".into(),
             attempt: 1
         }]
     );

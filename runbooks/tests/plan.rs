@@ -131,11 +131,15 @@ fn failover_plan_when_khartoum_is_down() {
                guard Pass lag ≤ 16777216 bytes: lag 1024 bytes
                guard Pass lag ≤ 60 s: lag 0.4 s
                rollback: nothing to undo
-            1. fence-khartoum-pg [postgres.fence]: fence khartoum-postgres (application roles lose their login, read-only for the rest, sessions terminated)
+            1. platform-failover-in-progress [platform.mode]: tell the applications: platform level 4 (database failover in progress: read-only mode, queue writes)
+               target dns_txt _platform-mode.nilecare.sd.
+               change platform level (_platform-mode.nilecare.sd.): unknown (no record observed) -> level 4 (database failover in progress: read-only mode, queue writes)
+               rollback: restore the previous platform level
+            2. fence-khartoum-pg [postgres.fence]: fence khartoum-postgres (application roles lose their login, read-only for the rest, sessions terminated)
                target service khartoum-postgres @ 127.0.1.1:5432
                note khartoum-postgres does not answer: on_unreachable = require_evidence
                rollback: unfence khartoum-postgres (writes accepted again)
-            2. fence-khartoum-redis [redis.fence]: fence khartoum-redis (CLIENT PAUSE WRITE), wait until port-sudan-redis has every write
+            3. fence-khartoum-redis [redis.fence]: fence khartoum-redis (CLIENT PAUSE WRITE), wait until port-sudan-redis has every write
                target service khartoum-redis @ 127.0.1.1:6379
                target service port-sudan-redis @ 127.0.2.1:6379
                guard Pass khartoum-redis answers: probe ok
@@ -146,7 +150,7 @@ fn failover_plan_when_khartoum_is_down() {
                note now: port-sudan-redis replication offset lag 0 bytes
                note writes blocked by the pause fail with READONLY once khartoum-redis follows the new master: none acknowledged is lost
                rollback: unpause khartoum-redis (CLIENT UNPAUSE: writes accepted again)
-            3. promote-port-sudan-pg [postgres.promote]: promote port-sudan-postgres to primary (pg_promote)
+            4. promote-port-sudan-pg [postgres.promote]: promote port-sudan-postgres to primary (pg_promote)
                target service port-sudan-postgres @ 127.0.2.1:5432
                guard Pass port-sudan-postgres answers: probe ok
                guard Pass port-sudan-postgres is a standby: as expected
@@ -154,36 +158,36 @@ fn failover_plan_when_khartoum_is_down() {
                change port-sudan-postgres timeline: 1 -> 2
                change port-sudan-postgres LSN: 0/3000148 (replayed) -> writes continue from 0/3000148
                rollback: IRREVERSIBLE: a promoted standby starts a new timeline; going back is the failback runbook (re-seed Khartoum, then switch over)
-            4. promote-port-sudan-redis [redis.promote]: promote port-sudan-redis (REPLICAOF NO ONE)
+            5. promote-port-sudan-redis [redis.promote]: promote port-sudan-redis (REPLICAOF NO ONE)
                target service port-sudan-redis @ 127.0.2.1:6379
                guard Pass port-sudan-redis answers: probe ok
                guard Pass port-sudan-redis is a replica: as expected
                change port-sudan-redis role: replica -> master
                rollback: IRREVERSIBLE: after REPLICAOF NO ONE, pointing it back at Khartoum would discard writes taken since; use the failback runbook
-            5. khartoum-redis-follows [redis.replicaof]: make khartoum-redis a replica of port-sudan-redis (127.0.2.1:6379)
+            6. khartoum-redis-follows [redis.replicaof]: make khartoum-redis a replica of port-sudan-redis (127.0.2.1:6379)
                target service khartoum-redis @ 127.0.1.1:6379
                target service port-sudan-redis @ 127.0.2.1:6379
                guard Pass khartoum-redis answers: probe ok
                guard Pass port-sudan-redis answers: probe ok
                change khartoum-redis role: master -> replica of 127.0.2.1:6379
                rollback: restore khartoum-redis's previous role and master
-            6. swap-app-env [connstr.swap]: point connection string app-env at port-sudan-postgres
+            7. swap-app-env [connstr.swap]: point connection string app-env at port-sudan-postgres
                target connstr app-env
                target service port-sudan-postgres @ 127.0.2.1:5432
                guard Pass port-sudan-postgres answers: probe ok
                change connection-string file app-env: 127.0.1.1:5432 -> 127.0.2.1:5432
                rollback: restore the previous value of app-env
-            7. swap-pgbouncer [connstr.swap]: point connection string pgbouncer at port-sudan-postgres
+            8. swap-pgbouncer [connstr.swap]: point connection string pgbouncer at port-sudan-postgres
                target connstr pgbouncer
                target service port-sudan-postgres @ 127.0.2.1:5432
                guard Pass port-sudan-postgres answers: probe ok
                change pgbouncer target pgbouncer: 127.0.1.1:5432 -> 127.0.2.1:5432
                rollback: restore the previous value of pgbouncer
-            8. ttl-db [dns.set_ttl]: set the TTL of db.nilecare.sd. to 60 s
+            9. ttl-db [dns.set_ttl]: set the TTL of db.nilecare.sd. to 60 s
                target dns_name db.nilecare.sd.
                note TTL already 60 s: nothing to do
                rollback: restore the previous TTL of db.nilecare.sd.
-            9. cutover-db [dns.cutover]: point db.nilecare.sd. at site port-sudan (127.0.2.1)
+            10. cutover-db [dns.cutover]: point db.nilecare.sd. at site port-sudan (127.0.2.1)
                target dns_name db.nilecare.sd.
                target site khartoum @ 127.0.1.1
                target site port-sudan @ 127.0.2.1
@@ -191,7 +195,7 @@ fn failover_plan_when_khartoum_is_down() {
                guard Pass db.nilecare.sd. answers site khartoum now: answers 127.0.1.1
                change db.nilecare.sd. answers: 127.0.1.1 -> 127.0.2.1
                rollback: cut db.nilecare.sd. back to its previous answers
-            10. cutover-cache [dns.cutover]: point cache.nilecare.sd. at site port-sudan (127.0.2.1)
+            11. cutover-cache [dns.cutover]: point cache.nilecare.sd. at site port-sudan (127.0.2.1)
                target dns_name cache.nilecare.sd.
                target site khartoum @ 127.0.1.1
                target site port-sudan @ 127.0.2.1
@@ -199,7 +203,7 @@ fn failover_plan_when_khartoum_is_down() {
                guard Pass cache.nilecare.sd. answers site khartoum now: answers 127.0.1.1
                change cache.nilecare.sd. answers: 127.0.1.1 -> 127.0.2.1
                rollback: cut cache.nilecare.sd. back to its previous answers
-            11. cutover-api [dns.cutover]: point api.nilecare.sd. at site port-sudan (127.0.2.1)
+            12. cutover-api [dns.cutover]: point api.nilecare.sd. at site port-sudan (127.0.2.1)
                target dns_name api.nilecare.sd.
                target site khartoum @ 127.0.1.1
                target site port-sudan @ 127.0.2.1
@@ -207,25 +211,29 @@ fn failover_plan_when_khartoum_is_down() {
                guard Pass api.nilecare.sd. answers site khartoum now: answers 127.0.1.1
                change api.nilecare.sd. answers: 127.0.1.1 -> 127.0.2.1
                rollback: cut api.nilecare.sd. back to its previous answers
-            12. verify-db [dns.verify]: verify every authoritative server answers db.nilecare.sd. with site port-sudan (127.0.2.1)
+            13. verify-db [dns.verify]: verify every authoritative server answers db.nilecare.sd. with site port-sudan (127.0.2.1)
                target dns_name db.nilecare.sd.
                target site port-sudan @ 127.0.2.1
                guard Pass after the steps before it, db.nilecare.sd. answers the expected set: 127.0.2.1
                rollback: nothing to undo
-            13. verify-cache [dns.verify]: verify every authoritative server answers cache.nilecare.sd. with site port-sudan (127.0.2.1)
+            14. verify-cache [dns.verify]: verify every authoritative server answers cache.nilecare.sd. with site port-sudan (127.0.2.1)
                target dns_name cache.nilecare.sd.
                target site port-sudan @ 127.0.2.1
                guard Pass after the steps before it, cache.nilecare.sd. answers the expected set: 127.0.2.1
                rollback: nothing to undo
-            14. verify-api [dns.verify]: verify every authoritative server answers api.nilecare.sd. with site port-sudan (127.0.2.1)
+            15. verify-api [dns.verify]: verify every authoritative server answers api.nilecare.sd. with site port-sudan (127.0.2.1)
                target dns_name api.nilecare.sd.
                target site port-sudan @ 127.0.2.1
                guard Pass after the steps before it, api.nilecare.sd. answers the expected set: 127.0.2.1
                rollback: nothing to undo
-            15. smoke-sql [sql.check]: write and read back through db.nilecare.sd. (resolving to 127.0.2.1 after the steps before it), with port-sudan-postgres's credentials
+            16. smoke-sql [sql.check]: write and read back through db.nilecare.sd. (resolving to 127.0.2.1 after the steps before it), with port-sudan-postgres's credentials
                target dns_name db.nilecare.sd.
                target service port-sudan-postgres @ 127.0.2.1:5432
                rollback: nothing to undo
+            17. platform-dr-mode [platform.mode]: tell the applications: platform level 5 (Running in DR mode at Port Sudan after the loss of Khartoum)
+               target dns_txt _platform-mode.nilecare.sd.
+               change platform level (_platform-mode.nilecare.sd.): level 4 (database failover in progress: read-only mode, queue writes) -> level 5 (regional outage: running in DR mode at another site)
+               rollback: restore the previous platform level
             warning: old primary khartoum-postgres does not answer: the step proceeds only if its standby has lost it too, else it waits for an operator's confirm; if it comes back it is fenced again and must not take writes
             warning: step promote-port-sudan-pg (postgres.promote) cannot be undone: a promoted standby starts a new timeline; going back is the failback runbook (re-seed Khartoum, then switch over)
             warning: step promote-port-sudan-redis (redis.promote) cannot be undone: after REPLICAOF NO ONE, pointing it back at Khartoum would discard writes taken since; use the failback runbook
@@ -407,7 +415,7 @@ fn switchover_fences_redis_before_promoting() {
     p.steps.retain(|s| s.kind.as_str().starts_with("redis."));
     expect![[r#"
         switchover-khartoum-to-port-sudan (Planned) ready=true
-        5. fence-khartoum-redis [redis.fence]: fence khartoum-redis (CLIENT PAUSE WRITE), wait until port-sudan-redis has every write
+        6. fence-khartoum-redis [redis.fence]: fence khartoum-redis (CLIENT PAUSE WRITE), wait until port-sudan-redis has every write
            target service khartoum-redis @ 127.0.1.1:6379
            target service port-sudan-redis @ 127.0.2.1:6379
            guard Pass khartoum-redis answers: probe ok
@@ -418,13 +426,13 @@ fn switchover_fences_redis_before_promoting() {
            note now: port-sudan-redis replication offset lag 0 bytes
            note writes blocked by the pause fail with READONLY once khartoum-redis follows the new master: none acknowledged is lost
            rollback: unpause khartoum-redis (CLIENT UNPAUSE: writes accepted again)
-        6. promote-port-sudan-redis [redis.promote]: promote port-sudan-redis (REPLICAOF NO ONE)
+        7. promote-port-sudan-redis [redis.promote]: promote port-sudan-redis (REPLICAOF NO ONE)
            target service port-sudan-redis @ 127.0.2.1:6379
            guard Pass port-sudan-redis answers: probe ok
            guard Pass port-sudan-redis is a replica: as expected
            change port-sudan-redis role: replica -> master
            rollback: IRREVERSIBLE: after REPLICAOF NO ONE, pointing it back would discard writes taken since; use the failback runbook
-        7. khartoum-redis-follows [redis.replicaof]: make khartoum-redis a replica of port-sudan-redis (127.0.2.1:6379)
+        8. khartoum-redis-follows [redis.replicaof]: make khartoum-redis a replica of port-sudan-redis (127.0.2.1:6379)
            target service khartoum-redis @ 127.0.1.1:6379
            target service port-sudan-redis @ 127.0.2.1:6379
            guard Pass khartoum-redis answers: probe ok

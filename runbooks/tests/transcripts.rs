@@ -171,51 +171,57 @@ fn failover_happy_path() {
                 + run 0 check-lag (attempt 1)
             > step_succeeded 0 check-lag
                 running{step: 0} -> running{step: 1}
-                + run 1 fence-khartoum-pg (attempt 1)
-            > step_succeeded 1 fence-khartoum-pg
+                + run 1 platform-failover-in-progress (attempt 1)
+            > step_succeeded 1 platform-failover-in-progress
                 running{step: 1} -> running{step: 2}
-                + run 2 fence-khartoum-redis (attempt 1)
-            > step_succeeded 2 fence-khartoum-redis
+                + run 2 fence-khartoum-pg (attempt 1)
+            > step_succeeded 2 fence-khartoum-pg
                 running{step: 2} -> running{step: 3}
-                + run 3 promote-port-sudan-pg (attempt 1)
-            > step_succeeded 3 promote-port-sudan-pg
+                + run 3 fence-khartoum-redis (attempt 1)
+            > step_succeeded 3 fence-khartoum-redis
                 running{step: 3} -> running{step: 4}
-                + run 4 promote-port-sudan-redis (attempt 1)
-            > step_succeeded 4 promote-port-sudan-redis
+                + run 4 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 4 promote-port-sudan-pg
                 running{step: 4} -> running{step: 5}
-                + run 5 khartoum-redis-follows (attempt 1)
-            > step_succeeded 5 khartoum-redis-follows
+                + run 5 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 5 promote-port-sudan-redis
                 running{step: 5} -> running{step: 6}
-                + run 6 swap-app-env (attempt 1)
-            > step_succeeded 6 swap-app-env
+                + run 6 khartoum-redis-follows (attempt 1)
+            > step_succeeded 6 khartoum-redis-follows
                 running{step: 6} -> running{step: 7}
-                + run 7 swap-pgbouncer (attempt 1)
-            > step_succeeded 7 swap-pgbouncer
+                + run 7 swap-app-env (attempt 1)
+            > step_succeeded 7 swap-app-env
                 running{step: 7} -> running{step: 8}
-                + run 8 ttl-db (attempt 1)
-            > step_succeeded 8 ttl-db
+                + run 8 swap-pgbouncer (attempt 1)
+            > step_succeeded 8 swap-pgbouncer
                 running{step: 8} -> running{step: 9}
-                + run 9 cutover-db (attempt 1)
-            > step_succeeded 9 cutover-db
+                + run 9 ttl-db (attempt 1)
+            > step_succeeded 9 ttl-db
                 running{step: 9} -> running{step: 10}
-                + run 10 cutover-cache (attempt 1)
-            > step_succeeded 10 cutover-cache
+                + run 10 cutover-db (attempt 1)
+            > step_succeeded 10 cutover-db
                 running{step: 10} -> running{step: 11}
-                + run 11 cutover-api (attempt 1)
-            > step_succeeded 11 cutover-api
+                + run 11 cutover-cache (attempt 1)
+            > step_succeeded 11 cutover-cache
                 running{step: 11} -> running{step: 12}
-                + run 12 verify-db (attempt 1)
-            > step_succeeded 12 verify-db
+                + run 12 cutover-api (attempt 1)
+            > step_succeeded 12 cutover-api
                 running{step: 12} -> running{step: 13}
-                + run 13 verify-cache (attempt 1)
-            > step_succeeded 13 verify-cache
+                + run 13 verify-db (attempt 1)
+            > step_succeeded 13 verify-db
                 running{step: 13} -> running{step: 14}
-                + run 14 verify-api (attempt 1)
-            > step_succeeded 14 verify-api
+                + run 14 verify-cache (attempt 1)
+            > step_succeeded 14 verify-cache
                 running{step: 14} -> running{step: 15}
-                + run 15 smoke-sql (attempt 1)
-            > step_succeeded 15 smoke-sql
-                running{step: 15} -> verifying
+                + run 15 verify-api (attempt 1)
+            > step_succeeded 15 verify-api
+                running{step: 15} -> running{step: 16}
+                + run 16 smoke-sql (attempt 1)
+            > step_succeeded 16 smoke-sql
+                running{step: 16} -> running{step: 17}
+                + run 17 platform-dr-mode (attempt 1)
+            > step_succeeded 17 platform-dr-mode
+                running{step: 17} -> verifying
                 + verify
             > {"event":"verify_succeeded"}
                 verifying -> succeeded
@@ -242,69 +248,75 @@ fn failover_dns_cutover_fails_past_the_point_of_no_return_and_rolls_forward() {
                 + run 0 check-lag (attempt 1)
             > step_succeeded 0 check-lag
                 running{step: 0} -> running{step: 1}
-                + run 1 fence-khartoum-pg (attempt 1)
-            > step_succeeded 1 fence-khartoum-pg
+                + run 1 platform-failover-in-progress (attempt 1)
+            > step_succeeded 1 platform-failover-in-progress
                 running{step: 1} -> running{step: 2}
-                + run 2 fence-khartoum-redis (attempt 1)
-            > step_succeeded 2 fence-khartoum-redis
+                + run 2 fence-khartoum-pg (attempt 1)
+            > step_succeeded 2 fence-khartoum-pg
                 running{step: 2} -> running{step: 3}
-                + run 3 promote-port-sudan-pg (attempt 1)
-            > step_succeeded 3 promote-port-sudan-pg
+                + run 3 fence-khartoum-redis (attempt 1)
+            > step_succeeded 3 fence-khartoum-redis
                 running{step: 3} -> running{step: 4}
-                + run 4 promote-port-sudan-redis (attempt 1)
-            > step_succeeded 4 promote-port-sudan-redis
+                + run 4 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 4 promote-port-sudan-pg
                 running{step: 4} -> running{step: 5}
-                + run 5 khartoum-redis-follows (attempt 1)
-            > step_succeeded 5 khartoum-redis-follows
+                + run 5 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 5 promote-port-sudan-redis
                 running{step: 5} -> running{step: 6}
-                + run 6 swap-app-env (attempt 1)
-            > step_succeeded 6 swap-app-env
+                + run 6 khartoum-redis-follows (attempt 1)
+            > step_succeeded 6 khartoum-redis-follows
                 running{step: 6} -> running{step: 7}
-                + run 7 swap-pgbouncer (attempt 1)
-            > step_succeeded 7 swap-pgbouncer
+                + run 7 swap-app-env (attempt 1)
+            > step_succeeded 7 swap-app-env
                 running{step: 7} -> running{step: 8}
-                + run 8 ttl-db (attempt 1)
-            > step_succeeded 8 ttl-db
+                + run 8 swap-pgbouncer (attempt 1)
+            > step_succeeded 8 swap-pgbouncer
                 running{step: 8} -> running{step: 9}
-                + run 9 cutover-db (attempt 1)
-            > step_failed 9 cutover-db retryable=true: DNS servers unreachable
-                + retry 9 cutover-db as attempt 2 in 1000ms
-            > retry_due 9 cutover-db
+                + run 9 ttl-db (attempt 1)
+            > step_failed 9 ttl-db retryable=true: DNS servers unreachable
+                + retry 9 ttl-db as attempt 2 in 1000ms
+            > retry_due 9 ttl-db
                 running{step: 9} -> running{step: 9}
-                + run 9 cutover-db (attempt 2)
-            > step_failed 9 cutover-db retryable=true: DNS servers unreachable
-                + retry 9 cutover-db as attempt 3 in 2000ms
-            > retry_due 9 cutover-db
+                + run 9 ttl-db (attempt 2)
+            > step_failed 9 ttl-db retryable=true: DNS servers unreachable
+                + retry 9 ttl-db as attempt 3 in 2000ms
+            > retry_due 9 ttl-db
                 running{step: 9} -> running{step: 9}
-                + run 9 cutover-db (attempt 3)
-            > step_failed 9 cutover-db retryable=true: DNS servers unreachable
+                + run 9 ttl-db (attempt 3)
+            > step_failed 9 ttl-db retryable=true: DNS servers unreachable
                 running{step: 9} -> needs_operator{step: 9}
-                + notify Critical: step cutover-db failed after 3 attempt(s): DNS servers unreachable; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry cutover-db` to roll forward, or run the failback runbook
-            > rollback_step_done 9 cutover-db
+                + notify Critical: step ttl-db failed after 3 attempt(s): DNS servers unreachable; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry ttl-db` to roll forward, or run the failback runbook
+            > rollback_step_done 9 ttl-db
                 ! refused: rollback_step_done does not apply while needing an operator
             > {"event":"retry","index":9}
                 needs_operator{step: 9} -> running{step: 9}
-                + run 9 cutover-db (attempt 4)
-            > step_succeeded 9 cutover-db
+                + run 9 ttl-db (attempt 4)
+            > step_succeeded 9 ttl-db
                 running{step: 9} -> running{step: 10}
-                + run 10 cutover-cache (attempt 1)
-            > step_succeeded 10 cutover-cache
+                + run 10 cutover-db (attempt 1)
+            > step_succeeded 10 cutover-db
                 running{step: 10} -> running{step: 11}
-                + run 11 cutover-api (attempt 1)
-            > step_succeeded 11 cutover-api
+                + run 11 cutover-cache (attempt 1)
+            > step_succeeded 11 cutover-cache
                 running{step: 11} -> running{step: 12}
-                + run 12 verify-db (attempt 1)
-            > step_succeeded 12 verify-db
+                + run 12 cutover-api (attempt 1)
+            > step_succeeded 12 cutover-api
                 running{step: 12} -> running{step: 13}
-                + run 13 verify-cache (attempt 1)
-            > step_succeeded 13 verify-cache
+                + run 13 verify-db (attempt 1)
+            > step_succeeded 13 verify-db
                 running{step: 13} -> running{step: 14}
-                + run 14 verify-api (attempt 1)
-            > step_succeeded 14 verify-api
+                + run 14 verify-cache (attempt 1)
+            > step_succeeded 14 verify-cache
                 running{step: 14} -> running{step: 15}
-                + run 15 smoke-sql (attempt 1)
-            > step_succeeded 15 smoke-sql
-                running{step: 15} -> verifying
+                + run 15 verify-api (attempt 1)
+            > step_succeeded 15 verify-api
+                running{step: 15} -> running{step: 16}
+                + run 16 smoke-sql (attempt 1)
+            > step_succeeded 16 smoke-sql
+                running{step: 16} -> running{step: 17}
+                + run 17 platform-dr-mode (attempt 1)
+            > step_succeeded 17 platform-dr-mode
+                running{step: 17} -> verifying
                 + verify
             > {"event":"verify_succeeded"}
                 verifying -> succeeded
@@ -343,45 +355,51 @@ fn switchover_drift_then_pause_and_resume() {
                 running{step: 1} -> paused{next: 2}
             > {"event":"resume"}
                 paused{next: 2} -> running{step: 2}
-                + run 2 fence-khartoum-pg (attempt 1)
-            > step_succeeded 2 fence-khartoum-pg
+                + run 2 platform-failover-in-progress (attempt 1)
+            > step_succeeded 2 platform-failover-in-progress
                 running{step: 2} -> running{step: 3}
-                + run 3 wait-caught-up (attempt 1)
-            > step_succeeded 3 wait-caught-up
+                + run 3 fence-khartoum-pg (attempt 1)
+            > step_succeeded 3 fence-khartoum-pg
                 running{step: 3} -> running{step: 4}
-                + run 4 promote-port-sudan-pg (attempt 1)
-            > step_succeeded 4 promote-port-sudan-pg
+                + run 4 wait-caught-up (attempt 1)
+            > step_succeeded 4 wait-caught-up
                 running{step: 4} -> running{step: 5}
-                + run 5 fence-khartoum-redis (attempt 1)
-            > step_succeeded 5 fence-khartoum-redis
+                + run 5 promote-port-sudan-pg (attempt 1)
+            > step_succeeded 5 promote-port-sudan-pg
                 running{step: 5} -> running{step: 6}
-                + run 6 promote-port-sudan-redis (attempt 1)
-            > step_succeeded 6 promote-port-sudan-redis
+                + run 6 fence-khartoum-redis (attempt 1)
+            > step_succeeded 6 fence-khartoum-redis
                 running{step: 6} -> running{step: 7}
-                + run 7 khartoum-redis-follows (attempt 1)
-            > step_succeeded 7 khartoum-redis-follows
+                + run 7 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 7 promote-port-sudan-redis
                 running{step: 7} -> running{step: 8}
-                + run 8 swap-app-env (attempt 1)
-            > step_succeeded 8 swap-app-env
+                + run 8 khartoum-redis-follows (attempt 1)
+            > step_succeeded 8 khartoum-redis-follows
                 running{step: 8} -> running{step: 9}
-                + run 9 swap-pgbouncer (attempt 1)
-            > step_succeeded 9 swap-pgbouncer
+                + run 9 swap-app-env (attempt 1)
+            > step_succeeded 9 swap-app-env
                 running{step: 9} -> running{step: 10}
-                + run 10 cutover-db (attempt 1)
-            > step_succeeded 10 cutover-db
+                + run 10 swap-pgbouncer (attempt 1)
+            > step_succeeded 10 swap-pgbouncer
                 running{step: 10} -> running{step: 11}
-                + run 11 cutover-cache (attempt 1)
-            > step_succeeded 11 cutover-cache
+                + run 11 cutover-db (attempt 1)
+            > step_succeeded 11 cutover-db
                 running{step: 11} -> running{step: 12}
-                + run 12 cutover-api (attempt 1)
-            > step_succeeded 12 cutover-api
+                + run 12 cutover-cache (attempt 1)
+            > step_succeeded 12 cutover-cache
                 running{step: 12} -> running{step: 13}
-                + run 13 verify-db (attempt 1)
-            > step_succeeded 13 verify-db
+                + run 13 cutover-api (attempt 1)
+            > step_succeeded 13 cutover-api
                 running{step: 13} -> running{step: 14}
-                + run 14 smoke-sql (attempt 1)
-            > step_succeeded 14 smoke-sql
-                running{step: 14} -> verifying
+                + run 14 verify-db (attempt 1)
+            > step_succeeded 14 verify-db
+                running{step: 14} -> running{step: 15}
+                + run 15 smoke-sql (attempt 1)
+            > step_succeeded 15 smoke-sql
+                running{step: 15} -> running{step: 16}
+                + run 16 platform-dr-mode (attempt 1)
+            > step_succeeded 16 platform-dr-mode
+                running{step: 16} -> verifying
                 + verify
             > {"event":"verify_succeeded"}
                 verifying -> succeeded
@@ -421,59 +439,65 @@ fn failback_verification_fails() {
                 + run 5 ttl-db (attempt 1)
             > step_succeeded 5 ttl-db
                 running{step: 5} -> running{step: 6}
-                + run 6 fence-port-sudan-pg (attempt 1)
-            > step_succeeded 6 fence-port-sudan-pg
+                + run 6 platform-failover-in-progress (attempt 1)
+            > step_succeeded 6 platform-failover-in-progress
                 running{step: 6} -> running{step: 7}
-                + run 7 wait-caught-up (attempt 1)
-            > step_succeeded 7 wait-caught-up
+                + run 7 fence-port-sudan-pg (attempt 1)
+            > step_succeeded 7 fence-port-sudan-pg
                 running{step: 7} -> running{step: 8}
-                + run 8 promote-khartoum-pg (attempt 1)
-            > step_succeeded 8 promote-khartoum-pg
+                + run 8 wait-caught-up (attempt 1)
+            > step_succeeded 8 wait-caught-up
                 running{step: 8} -> running{step: 9}
-                + run 9 fence-port-sudan-redis (attempt 1)
-            > step_succeeded 9 fence-port-sudan-redis
+                + run 9 promote-khartoum-pg (attempt 1)
+            > step_succeeded 9 promote-khartoum-pg
                 running{step: 9} -> running{step: 10}
-                + run 10 promote-khartoum-redis (attempt 1)
-            > step_succeeded 10 promote-khartoum-redis
+                + run 10 fence-port-sudan-redis (attempt 1)
+            > step_succeeded 10 fence-port-sudan-redis
                 running{step: 10} -> running{step: 11}
-                + run 11 port-sudan-redis-follows (attempt 1)
-            > step_succeeded 11 port-sudan-redis-follows
+                + run 11 promote-khartoum-redis (attempt 1)
+            > step_succeeded 11 promote-khartoum-redis
                 running{step: 11} -> running{step: 12}
-                + run 12 swap-app-env (attempt 1)
-            > step_succeeded 12 swap-app-env
+                + run 12 port-sudan-redis-follows (attempt 1)
+            > step_succeeded 12 port-sudan-redis-follows
                 running{step: 12} -> running{step: 13}
-                + run 13 swap-pgbouncer (attempt 1)
-            > step_succeeded 13 swap-pgbouncer
+                + run 13 swap-app-env (attempt 1)
+            > step_succeeded 13 swap-app-env
                 running{step: 13} -> running{step: 14}
-                + run 14 cutover-db (attempt 1)
-            > step_succeeded 14 cutover-db
+                + run 14 swap-pgbouncer (attempt 1)
+            > step_succeeded 14 swap-pgbouncer
                 running{step: 14} -> running{step: 15}
-                + run 15 cutover-cache (attempt 1)
-            > step_succeeded 15 cutover-cache
+                + run 15 cutover-db (attempt 1)
+            > step_succeeded 15 cutover-db
                 running{step: 15} -> running{step: 16}
-                + run 16 cutover-api (attempt 1)
-            > step_succeeded 16 cutover-api
+                + run 16 cutover-cache (attempt 1)
+            > step_succeeded 16 cutover-cache
                 running{step: 16} -> running{step: 17}
-                + run 17 verify-db (attempt 1)
-            > step_succeeded 17 verify-db
+                + run 17 cutover-api (attempt 1)
+            > step_succeeded 17 cutover-api
                 running{step: 17} -> running{step: 18}
-                + run 18 smoke-sql (attempt 1)
-            > step_succeeded 18 smoke-sql
+                + run 18 verify-db (attempt 1)
+            > step_succeeded 18 verify-db
                 running{step: 18} -> running{step: 19}
-                + run 19 reseed-port-sudan (attempt 1)
-            > step_succeeded 19 reseed-port-sudan
+                + run 19 smoke-sql (attempt 1)
+            > step_succeeded 19 smoke-sql
                 running{step: 19} -> running{step: 20}
-                + run 20 port-sudan-pg-streams (attempt 1)
-            > step_succeeded 20 port-sudan-pg-streams
-                running{step: 20} -> verifying
+                + run 20 platform-normal (attempt 1)
+            > step_succeeded 20 platform-normal
+                running{step: 20} -> running{step: 21}
+                + run 21 reseed-port-sudan (attempt 1)
+            > step_succeeded 21 reseed-port-sudan
+                running{step: 21} -> running{step: 22}
+                + run 22 port-sudan-pg-streams (attempt 1)
+            > step_succeeded 22 port-sudan-pg-streams
+                running{step: 22} -> verifying
                 + verify
             > {"event":"verify_failed","error":"writes through db.nilecare.sd. time out"}
-                verifying -> needs_operator{step: 21}
+                verifying -> needs_operator{step: 23}
                 + notify Critical: verification failed: writes through db.nilecare.sd. time out; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry verify` to roll forward, or run the failback runbook
-            > rollback_step_done 21 ?
+            > rollback_step_done 23 ?
                 ! refused: rollback_step_done does not apply while needing an operator
             > {"event":"cancel"}
-                needs_operator{step: 21} -> failed{needs_operator: true}
+                needs_operator{step: 23} -> failed{needs_operator: true}
             = failed{needs_operator: true}
               failure: closed by an operator past the point of no return: nothing was undone; finish by hand or run the failback runbook
         "#]],
@@ -492,24 +516,24 @@ fn redis_failover_cutover_refused_past_the_point_of_no_return() {
                 awaiting_approval -> approved
             > {"event":"start"}
                 approved -> running{step: 0}
-                + run 0 promote-port-sudan-redis (attempt 1)
-            > step_succeeded 0 promote-port-sudan-redis
+                + run 0 platform-failover-in-progress (attempt 1)
+            > step_succeeded 0 platform-failover-in-progress
                 running{step: 0} -> running{step: 1}
-                + run 1 ttl-cache (attempt 1)
-            > step_succeeded 1 ttl-cache
+                + run 1 promote-port-sudan-redis (attempt 1)
+            > step_succeeded 1 promote-port-sudan-redis
                 running{step: 1} -> running{step: 2}
-                + run 2 cutover-cache (attempt 1)
-            > step_failed 2 cutover-cache retryable=false: prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
+                + run 2 ttl-cache (attempt 1)
+            > step_failed 2 ttl-cache retryable=false: prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
                 running{step: 2} -> needs_operator{step: 2}
-                + notify Critical: step cutover-cache failed after 1 attempt(s): prerequisite failed: cache.nilecare.sd. answers 127.0.9.9; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry cutover-cache` to roll forward, or run the failback runbook
-            > rollback_step_failed 2 cutover-cache: TSIG authentication failed
+                + notify Critical: step ttl-cache failed after 1 attempt(s): prerequisite failed: cache.nilecare.sd. answers 127.0.9.9; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry ttl-cache` to roll forward, or run the failback runbook
+            > rollback_step_failed 2 ttl-cache: TSIG authentication failed
                 ! refused: rollback_step_failed does not apply while needing an operator
             > {"event":"resume"}
                 ! refused: resume does not apply while needing an operator
             > {"event":"retry","index":7}
-                ! refused: no step 7: the runbook has 4 steps
+                ! refused: no step 7: the runbook has 6 steps
             = needs_operator{step: 2}
-              failure: step cutover-cache failed after 1 attempt(s): prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
+              failure: step ttl-cache failed after 1 attempt(s): prerequisite failed: cache.nilecare.sd. answers 127.0.9.9
         "#]],
     );
 }
@@ -529,24 +553,24 @@ fn failover_fence_fails_before_the_point_of_no_return_and_rolls_back() {
                 + run 0 check-lag (attempt 1)
             > step_succeeded 0 check-lag
                 running{step: 0} -> running{step: 1}
-                + run 1 fence-khartoum-pg (attempt 1)
-            > step_succeeded 1 fence-khartoum-pg
+                + run 1 platform-failover-in-progress (attempt 1)
+            > step_succeeded 1 platform-failover-in-progress
                 running{step: 1} -> running{step: 2}
-                + run 2 fence-khartoum-redis (attempt 1)
-            > step_succeeded 2 fence-khartoum-redis
+                + run 2 fence-khartoum-pg (attempt 1)
+            > step_succeeded 2 fence-khartoum-pg
                 running{step: 2} -> running{step: 3}
-                + run 3 promote-port-sudan-pg (attempt 1)
-            > step_failed 3 promote-port-sudan-pg retryable=false untouched: could not connect
+                + run 3 fence-khartoum-redis (attempt 1)
+            > step_failed 3 fence-khartoum-redis retryable=false untouched: could not connect
                 running{step: 3} -> rolling_back{step: 2}
-                + notify Critical: step promote-port-sudan-pg failed: could not connect; rolling back
-                + rollback 2 fence-khartoum-redis
-            > rollback_step_done 2 fence-khartoum-redis
+                + notify Critical: step fence-khartoum-redis failed: could not connect; rolling back
+                + rollback 2 fence-khartoum-pg
+            > rollback_step_done 2 fence-khartoum-pg
                 rolling_back{step: 2} -> rolling_back{step: 1}
-                + rollback 1 fence-khartoum-pg
-            > rollback_step_done 1 fence-khartoum-pg
+                + rollback 1 platform-failover-in-progress
+            > rollback_step_done 1 platform-failover-in-progress
                 rolling_back{step: 1} -> rolled_back
             = rolled_back
-              failure: step promote-port-sudan-pg failed after 1 attempt(s): could not connect
+              failure: step fence-khartoum-redis failed after 1 attempt(s): could not connect
         "#]],
     );
 }
@@ -566,24 +590,25 @@ fn failover_cancel_after_promotion_stops_for_an_operator() {
                 + run 0 check-lag (attempt 1)
             > step_succeeded 0 check-lag
                 running{step: 0} -> running{step: 1}
-                + run 1 fence-khartoum-pg (attempt 1)
-            > step_succeeded 1 fence-khartoum-pg
+                + run 1 platform-failover-in-progress (attempt 1)
+            > step_succeeded 1 platform-failover-in-progress
                 running{step: 1} -> running{step: 2}
-                + run 2 fence-khartoum-redis (attempt 1)
-            > step_succeeded 2 fence-khartoum-redis
+                + run 2 fence-khartoum-pg (attempt 1)
+            > step_succeeded 2 fence-khartoum-pg
                 running{step: 2} -> running{step: 3}
-                + run 3 promote-port-sudan-pg (attempt 1)
+                + run 3 fence-khartoum-redis (attempt 1)
             > {"event":"cancel"}
-                + notify Warning: cancel requested: stopping (past the point of no return: nothing is rolled back) after step promote-port-sudan-pg finishes
-            > step_succeeded 3 promote-port-sudan-pg
-                running{step: 3} -> needs_operator{step: 4}
-                + notify Critical: cancelled by an operator; past the point of no return nothing is rolled back (the old side stays fenced): fix the cause and `retry promote-port-sudan-redis` to roll forward, or run the failback runbook
-            > rollback_step_done 4 promote-port-sudan-redis
-                ! refused: rollback_step_done does not apply while needing an operator
+                + notify Warning: cancel requested: rolling back after step fence-khartoum-redis finishes
+            > step_succeeded 3 fence-khartoum-redis
+                running{step: 3} -> rolling_back{step: 3}
+                + rollback 3 fence-khartoum-redis
+            > rollback_step_done 3 fence-khartoum-redis
+                rolling_back{step: 3} -> rolling_back{step: 2}
+                + rollback 2 fence-khartoum-pg
             > {"event":"cancel"}
-                needs_operator{step: 4} -> failed{needs_operator: true}
-            = failed{needs_operator: true}
-              failure: closed by an operator past the point of no return: nothing was undone; finish by hand or run the failback runbook
+                ! refused: cancel does not apply while rolling back
+            = rolling_back{step: 2}
+              failure: cancelled by an operator
         "#]],
     );
 }
@@ -629,21 +654,21 @@ fn dns_revert_cancel_while_paused() {
                 + run 1 confirm-khartoum-primary (attempt 1)
             > step_succeeded 1 confirm-khartoum-primary
                 running{step: 1} -> running{step: 2}
-                + run 2 cutover-db (attempt 1)
-            > step_succeeded 2 cutover-db
+                + run 2 platform-failover-in-progress (attempt 1)
+            > step_succeeded 2 platform-failover-in-progress
                 running{step: 2} -> running{step: 3}
-                + run 3 cutover-cache (attempt 1)
+                + run 3 cutover-db (attempt 1)
             > {"event":"pause"}
-                + notify Info: pausing after step cutover-cache finishes
-            > step_succeeded 3 cutover-cache
+                + notify Info: pausing after step cutover-db finishes
+            > step_succeeded 3 cutover-db
                 running{step: 3} -> paused{next: 4}
             > {"event":"cancel"}
                 paused{next: 4} -> rolling_back{step: 3}
-                + rollback 3 cutover-cache
-            > rollback_step_done 3 cutover-cache
+                + rollback 3 cutover-db
+            > rollback_step_done 3 cutover-db
                 rolling_back{step: 3} -> rolling_back{step: 2}
-                + rollback 2 cutover-db
-            > rollback_step_done 2 cutover-db
+                + rollback 2 platform-failover-in-progress
+            > rollback_step_done 2 platform-failover-in-progress
                 rolling_back{step: 2} -> rolled_back
             = rolled_back
               failure: cancelled by an operator
@@ -697,15 +722,16 @@ fn dr_cold_expires_and_cancel_before_any_change() {
                 awaiting_approval -> approved
             > {"event":"start"}
                 approved -> running{step: 0}
-                + run 0 old-primaries-fenced (attempt 1)
-            > step_succeeded 0 old-primaries-fenced
+                + run 0 platform-failover-in-progress (attempt 1)
+            > step_succeeded 0 platform-failover-in-progress
                 running{step: 0} -> running{step: 1}
-                + run 1 restore-base-backup (attempt 1)
+                + run 1 old-primaries-fenced (attempt 1)
             > {"event":"cancel"}
-                + notify Warning: cancel requested: rolling back after step restore-base-backup finishes
-            > step_succeeded 1 restore-base-backup
-                running{step: 1} -> cancelled
-            = cancelled
+                + notify Warning: cancel requested: rolling back after step old-primaries-fenced finishes
+            > step_succeeded 1 old-primaries-fenced
+                running{step: 1} -> rolling_back{step: 0}
+                + rollback 0 platform-failover-in-progress
+            = rolling_back{step: 0}
               failure: cancelled by an operator
         "#]],
     );

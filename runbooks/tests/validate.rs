@@ -47,6 +47,7 @@ fn failover_shape() {
     expect![[r#"
         [
             "check-lag",
+            "platform-failover-in-progress",
             "fence-khartoum-pg",
             "fence-khartoum-redis",
             "promote-port-sudan-pg",
@@ -62,6 +63,7 @@ fn failover_shape() {
             "verify-cache",
             "verify-api",
             "smoke-sql",
+            "platform-dr-mode",
         ]
     "#]]
     .assert_debug_eq(&ids);
@@ -73,11 +75,12 @@ fn failover_shape() {
     assert!(rb.approval.break_glass && !rb.approval.auto_approve);
     assert!(matches!(rb.steps[1].rollback, Rollback::Inverse));
     assert!(matches!(rb.steps[2].rollback, Rollback::Inverse));
+    assert!(matches!(rb.steps[3].rollback, Rollback::Inverse));
     assert!(matches!(
-        rb.steps[3].rollback,
+        rb.steps[4].rollback,
         Rollback::Irreversible { .. }
     ));
-    assert_eq!(niledr_runbooks::point_of_no_return(&rb), Some(3));
+    assert_eq!(niledr_runbooks::point_of_no_return(&rb), Some(4));
     let t = rb.trigger.as_ref().unwrap();
     assert_eq!(
         (t.service_down.as_str(), t.for_ms),
@@ -335,7 +338,7 @@ fn error_display_shows_line_and_caret() {
     )
     .unwrap_err();
     expect![[r#"
-        runbooks/nilecare/x.toml:12:8: unknown step kind `postgres.promot`; known kinds: postgres.check_lag, postgres.fence, postgres.promote, postgres.wait_caught_up, redis.fence, redis.promote, redis.replicaof, connstr.swap, dns.set_ttl, dns.cutover, dns.verify, sql.check, http.check, manual.confirm, wait
+        runbooks/nilecare/x.toml:12:8: unknown step kind `postgres.promot`; known kinds: postgres.check_lag, postgres.fence, postgres.promote, postgres.wait_caught_up, redis.fence, redis.promote, redis.replicaof, connstr.swap, dns.set_ttl, dns.cutover, dns.verify, sql.check, http.check, manual.confirm, wait, platform.mode
            |
         12 | kind = "postgres.promot"
            |        ^^^^^^^^^^^^^^^^^"#]]
@@ -553,4 +556,94 @@ fn invalid_redis_fences_are_refused_at_their_line() {
             "",
         );
     parse_runbook(Path::new("ok.toml"), &unplanned, &catalog).unwrap_or_else(|e| panic!("{e}"));
+}
+
+const MODE_BASE: &str = r#"name = "t"
+mode = "unplanned"
+
+[[steps]]
+id = "check-lag"
+kind = "postgres.check_lag"
+service = "port-sudan-postgres"
+max_lag_bytes = 1024
+
+[[steps]]
+id = "tell-apps"
+kind = "platform.mode"
+level = 4
+
+[[steps]]
+id = "promote"
+kind = "postgres.promote"
+service = "port-sudan-postgres"
+irreversible = true
+reason = "new timeline"
+"#;
+
+#[test]
+fn platform_mode_parses_with_an_inverse_and_its_record() {
+    let rb = parse_runbook(Path::new("m.toml"), MODE_BASE, &sandbox_catalog())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        rb.steps[1].action,
+        niledr_runbooks::Action::PlatformMode {
+            level: 4,
+            message: None
+        }
+    );
+    assert!(matches!(
+        rb.steps[1].rollback,
+        niledr_runbooks::Rollback::Inverse
+    ));
+    assert_eq!(
+        rb.targets.platform_mode_record.as_deref(),
+        Some("_platform-mode.nilecare.sd.")
+    );
+}
+
+#[test]
+fn invalid_platform_modes_are_refused_at_their_line() {
+    let edit = |from: &str, to: &str| {
+        assert!(MODE_BASE.contains(from), "{from:?}");
+        MODE_BASE.replacen(from, to, 1)
+    };
+    let long = format!("level = 4\nmessage = \"{}\"", "x".repeat(201));
+    let cases: Vec<(&str, String, usize, &str)> = vec![
+        ("no level", edit("level = 4\n", ""), 12, "needs `level = 0`"),
+        (
+            "level 3",
+            edit("level = 4", "level = 3"),
+            13,
+            "level 3 is not one niledr sets",
+        ),
+        (
+            "empty message",
+            edit("level = 4", "level = 4\nmessage = \" \""),
+            14,
+            "cannot be empty",
+        ),
+        (
+            "long message",
+            edit("level = 4", &long),
+            14,
+            "at most 200 bytes",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, line, message) in cases {
+        match parse_runbook(Path::new("bad.toml"), &text, &sandbox_catalog()) {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(e) if e.line != line || !e.message.contains(message) => {
+                failures.push(format!("{what}: expected line {line} {message:?}, got {e}"))
+            }
+            Err(_) => {}
+        }
+    }
+    let mut no_zone = sandbox_catalog();
+    no_zone.platform_mode_record = None;
+    match parse_runbook(Path::new("bad.toml"), MODE_BASE, &no_zone) {
+        Err(e) if e.line == 12 && e.message.contains("needs a [dns] section") => {}
+        other => failures.push(format!("no zone: {other:?}")),
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

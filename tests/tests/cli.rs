@@ -208,7 +208,7 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
     let shown = w.execution_json(&id)?;
     assert_eq!(shown["state"], "succeeded");
     let steps = shown["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 9, "{shown:#}");
+    assert_eq!(steps.len(), 11, "{shown:#}");
     for s in steps {
         let sid = s["id"].as_str().unwrap();
         assert_eq!(s["state"], "succeeded", "{s:#}");

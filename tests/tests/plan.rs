@@ -221,7 +221,7 @@ fn plans_are_really_dry_and_say_what_will_change() -> Result<()> {
     let plan = plan_api(&w, FAILOVER)?;
     assert_eq!(plan["ready"], true, "{plan:#}");
     let steps = plan["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 16, "{plan:#}");
+    assert_eq!(steps.len(), 18, "{plan:#}");
     for s in steps {
         let targets = s["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "every step has targets: {s:#}");
@@ -237,6 +237,8 @@ fn plans_are_really_dry_and_say_what_will_change() -> Result<()> {
                 }
                 // Names are fully qualified, in the zone the TSIG key updates.
                 "dns_name" => assert!(id.ends_with(ZONE), "{t:#}"),
+                // The platform level's TXT record, in the same zone.
+                "dns_txt" => assert_eq!(id, format!("_platform-mode.{ZONE}"), "{t:#}"),
                 // Connection-string targets are the configured ones.
                 "connstr" => assert!(["app-env", "pgbouncer"].contains(&id), "{t:#}"),
                 other => panic!("unexpected target kind {other}: {t:#}"),

@@ -6,6 +6,7 @@ pub mod access;
 mod console;
 mod error;
 pub mod forward;
+pub mod openapi;
 mod routes;
 pub mod types;
 
@@ -143,6 +144,14 @@ pub trait Backend: Send + Sync + 'static {
     /// `GET /api/v1/cluster`.
     fn cluster(&self) -> types::ClusterView {
         types::ClusterView::single()
+    }
+    /// `GET /api/v1/platform-mode`.
+    fn platform_mode(&self) -> types::PlatformModeView {
+        types::PlatformModeView::unpublished()
+    }
+    /// Each change of the platform level, for server-sent events.
+    fn platform_changes(&self) -> futures::stream::BoxStream<'static, types::PlatformModeView> {
+        Box::pin(futures::stream::empty())
     }
     /// Cluster mode: whether this instance answers `method path` itself or forwards it.
     fn forward(&self, _method: &str, _path: &str) -> forward::Forward {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SiteView {
     pub id: String,
     /// `primary`, `hot_standby` or `cold_standby`.
@@ -16,7 +16,7 @@ pub struct SiteView {
     pub services: Vec<ServiceView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ServiceView {
     pub id: String,
     pub site: Option<String>,
@@ -32,7 +32,7 @@ pub struct ServiceView {
     pub dns: Option<DnsView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ProbeView {
     pub at: String,
     pub ok: bool,
@@ -41,7 +41,7 @@ pub struct ProbeView {
 }
 
 /// Replication state of a PostgreSQL or Redis service as last probed.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct ReplicationView {
     /// PostgreSQL: `primary` / `standby`; Redis: `master` / `slave`.
     pub role: String,
@@ -59,7 +59,7 @@ pub struct ReplicationView {
     pub upstream_error: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DnsView {
     pub name: String,
     pub expected: Vec<String>,
@@ -67,7 +67,7 @@ pub struct DnsView {
     pub servers: Vec<DnsServerView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DnsServerView {
     pub server: String,
     pub answers: Vec<String>,
@@ -76,7 +76,7 @@ pub struct DnsServerView {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ServiceHistoryView {
     pub service: String,
     /// Newest first, bounded.
@@ -85,7 +85,7 @@ pub struct ServiceHistoryView {
     pub status_changes: Vec<StatusEventView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StatusEventView {
     pub seq: u64,
     pub at: String,
@@ -98,7 +98,7 @@ pub struct StatusEventView {
     pub reason: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditVerifyView {
     pub ok: bool,
     pub entries: u64,
@@ -107,13 +107,13 @@ pub struct AuditVerifyView {
     pub problem: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// The authenticated caller, as the API reports it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PrincipalView {
     pub name: String,
     /// `viewer`, `operator`, `approver` or `admin`.
@@ -121,7 +121,7 @@ pub struct PrincipalView {
     pub tags: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RunbookSummaryView {
     pub name: String,
     pub description: String,
@@ -132,7 +132,7 @@ pub struct RunbookSummaryView {
 }
 
 /// `POST /api/v1/executions`
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExecutionRequest {
     pub runbook: String,
@@ -140,7 +140,7 @@ pub struct CreateExecutionRequest {
 }
 
 /// `POST /api/v1/executions/{id}/approvals`
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRequest {
     /// `approve` or `reject`.
@@ -156,7 +156,7 @@ pub struct ApprovalRequest {
 /// `POST /api/v1/executions/{id}/confirm` (a manual step, or a step waiting for a confirm)
 /// and `POST /api/v1/executions/{id}/retry` (roll forward from `needs_operator`: `step` is a
 /// step id, or `verify`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
     pub step: String,
@@ -165,14 +165,14 @@ pub struct ConfirmRequest {
 }
 
 /// `POST .../cancel|pause|resume`
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ControlRequest {
     #[serde(default)]
     pub comment: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ExecutionView {
     pub id: String,
     pub runbook: String,
@@ -189,7 +189,7 @@ pub struct ExecutionView {
     pub plan: serde_json::Value,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ApprovalView {
     pub user: String,
     pub tags: Vec<String>,
@@ -199,7 +199,7 @@ pub struct ApprovalView {
     pub break_glass_reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StepView {
     pub id: String,
     pub kind: String,
@@ -217,14 +217,14 @@ pub struct StepView {
     pub overhead_ms: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TimelineView {
     pub at: String,
     pub event: String,
     pub detail: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DrillView {
     pub name: String,
     pub description: String,
@@ -254,7 +254,7 @@ pub struct DrillView {
     pub standing_needs: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StandingApprovalView {
     pub user: String,
     pub roles: Vec<String>,
@@ -267,7 +267,7 @@ pub struct StandingApprovalView {
 }
 
 /// `POST /api/v1/drills/{name}/approvals`: a standing pre-approval of the drill file.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrillApprovalRequest {
     /// The drill digest the approver read (`GET /api/v1/drills`); must match the file as loaded.
@@ -277,7 +277,7 @@ pub struct DrillApprovalRequest {
 }
 
 /// `POST /api/v1/drills/{name}/runs`: run a drill now.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrillRunRequest {
     #[serde(default)]
@@ -286,7 +286,7 @@ pub struct DrillRunRequest {
 
 /// `POST /api/v1/drills/{name}/runs/{id}/approvals`: a person's decision on one live drill
 /// run before its fault.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrillRunApprovalRequest {
     /// The drill digest the approver read on the run (`GET /api/v1/drill-runs/{id}`).
@@ -303,7 +303,7 @@ fn approve() -> String {
 }
 
 /// A person's decision on a live drill run, given before its fault.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RunApprovalView {
     pub user: String,
     pub roles: Vec<String>,
@@ -315,7 +315,7 @@ pub struct RunApprovalView {
 }
 
 /// One drill run (or a scheduled slot that was missed or skipped).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DrillRunView {
     pub id: String,
     pub drill: String,
@@ -359,14 +359,14 @@ pub struct DrillRunView {
     pub notes: Vec<TimelineNoteView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TimelineNoteView {
     pub at: String,
     pub event: String,
     pub detail: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DrillSlotView {
     /// Local time in the drill's time zone, with offset and zone.
     pub at: String,
@@ -376,7 +376,7 @@ pub struct DrillSlotView {
 
 /// `GET /api/v1/cluster`: the members, who leads, this instance's lease, and each instance's
 /// own view of every service.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClusterView {
     /// `single` (one instance on redb) or `cluster` (etcd).
     pub mode: String,
@@ -412,7 +412,7 @@ impl ClusterView {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClusterLeaderView {
     pub name: String,
     pub site: String,
@@ -422,7 +422,7 @@ pub struct ClusterLeaderView {
     pub token: i64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClusterMemberView {
     pub name: String,
     pub site: String,
@@ -434,7 +434,7 @@ pub struct ClusterMemberView {
     pub services: std::collections::BTreeMap<String, MemberObservationView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct MemberObservationView {
     pub status: String,
     pub ok: Option<bool>,
@@ -458,7 +458,7 @@ pub struct AuditQuery {
 }
 
 /// One audit entry as the API shows it (secrets redacted before it was written).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditEntryView {
     pub seq: u64,
     pub at: String,
@@ -474,7 +474,7 @@ pub struct AuditEntryView {
 }
 
 /// A page of the audit chain: pass `next_after` as `after` for the next page (`None`: no more).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditPageView {
     /// `shared` or `local`.
     pub chain: String,
@@ -482,4 +482,54 @@ pub struct AuditPageView {
     pub next_after: Option<u64>,
     /// The newest entry's seq in the whole chain (0 when empty), filters aside.
     pub head_seq: u64,
+}
+
+/// `GET /api/v1/platform-mode` and SSE `event: platform-mode`: the platform's degradation
+/// level as its DNS TXT record answers (what applications read, without reaching niledr).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct PlatformModeView {
+    /// 0 normal, 4 database failover in progress (read-only, queue writes), 5 running in DR
+    /// mode at another site; other levels are set outside niledr.
+    pub level: u8,
+    /// The level's standard wording.
+    pub label: String,
+    pub reason: String,
+    /// The execution that set it.
+    pub execution: Option<String>,
+    pub since: Option<String>,
+    /// The level it replaced (what a rollback of that execution restores).
+    pub previous_level: Option<u8>,
+    /// The TXT record's name; `None` when the config has no zone to publish in.
+    pub record: Option<String>,
+    /// Every authoritative server answered the same record.
+    pub agree: bool,
+    /// When niledr last read it; `None` before the first reading.
+    pub observed_at: Option<String>,
+    pub servers: Vec<PlatformServerView>,
+}
+
+impl PlatformModeView {
+    /// Nothing published (no zone in the config, or a router test).
+    pub fn unpublished() -> Self {
+        PlatformModeView {
+            level: 0,
+            label: "normal operation".into(),
+            reason: "not published: the config has no [dns] zone".into(),
+            execution: None,
+            since: None,
+            previous_level: None,
+            record: None,
+            agree: true,
+            observed_at: None,
+            servers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct PlatformServerView {
+    pub server: String,
+    /// `None` when the server did not answer or holds a record niledr cannot read.
+    pub level: Option<u8>,
+    pub error: Option<String>,
 }

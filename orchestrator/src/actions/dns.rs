@@ -20,6 +20,7 @@ use tokio::time::{Instant, sleep};
 
 pub use crate::config::tsig::TsigKey;
 
+pub mod mode;
 mod update;
 use update::{Answer, Rrset, Update};
 

@@ -115,7 +115,13 @@ pub struct DnsConfig {
     pub zone: String,
     pub servers: Vec<SocketAddr>,
     pub tsig: Option<tsig::TsigKey>,
+    /// The TXT record the platform's degradation level is published in, fully qualified
+    /// (`_platform-mode.nilecare.sd.`).
+    pub platform_mode_record: String,
 }
+
+/// Owner of the platform-mode record below the zone when the config names none.
+pub const DEFAULT_PLATFORM_MODE_LABEL: &str = "_platform-mode";
 
 /// Read and check a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -145,6 +151,30 @@ struct Loader<'a> {
 impl Loader<'_> {
     fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
         ConfigError::at(self.path, self.source, Some(span), msg)
+    }
+
+    /// `dns.platform_mode_record`: labels below the zone (letters, digits, `-`, `_`).
+    fn platform_mode_record(&self, d: &raw::RawDns) -> Result<String, ConfigError> {
+        let zone = d.zone.get_ref();
+        let Some(r) = &d.platform_mode_record else {
+            return Ok(format!("{DEFAULT_PLATFORM_MODE_LABEL}.{zone}"));
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !r.get_ref().split('.').all(label_ok) {
+            return Err(self.err(
+                r.span(),
+                format!(
+                    "platform_mode_record {:?} must be a name relative to the zone {zone:?}, like \"{DEFAULT_PLATFORM_MODE_LABEL}\" (labels of letters, digits, '-' and '_', no final dot)",
+                    r.get_ref()
+                ),
+            ));
+        }
+        Ok(format!("{}.{zone}", r.get_ref()))
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -228,10 +258,12 @@ impl Loader<'_> {
                         Some(tsig::TsigKey::load(&file).map_err(|e| self.err(f.span(), e))?)
                     }
                 };
+                let platform_mode_record = self.platform_mode_record(d)?;
                 Some(DnsConfig {
                     zone: d.zone.get_ref().clone(),
                     servers: d.servers.get_ref().iter().map(|a| a.get_ref().0).collect(),
                     tsig,
+                    platform_mode_record,
                 })
             }
         };

@@ -194,6 +194,8 @@ pub struct RawDns {
     pub zone: Spanned<String>,
     pub servers: Spanned<Vec<Spanned<Addr>>>,
     pub tsig_key_file: Option<Spanned<String>>,
+    /// Owner of the platform-mode TXT record, relative to the zone (`_platform-mode`).
+    pub platform_mode_record: Option<Spanned<String>>,
 }
 
 /// A duration written like `500ms`, `1s`, `2m`.

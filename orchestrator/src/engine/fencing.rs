@@ -144,6 +144,7 @@ impl Engine {
                 &ctx,
                 &action,
                 steps::Attempt {
+                    execution: "re-fence".into(),
                     timeout: Duration::from_secs(15),
                     generation: None,
                     break_glass: false,

@@ -418,9 +418,10 @@ impl Engine {
     }
 
     fn world(&self) -> niledr_runbooks::WorldSnapshot {
+        let level = self.shared.platform.observed_level();
         match self.shared.model.read() {
-            Ok(m) => crate::world::snapshot(&self.config, &m),
-            Err(p) => crate::world::snapshot(&self.config, &p.into_inner()),
+            Ok(m) => crate::world::snapshot(&self.config, &m, level),
+            Err(p) => crate::world::snapshot(&self.config, &p.into_inner(), level),
         }
     }
 

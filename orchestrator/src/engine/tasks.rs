@@ -88,6 +88,7 @@ impl Engine {
             return;
         };
         let run_with = steps::Attempt {
+            execution: id.into(),
             timeout: Duration::from_millis(step.timeout_ms),
             generation: l.record.generation,
             break_glass: break_glass(&l.record),
@@ -140,6 +141,7 @@ impl Engine {
             return;
         };
         let run_with = steps::Attempt {
+            execution: id.into(),
             timeout: Duration::from_millis(step.timeout_ms),
             generation: l.record.generation,
             break_glass: false,

@@ -46,6 +46,9 @@ pub fn routes() -> &'static [RouteSpec] {
             on(m, audit_verify)
         }),
         RouteSpec::new(M::GET, "/api/v1/cluster", Read, |m| on(m, cluster)),
+        RouteSpec::new(M::GET, "/api/v1/platform-mode", Read, |m| {
+            on(m, platform_mode)
+        }),
         RouteSpec::new(M::GET, "/api/v1/whoami", Read, |m| {
             on(m, executions::whoami)
         }),
@@ -102,6 +105,10 @@ pub fn routes() -> &'static [RouteSpec] {
         RouteSpec::new(M::POST, "/api/v1/executions/{id}/retry", Write, |m| {
             on(m, executions::retry)
         }),
+        RouteSpec::new(M::GET, "/api/v1/openapi.json", Read, |m| {
+            on(m, openapi_json)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/docs", Public, |m| on(m, api_docs)),
         RouteSpec::new(M::GET, "/", Public, |m| on(m, console::index)),
         RouteSpec::new(M::GET, "/assets/{*path}", Public, |m| on(m, console::asset)),
     ];
@@ -123,6 +130,28 @@ pub fn router(backend: SharedBackend) -> Router {
 
 async fn cluster(State(b): State<SharedBackend>) -> Json<crate::types::ClusterView> {
     Json(b.cluster())
+}
+
+async fn platform_mode(State(b): State<SharedBackend>) -> Json<crate::types::PlatformModeView> {
+    Json(b.platform_mode())
+}
+
+/// The OpenAPI document, built once from the route table.
+async fn openapi_json() -> Response {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        crate::openapi::document()
+            .to_pretty_json()
+            .unwrap_or_else(|e| {
+                format!("{{\"error\": \"the API description does not serialize: {e}\"}}")
+            })
+    });
+    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
+}
+
+/// The vendored viewer of the OpenAPI document.
+async fn api_docs() -> Response {
+    console::asset(Path("api-docs.html".to_string())).await
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -207,21 +236,26 @@ async fn events(
     State(b): State<SharedBackend>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stop = b.shutdown_token().cancelled_owned();
-    let stream = BroadcastStream::new(b.subscribe())
-        .take_until(stop)
-        .map(|item| {
-            Ok(match item {
-                Ok(ev) => Event::default()
-                    .event("status")
-                    .id(ev.seq.to_string())
-                    .json_data(&ev)
-                    .unwrap_or_else(|_| Event::default().comment("unserializable event")),
-                // A slow client missed events: say so rather than pretend continuity.
-                Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
-                    .event("lagged")
-                    .data(format!("{n} events were dropped; reload /api/v1/sites")),
-            })
-        });
+    let platform = b.platform_changes().map(|m| {
+        Ok(Event::default()
+            .event("platform-mode")
+            .json_data(&m)
+            .unwrap_or_else(|_| Event::default().comment("unserializable event")))
+    });
+    let status = BroadcastStream::new(b.subscribe()).map(|item| {
+        Ok(match item {
+            Ok(ev) => Event::default()
+                .event("status")
+                .id(ev.seq.to_string())
+                .json_data(&ev)
+                .unwrap_or_else(|_| Event::default().comment("unserializable event")),
+            // A slow client missed events: say so rather than pretend continuity.
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{n} events were dropped; reload /api/v1/sites")),
+        })
+    });
+    let stream = futures::stream::select(status, platform).take_until(stop);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -9,6 +9,7 @@ mod checks;
 mod connstr;
 mod context;
 mod dns;
+mod platform;
 mod postgres;
 mod redis;
 
@@ -20,8 +21,10 @@ use niledr_runbooks::{Action, Readiness, Step};
 pub use context::{StepContext, StepError, StepOutcome, fatal, pg_target};
 
 /// What one attempt of a step runs with, from its execution.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Attempt {
+    /// The execution the step belongs to (`platform.mode` records it with the level).
+    pub execution: std::sync::Arc<str>,
     pub timeout: Duration,
     /// The fencing generation the execution holds (checked and written by DNS cutovers and
     /// connection-string swaps: a stale execution's change is refused).
@@ -37,6 +40,7 @@ pub async fn run(
     attempt: Attempt,
 ) -> Result<StepOutcome, StepError> {
     let Attempt {
+        execution,
         timeout,
         generation,
         break_glass,
@@ -90,6 +94,9 @@ pub async fn run(
             "manual step {item:?} is confirmed by a person, not run"
         ))),
         Action::Wait { until } => checks::wait(ctx, until, timeout).await,
+        Action::PlatformMode { level, message } => {
+            platform::set(ctx, *level, message.as_deref(), &execution, timeout).await
+        }
     };
     done.map(StepOutcome::Done)
 }
@@ -101,6 +108,7 @@ pub async fn undo(
     attempt: Attempt,
 ) -> Result<String, StepError> {
     let Attempt {
+        execution,
         timeout,
         generation,
         ..
@@ -114,6 +122,7 @@ pub async fn undo(
         Action::DnsCutover { name, from, to } => {
             dns::undo_cutover(ctx, name, from.as_ref(), to, generation).await
         }
+        Action::PlatformMode { .. } => platform::restore(ctx, &execution).await,
         Action::RedisPromote { .. } | Action::PostgresPromote { .. } => Err(fatal(
             "a promotion cannot be undone automatically; plan a failback",
         )),
@@ -170,6 +179,7 @@ pub async fn ready(ctx: &StepContext, step: &Step) -> Readiness {
             dns::ready_cutover(ctx, name, from.as_ref(), to).await
         }
         Action::DnsSetTtl { .. } => dns::ready_tsig(ctx).await,
+        Action::PlatformMode { .. } => platform::ready(ctx).await,
         Action::PostgresFence { service, .. } => Ok(format!(
             "{service}: fenced if it answers, else decided on evidence (no precondition)"
         )),

@@ -77,6 +77,21 @@ const TABLE: &[(&str, &str, &str, &str, [Class; 5])] = &[
         READ,
     ),
     ("GET", "/api/v1/cluster", "/api/v1/cluster", "", READ),
+    (
+        "GET",
+        "/api/v1/platform-mode",
+        "/api/v1/platform-mode",
+        "",
+        READ,
+    ),
+    (
+        "GET",
+        "/api/v1/openapi.json",
+        "/api/v1/openapi.json",
+        "",
+        READ,
+    ),
+    ("GET", "/api/v1/docs", "/api/v1/docs", "", PUBLIC),
     ("GET", "/api/v1/whoami", "/api/v1/whoami", "", READ),
     ("GET", "/api/v1/runbooks", "/api/v1/runbooks", "", READ),
     (
