@@ -45,6 +45,7 @@ declare -a CHECKS=(
     "test -f /usr/include/google/protobuf/descriptor.proto|libprotobuf-dev"
     "command -v iptables|iptables"
     "command -v nsenter|util-linux"
+    "python3 -c 'import ensurepip, venv'|python3-venv"
 )
 
 missing=()
@@ -130,4 +131,15 @@ if [[ -n $collisions ]]; then
     ss -Hltnup 2>/dev/null | grep -E '(0\.0\.0\.0|\*|\[::\]):(5432|6379|53|80|6432|2379|2380)\b' >&2 || true
     exit 1
 fi
+# PyPI tools the tests run, in a venv under target/ (never the system Python): schemathesis
+# fuzzes the live API against its OpenAPI document (tests/tests/openapi.rs).
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+VENV=$REPO/target/pyvenv
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 log "ok: PostgreSQL $PG_VERSION in $PG_BIN, redis, knot, nginx, pgbouncer, etcd, protoc ready; sandbox ports free"
