@@ -64,7 +64,9 @@ impl Cli for World {
     }
 
     fn execution_json(&self, id: &str) -> Result<serde_json::Value> {
-        self.cli(Some(&self.people.viewer), &["execution", id, "--json"])?.ok()?.json()
+        self.cli(Some(&self.people.viewer), &["execution", id, "--json"])?
+            .ok()?
+            .json()
     }
 }
 
@@ -259,7 +261,9 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
         .ok()?;
     assert!(r.stdout.contains("is now cancelled"), "{r}");
 
-    let r = w.cli(Some(&w.people.viewer), &["executions", "--json"])?.ok()?;
+    let r = w
+        .cli(Some(&w.people.viewer), &["executions", "--json"])?
+        .ok()?;
     let states: Vec<String> = r
         .json()?
         .as_array()
