@@ -72,6 +72,9 @@ enum AuditCommand {
         #[arg(long)]
         store: Option<PathBuf>,
     },
+    /// List a running daemon's audit entries (GET /api/v1/audit): filter by actor,
+    /// execution and time, page with --after.
+    List(niledr_orchestrator::cli::audit::AuditList),
 }
 
 fn main() -> ExitCode {
@@ -159,6 +162,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit {
+            command: AuditCommand::List(args),
+        } => match niledr_orchestrator::cli::audit::list(args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Command::Audit {
             command:
                 AuditCommand::Verify {

@@ -1,5 +1,8 @@
 //! Runs the real `niledr` binary against a topology: start, wait ready, read the API, stop
 //! gracefully or SIGKILL, and check its log for unexpected ERROR lines.
+//!
+//! Reads need a principal: a `Niledr` reads with the viewer token found in `reader.token`
+//! next to its config (written by `create_people` / `create_reader`), across restarts too.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -12,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::http::http_get;
+use crate::http::{HttpResponse, http_get, http_request};
 use crate::util::{log_tail, wait_until};
 
 /// Where the `niledr` binary is: `$NILEDR_BIN`, else next to the running test's target dir
@@ -50,11 +53,28 @@ pub fn niledr_command(args: &[&str]) -> Result<Output> {
         .context("running niledr")
 }
 
+/// The file next to a config that holds the token the harness reads the API with.
+pub const READER_TOKEN_FILE: &str = "reader.token";
+
+/// The reader token for the daemon of `config`, if `create_people` / `create_reader` wrote one.
+fn reader_for(config: &Path) -> Option<String> {
+    let dir = config.parent()?;
+    let t = std::fs::read_to_string(dir.join(READER_TOKEN_FILE)).ok()?;
+    Some(t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Keep `token` as the reader token of configs in `dir`.
+fn write_reader(dir: &Path, token: &str) -> Result<()> {
+    crate::util::write_file(&dir.join(READER_TOKEN_FILE), token, 0o600, None)
+}
+
 pub struct Niledr {
     child: Option<Child>,
     pub listen: SocketAddr,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// The bearer token every read sends (`reader.token` next to the config).
+    pub reader: Option<String>,
 }
 
 impl Niledr {
@@ -109,6 +129,7 @@ impl Niledr {
             listen,
             config: config.to_path_buf(),
             log: log.to_path_buf(),
+            reader: reader_for(config),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         wait_until(deadline, || {
@@ -131,6 +152,7 @@ impl Niledr {
             listen,
             config: config.to_path_buf(),
             log: log.to_path_buf(),
+            reader: reader_for(config),
         }
     }
 
@@ -173,16 +195,38 @@ impl Niledr {
         self.child.as_ref().map(Child::id)
     }
 
+    /// GET `path` with the reader token (none when there is no `reader.token`).
+    pub fn get_raw(&self, path: &str) -> Result<HttpResponse> {
+        self.get_as(path, self.reader.as_deref())
+    }
+
+    /// GET `path` as the holder of `token` (`None`: anonymous).
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> Result<HttpResponse> {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        http_request(
+            self.listen,
+            "GET",
+            path,
+            &headers,
+            None,
+            Duration::from_secs(30),
+        )
+    }
+
     /// GET a JSON endpoint; returns (status, body).
     pub fn get(&self, path: &str) -> Result<(u16, serde_json::Value)> {
-        let r = http_get(self.listen, path)?;
+        let r = self.get_raw(path)?;
         let body = serde_json::from_str(&r.body)
             .with_context(|| format!("GET {path}: body is not JSON: {:?}", r.body))?;
         Ok((r.status, body))
     }
 
     pub fn get_text(&self, path: &str) -> Result<(u16, String)> {
-        let r = http_get(self.listen, path)?;
+        let r = self.get_raw(path)?;
         Ok((r.status, r.body))
     }
 
@@ -257,9 +301,14 @@ impl Niledr {
     /// or `within` passes.
     pub fn watch_events(&self) -> Result<EventWatch> {
         let mut s = TcpStream::connect(self.listen)?;
+        let auth = self
+            .reader
+            .as_deref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             s,
-            "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{auth}\r\n",
             self.listen
         )?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -347,38 +396,56 @@ pub struct People {
     pub viewer: String,
 }
 
-/// Create the users with `niledr user add` (the real CLI) and return their tokens.
+/// `niledr user add` (the real CLI): the new user's token.
+fn add_user(users_file: &Path, name: &str, role: &str, tags: &[&str]) -> Result<String> {
+    let mut args = vec![
+        "user",
+        "add",
+        "--users-file",
+        users_file.to_str().unwrap_or_default(),
+        name,
+        "--role",
+        role,
+    ];
+    for t in tags {
+        args.push("--tag");
+        args.push(t);
+    }
+    let out = niledr_command(&args)?;
+    if !out.status.success() {
+        bail!(
+            "niledr user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The directory the harness keeps `reader.token` in: the users file's (the configs' too).
+fn dir_of(users_file: &Path) -> &Path {
+    users_file.parent().unwrap_or(Path::new("."))
+}
+
+/// Create the users with `niledr user add` (the real CLI) and return their tokens; the
+/// viewer's becomes the harness's reader token.
 pub fn create_people(users_file: &Path) -> Result<People> {
-    let add = |name: &str, role: &str, tags: &[&str]| -> Result<String> {
-        let mut args = vec![
-            "user",
-            "add",
-            "--users-file",
-            users_file.to_str().unwrap_or_default(),
-            name,
-            "--role",
-            role,
-        ];
-        for t in tags {
-            args.push("--tag");
-            args.push(t);
-        }
-        let out = niledr_command(&args)?;
-        if !out.status.success() {
-            bail!(
-                "niledr user add {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    Ok(People {
+    let add = |name: &str, role: &str, tags: &[&str]| add_user(users_file, name, role, tags);
+    let people = People {
         ic: add("amira", "approver", &["incident_commander"])?,
         lead: add("omar", "approver", &["engineering_lead"])?,
         lead2: add("salma", "approver", &["engineering_lead"])?,
         operator: add("khalid", "operator", &[])?,
         viewer: add("nour", "viewer", &[])?,
-    })
+    };
+    write_reader(dir_of(users_file), &people.viewer)?;
+    Ok(people)
+}
+
+/// For suites without people: one viewer (`reader`) whose token the harness reads with.
+pub fn create_reader(users_file: &Path) -> Result<String> {
+    let token = add_user(users_file, "reader", "viewer", &[])?;
+    write_reader(dir_of(users_file), &token)?;
+    Ok(token)
 }
 
 impl Niledr {

@@ -64,7 +64,9 @@ impl Cli for World {
     }
 
     fn execution_json(&self, id: &str) -> Result<serde_json::Value> {
-        self.cli(None, &["execution", id, "--json"])?.ok()?.json()
+        self.cli(Some(&self.people.viewer), &["execution", id, "--json"])?
+            .ok()?
+            .json()
     }
 }
 
@@ -74,7 +76,7 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
     let p = &w.people;
 
     // What is there.
-    let r = w.cli(None, &["runbooks"])?.ok()?;
+    let r = w.cli(Some(&w.people.viewer), &["runbooks"])?.ok()?;
     for name in [
         REVERT,
         "failover-khartoum-to-port-sudan",
@@ -89,13 +91,13 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
         r.stdout.contains("incident_commander + engineering_lead"),
         "{r}"
     );
-    let r = w.cli(None, &["executions"])?.ok()?;
+    let r = w.cli(Some(&w.people.viewer), &["executions"])?.ok()?;
     assert_eq!(r.stdout.trim(), "no executions", "{r}");
 
     // Propose (operator), then the two approvals: the IC with a token file and the digest
     // she read, the engineering lead from the environment without --digest.
     let (id, digest) = w.propose(REVERT, "khartoum is healthy again")?;
-    let r = w.cli(None, &["execution", &id])?.ok()?;
+    let r = w.cli(Some(&w.people.viewer), &["execution", &id])?.ok()?;
     assert!(r.stdout.contains("state:     awaiting_approval"), "{r}");
     assert!(r.stdout.contains(&digest), "{r}");
     assert!(r.stdout.contains("requester: khalid"), "{r}");
@@ -149,7 +151,7 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
         },
     )?;
     assert_eq!(waiting["state"], "running", "{waiting:#}");
-    let r = w.cli(None, &["execution", &id])?.ok()?;
+    let r = w.cli(Some(&w.people.viewer), &["execution", &id])?.ok()?;
     assert!(r.stdout.contains("waiting_confirmation"), "{r}");
 
     let r = w
@@ -197,7 +199,7 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
     assert_eq!(done["state"], "succeeded", "{done:#}");
 
     // What a person sees afterwards.
-    let r = w.cli(None, &["execution", &id])?.ok()?;
+    let r = w.cli(Some(&w.people.viewer), &["execution", &id])?.ok()?;
     println!("{}", r.stdout);
     assert!(r.stdout.contains("state:     succeeded"), "{r}");
     assert!(
@@ -234,7 +236,7 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
     for event in ["approval.approved", "pause", "resume", "succeeded"] {
         assert!(r.stdout.contains(event), "timeline mentions {event:?}: {r}");
     }
-    let r = w.cli(None, &["executions"])?.ok()?;
+    let r = w.cli(Some(&w.people.viewer), &["executions"])?.ok()?;
     let line = r.stdout.lines().find(|l| l.starts_with(&id)).unwrap();
     assert!(line.contains("succeeded") && line.contains(REVERT), "{r}");
 
@@ -244,7 +246,7 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
         .cli(Some(&p.lead), &["reject", &id2, "--comment", "not now"])?
         .ok()?;
     assert!(r.stdout.contains("is now rejected"), "{r}");
-    let r = w.cli(None, &["execution", &id2])?.ok()?;
+    let r = w.cli(Some(&w.people.viewer), &["execution", &id2])?.ok()?;
     assert!(r.stdout.contains("state:     rejected"), "{r}");
     assert!(r.stdout.contains("reject   omar"), "{r}");
     assert!(r.stdout.contains("\"not now\""), "{r}");
@@ -259,7 +261,9 @@ fn a_whole_lifecycle_through_the_cli() -> Result<()> {
         .ok()?;
     assert!(r.stdout.contains("is now cancelled"), "{r}");
 
-    let r = w.cli(None, &["executions", "--json"])?.ok()?;
+    let r = w
+        .cli(Some(&w.people.viewer), &["executions", "--json"])?
+        .ok()?;
     let states: Vec<String> = r
         .json()?
         .as_array()
@@ -288,7 +292,7 @@ fn refusals_and_an_absent_daemon_are_explained() -> Result<()> {
     assert!(r.stdout.is_empty(), "{r}");
 
     // Unknown runbook: 404 with the list of known ones, for plan and for propose.
-    let r = w.cli(None, &["plan", "no-such-runbook"])?;
+    let r = w.cli(Some(&w.people.viewer), &["plan", "no-such-runbook"])?;
     assert_eq!(r.code, Some(1), "{r}");
     assert!(
         r.stderr.contains("404") && r.stderr.contains("no runbook \"no-such-runbook\""),
@@ -301,7 +305,7 @@ fn refusals_and_an_absent_daemon_are_explained() -> Result<()> {
     )?;
     assert_eq!(r.code, Some(1), "{r}");
     assert!(r.stderr.contains("no-such-runbook"), "{r}");
-    let r = w.cli(None, &["execution", "no-such-id"])?;
+    let r = w.cli(Some(&w.people.viewer), &["execution", "no-such-id"])?;
     assert_eq!(r.code, Some(1), "{r}");
     assert!(r.stderr.contains("404"), "{r}");
 
@@ -321,6 +325,13 @@ fn refusals_and_an_absent_daemon_are_explained() -> Result<()> {
         r.stderr.contains("--token-file") && r.stderr.contains("NILEDR_TOKEN"),
         "{r}"
     );
+    // Reads need a principal too: no token is caught the same way, a wrong one is a 401.
+    let r = w.cli(None, &["executions"])?;
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stderr.contains("NILEDR_TOKEN"), "{r}");
+    let r = w.cli(Some("not-a-real-token"), &["executions"])?;
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(r.stderr.contains("401"), "{r}");
     let missing = w.topo.base_dir().join("missing.token");
     let r = niledr_command_env(
         &[
@@ -365,7 +376,7 @@ fn refusals_and_an_absent_daemon_are_explained() -> Result<()> {
 
     // No daemon at the URL: say which URL and how to start one.
     let nobody = format!("http://{}", free_listen_addr()?);
-    let r = niledr_cli(&nobody, None, &["executions"])?;
+    let r = niledr_cli(&nobody, Some(&p.viewer), &["executions"])?;
     assert_eq!(r.code, Some(1), "{r}");
     assert!(
         r.stderr

@@ -158,7 +158,7 @@ fn plans_are_really_dry_and_say_what_will_change() -> Result<()> {
     assert!(before.keys().any(|k| k.ends_with(".soa")));
 
     // Every shipped runbook, through the CLI (text and JSON) and the API, several times.
-    let listed = cli(&w, None, &["runbooks", "--json"])?.json()?;
+    let listed = cli(&w, Some(&w.people.viewer), &["runbooks", "--json"])?.json()?;
     let names: Vec<String> = listed
         .as_array()
         .unwrap()
@@ -178,7 +178,7 @@ fn plans_are_really_dry_and_say_what_will_change() -> Result<()> {
     assert_eq!(names.len(), files, "{listed:#}");
     let mut digests: BTreeMap<String, String> = BTreeMap::new();
     for name in &names {
-        let text = cli(&w, None, &["plan", name])?;
+        let text = cli(&w, Some(&w.people.viewer), &["plan", name])?;
         let shown = text
             .stdout
             .lines()
@@ -188,7 +188,7 @@ fn plans_are_really_dry_and_say_what_will_change() -> Result<()> {
         assert!(text.stdout.contains("nothing was changed"), "{text}");
         let mut seen = vec![shown];
         seen.push(
-            cli(&w, None, &["plan", name, "--json"])?.json()?["digest"]
+            cli(&w, Some(&w.people.viewer), &["plan", name, "--json"])?.json()?["digest"]
                 .as_str()
                 .unwrap()
                 .to_string(),
@@ -305,7 +305,7 @@ fn plans_are_really_dry_and_say_what_will_change() -> Result<()> {
     );
 
     // The same, as a person reads it.
-    let text = cli(&w, None, &["plan", FAILOVER])?.stdout;
+    let text = cli(&w, Some(&w.people.viewer), &["plan", FAILOVER])?.stdout;
     println!("{text}");
     assert!(
         text.contains(&format!("{khartoum} → {port_sudan}")),

@@ -31,6 +31,8 @@ fn start() -> Result<World> {
         ..ConfigOptions::with_listen(listen)
     };
     let config = topo.write_niledr_config(topo.base_dir().join("niledr.toml"), &opts)?;
+    // Reads need a principal: the harness reads as a viewer.
+    niledr_tests::daemon::create_reader(&topo.base_dir().join("users.toml"))?;
     let niledr = Niledr::start(&config, listen, &topo.base_dir().join("niledr.log"))?;
     // Everything healthy before any fault.
     niledr.wait_json("/api/v1/sites", Duration::from_secs(30), |sites| {

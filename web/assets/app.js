@@ -25,11 +25,45 @@ function serviceRows(services) {
     <td class="muted">${s.last_probe ? esc(s.last_probe.latency_ms.toFixed(1)) + " ms" : ""}</td></tr>`).join("");
 }
 
+// Every read needs a principal: GETs carry the pasted token (a session cookie works too).
+function api(path) {
+  const t = sessionStorage.getItem("niledr-token") || "";
+  return fetch(path, t ? { headers: { authorization: `Bearer ${t}` } } : {});
+}
+
+// Server-sent events over fetch, so the token goes in a header (EventSource cannot send one).
+async function streamEvents(onEvent, onLost) {
+  for (;;) {
+    try {
+      const r = await api("/api/v1/events");
+      if (!r.ok || !r.body) throw new Error(String(r.status));
+      const reader = r.body.getReader();
+      const text = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += text.decode(value, { stream: true });
+        let end;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          const kind = (block.match(/^event:\s*(.*)$/m) || [])[1];
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+          if (kind && data) onEvent(kind, data);
+        }
+      }
+    } catch (e) { /* retried below */ }
+    onLost();
+    await new Promise((ok) => setTimeout(ok, 3000));
+  }
+}
+
 async function refresh() {
   try {
     const [sites, services] = await Promise.all([
-      fetch("/api/v1/sites").then((r) => r.json()),
-      fetch("/api/v1/services").then((r) => r.json()),
+      api("/api/v1/sites").then((r) => r.json()),
+      api("/api/v1/services").then((r) => r.json()),
     ]);
     document.getElementById("sites").innerHTML = sites.map((site) => `
       <article class="site ${esc(site.status)}">
@@ -78,7 +112,7 @@ async function post(path, body) {
 
 async function refreshExecutions() {
   try {
-    const list = await fetch("/api/v1/executions").then((r) => r.json());
+    const list = await api("/api/v1/executions").then((r) => r.json());
     document.getElementById("executions").innerHTML = "<tr><th>execution</th><th>state</th><th>requester</th><th>approvals</th></tr>" +
       list.slice(0, 20).map((e) => `<tr data-id="${esc(e.id)}" style="cursor:pointer">
         <td>${esc(e.runbook)}<br><span class="muted">${esc(e.id)}</span></td>
@@ -90,7 +124,7 @@ async function refreshExecutions() {
 }
 
 async function showDetail() {
-  const e = await fetch(`/api/v1/executions/${encodeURIComponent(selected)}`).then((r) => r.json());
+  const e = await api(`/api/v1/executions/${encodeURIComponent(selected)}`).then((r) => r.json());
   // Re-render only when something changed, so a comment being typed is not wiped.
   const signature = JSON.stringify([e.id, e.state, e.steps.map((s) => s.state), e.approvals.length, e.timeline.length]);
   if (signature === shown) return;
@@ -125,7 +159,7 @@ async function showDetail() {
     <p class="muted">${e.timeline.slice(-8).map((t) => esc(`${t.at} ${t.event} ${t.detail}`)).join("<br>")}</p>`;
   if (waiting) {
     // Readiness is checked live (files, PgBouncer, TSIG, DNS answers, targets): show it.
-    fetch(`/api/v1/runbooks/${encodeURIComponent(e.runbook)}/plan`).then((r) => r.json()).then((p) => {
+    api(`/api/v1/runbooks/${encodeURIComponent(e.runbook)}/plan`).then((r) => r.json()).then((p) => {
       const bad = (p.readiness || []).filter((r) => !r.ready);
       document.getElementById("readiness").innerHTML = bad.length
         ? `<div class="banner down"><b>NOT READY now: it would stop before touching anything</b><ul>${bad.map((r) => `<li>${esc(r.step)}: ${esc(r.why)}</li>`).join("")}</ul></div>`
@@ -183,8 +217,8 @@ function standing(d) {
 async function refreshDrills() {
   try {
     const [drills, runs] = await Promise.all([
-      fetch("/api/v1/drills").then((r) => r.json()),
-      fetch("/api/v1/drill-runs?limit=20").then((r) => r.json()),
+      api("/api/v1/drills").then((r) => r.json()),
+      api("/api/v1/drill-runs?limit=20").then((r) => r.json()),
     ]);
     // Re-render only when something changed (a click target must not vanish under the mouse).
     const signature = JSON.stringify([drills, runs.map((r) => [r.id, r.state, r.phase, r.verdict]), selectedRun]);
@@ -239,7 +273,7 @@ function selectRun(id) {
 // The selected run: live notes every second while it runs, then its Markdown report.
 async function showRun() {
   const id = selectedRun;
-  const r = await fetch(`/api/v1/drill-runs/${enc(id)}`).then((x) => x.json()).catch(() => null);
+  const r = await api(`/api/v1/drill-runs/${enc(id)}`).then((x) => x.json()).catch(() => null);
   if (id !== selectedRun) return; // another run was chosen meanwhile
   const box = document.getElementById("drill-run");
   if (!r) { // daemon unreachable (a restart?): keep asking
@@ -261,7 +295,7 @@ async function showRun() {
       <ol class="muted">${r.notes.map((n) => `<li>${esc(n.at)} <b>${esc(n.event)}</b> ${esc(n.detail)}</li>`).join("")}</ol>
       ${running ? "" : `<pre class="report" id="drill-report">loading the report…</pre>`}`;
     if (!running) {
-      const md = await fetch(`/api/v1/drill-runs/${enc(r.id)}?format=md`);
+      const md = await api(`/api/v1/drill-runs/${enc(r.id)}?format=md`);
       const text = md.ok ? await md.text() : `no report: ${(await md.json().catch(() => ({}))).error || md.status}`;
       const pre = document.getElementById("drill-report");
       if (pre && id === selectedRun) pre.textContent = text;
@@ -286,12 +320,12 @@ async function start() {
   refresh();
   setInterval(refresh, 2000);
   try {
-    const recent = await fetch("/api/v1/status-changes?limit=50").then((r) => r.json());
+    const recent = await api("/api/v1/status-changes?limit=50").then((r) => r.json());
     recent.reverse().forEach(addEvent);
   } catch (e) { /* shown by refresh() */ }
-  const es = new EventSource("/api/v1/events");
-  es.addEventListener("status", (m) => { addEvent(JSON.parse(m.data)); refresh(); refreshExecutions(); });
-  es.onerror = () => setConn("down", "event stream lost; retrying");
+  streamEvents((kind, data) => {
+    if (kind === "status") { addEvent(JSON.parse(data)); refresh(); refreshExecutions(); }
+  }, () => setConn("down", "event stream lost; retrying"));
 }
 
 start();

@@ -142,7 +142,7 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
             json,
             conn,
         } => {
-            let c = connect(&conn, true)?;
+            let c = connect(&conn)?;
             let run_path = ["api", "v1", "drill-runs", id.as_str()];
             let digest = current_digest(&c, &run_path, digest, &format!("run {id} of {name}"))?;
             let decision = if reject { "reject" } else { "approve" };
@@ -164,7 +164,7 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
             conn,
             ..
         } => {
-            let c = connect(&conn, true)?;
+            let c = connect(&conn)?;
             let path = ["api", "v1", "drills", name.as_str()];
             let digest = current_digest(&c, &path, digest, &format!("drill {name}"))?;
             let v = c.post(
@@ -183,7 +183,7 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
             json,
             conn,
         } => {
-            let c = connect(&conn, true)?;
+            let c = connect(&conn)?;
             let v = c.post(
                 &["api", "v1", "drills", &name, "runs"],
                 &json!({ "reason": reason }),
@@ -239,7 +239,7 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
             json,
             conn,
         } => {
-            let c = connect(&conn, false)?;
+            let c = connect(&conn)?;
             let limit = limit.map(|n| n.to_string());
             let mut query: Vec<(&str, &str)> = Vec::new();
             if let Some(d) = &drill {
@@ -261,7 +261,7 @@ pub fn execute(cmd: DrillCommand) -> Result<(String, u8), CliError> {
             }
         }
         DrillCommand::Report { id, json, conn } => {
-            let c = connect(&conn, false)?;
+            let c = connect(&conn)?;
             if json {
                 return done(pretty(&c.get(&["api", "v1", "drill-runs", &id])?));
             }

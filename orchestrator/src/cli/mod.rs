@@ -5,6 +5,7 @@
 //! Exit codes: 0 done, 1 the daemon refused or could not be reached, 2 bad usage, 3 a drill
 //! run that did not meet its objectives (`drill run`).
 
+pub mod audit;
 pub mod client;
 pub mod conn;
 pub mod drill;
@@ -161,16 +162,12 @@ pub fn run(cmd: RemoteCommand) -> ExitCode {
     }
 }
 
-fn connect(conn: &Connection, need_token: bool) -> Result<Client, CliError> {
-    let token = if need_token {
-        Some(conn.required_token()?)
-    } else {
-        conn.token()?
-    };
-    Client::new(conn.base_url()?, token)
+/// Every request carries the caller's token: reads need a principal too (viewer or above).
+fn connect(conn: &Connection) -> Result<Client, CliError> {
+    Client::new(conn.base_url()?, Some(conn.required_token()?))
 }
 
-/// GET `path` (no token needed); with `--json` print it as is, else decode it as `T` (`what`
+/// GET `path`; with `--json` print it as is, else decode it as `T` (`what`
 /// names it in errors) and render.
 fn show<T: serde::de::DeserializeOwned>(
     conn: &Connection,
@@ -179,7 +176,7 @@ fn show<T: serde::de::DeserializeOwned>(
     what: &str,
     render: impl FnOnce(&T) -> String,
 ) -> Result<String, CliError> {
-    let v = connect(conn, false)?.get(path)?;
+    let v = connect(conn)?.get(path)?;
     if json {
         return Ok(pretty(&v));
     }
@@ -200,7 +197,7 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             json,
             conn,
         } => {
-            let c = connect(&conn, false)?;
+            let c = connect(&conn)?;
             let v = c.get(&["api", "v1", "runbooks", &runbook, "plan"])?;
             if json {
                 return Ok(pretty(&v));
@@ -246,7 +243,7 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
                     "--reason must say why (approvers and the audit log read it)".into(),
                 ));
             }
-            let c = connect(&conn, true)?;
+            let c = connect(&conn)?;
             let v = c.post(
                 &["api", "v1", "executions"],
                 &json!({ "runbook": runbook, "reason": reason }),
@@ -264,7 +261,7 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             json,
             conn,
         } => {
-            let c = connect(&conn, true)?;
+            let c = connect(&conn)?;
             if break_glass.as_deref().is_some_and(|r| r.trim().is_empty()) {
                 return Err(CliError::Usage(
                     "--break-glass needs a written reason".into(),
@@ -305,7 +302,7 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             json,
             conn,
         }) => {
-            let c = connect(&conn, true)?;
+            let c = connect(&conn)?;
             let v = c.post(
                 &["api", "v1", "executions", &id, "approvals"],
                 &json!({ "decision": "reject", "comment": comment }),
@@ -336,7 +333,7 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
 }
 
 fn on_step(a: OnStep, endpoint: &str, verb: &str) -> Result<String, CliError> {
-    let c = connect(&a.conn, true)?;
+    let c = connect(&a.conn)?;
     let v = c.post(
         &["api", "v1", "executions", &a.id, endpoint],
         &json!({ "step": a.step, "comment": a.comment }),
@@ -352,7 +349,7 @@ fn control(
     comment: &str,
     json: bool,
 ) -> Result<String, CliError> {
-    let c = connect(conn, true)?;
+    let c = connect(conn)?;
     let v = c.post(
         &["api", "v1", "executions", id, endpoint],
         &json!({ "comment": comment }),
