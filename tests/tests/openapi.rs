@@ -57,7 +57,10 @@ fn schemathesis_finds_no_server_error_and_every_answer_matches_the_document() ->
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}\n{stderr}");
     if !out.status.success() {
-        bail!("schemathesis found problems (exit {:?}); see its output above", out.status.code());
+        bail!(
+            "schemathesis found problems (exit {:?}); see its output above",
+            out.status.code()
+        );
     }
     assert!(
         stdout.contains("passed") && !stdout.contains("failed"),

@@ -1,7 +1,7 @@
 //! The on-call console: static assets embedded in the binary so it works offline.
 
 use axum::extract::Path;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use rust_embed::Embed;
 
@@ -29,6 +29,6 @@ fn serve(path: &str) -> Response {
             };
             ([(header::CONTENT_TYPE, mime)], file.data.into_owned()).into_response()
         }
-        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+        None => crate::ApiError::NotFound(format!("no console asset {path:?}")).into_response(),
     }
 }

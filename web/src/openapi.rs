@@ -8,6 +8,7 @@ mod docs;
 use std::collections::BTreeMap;
 
 use axum::http::Method;
+use utoipa::ToSchema;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -16,7 +17,6 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
     ResponseBuilder,
 };
-use utoipa::ToSchema;
 
 use crate::access::Access;
 use crate::routes::routes;
@@ -111,7 +111,9 @@ pub fn document() -> OpenApi {
         };
         let (operation, used) = operation(doc, spec.access);
         named.extend(used);
-        paths.add_path_operation(spec.path, vec![http_method(&spec.method)], operation);
+        // axum's catch-all `{*path}` is an ordinary `{path}` parameter in OpenAPI.
+        let path = spec.path.replace("{*", "{");
+        paths.add_path_operation(path, vec![http_method(&spec.method)], operation);
     }
     for (name, schema) in named {
         components = components.schema(name, schema);
@@ -258,7 +260,7 @@ fn error_statuses(doc: &RouteDoc, access: Access) -> Vec<u16> {
         Access::Metrics | Access::Read => s.extend([401, 429]),
         Access::Write => s.extend([401, 403, 429]),
     }
-    if doc.body.is_some() {
+    if doc.body.is_some() || !doc.query.is_empty() {
         s.push(400);
     }
     s.sort_unstable();

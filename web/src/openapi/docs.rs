@@ -59,13 +59,6 @@ fn post(
 
 fn with_query(mut d: RouteDoc, query: &'static [Query]) -> RouteDoc {
     d.query = query;
-    if !query.is_empty() && !d.errors.contains(&400) {
-        d.errors = match d.errors {
-            [] => &[400],
-            [404] => &[400, 404],
-            other => other,
-        };
-    }
     d
 }
 

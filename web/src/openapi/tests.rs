@@ -29,7 +29,7 @@ fn the_document_lists_every_route_in_the_router() {
     assert_eq!(doc["openapi"], "3.1.0");
     for r in routes() {
         let m = r.method.as_str().to_lowercase();
-        let op = &doc["paths"][r.path][&m];
+        let op = &doc["paths"][r.path.replace("{*", "{")][&m];
         assert!(
             op.is_object(),
             "{} {} missing from the document",
