@@ -45,6 +45,8 @@ declare -a CHECKS=(
     "test -f /usr/include/google/protobuf/descriptor.proto|libprotobuf-dev"
     "command -v iptables|iptables"
     "command -v nsenter|util-linux"
+    "test -x /usr/bin/chromium|chromium"
+    "command -v chromedriver|chromium-driver"
 )
 
 missing=()

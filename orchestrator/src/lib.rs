@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod api;
+mod api_sessions;
 pub mod audit;
 pub mod auth;
 pub mod cli;

@@ -61,9 +61,19 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/confirm", post(executions::confirm))
         .route("/api/v1/executions/{id}/retry", post(executions::retry))
+        .route(
+            "/api/v1/session",
+            get(session::show)
+                .post(session::sign_in)
+                .delete(session::sign_out),
+        )
         .route("/", get(console::index))
         .route("/assets/{*path}", get(console::asset))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            backend.clone(),
+            session::csrf_layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             backend.clone(),
             crate::forward::layer,
@@ -157,21 +167,24 @@ async fn events(
     State(b): State<SharedBackend>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stop = b.shutdown_token().cancelled_owned();
-    let stream = BroadcastStream::new(b.subscribe())
-        .take_until(stop)
-        .map(|item| {
-            Ok(match item {
-                Ok(ev) => Event::default()
-                    .event("status")
-                    .id(ev.seq.to_string())
-                    .json_data(&ev)
-                    .unwrap_or_else(|_| Event::default().comment("unserializable event")),
-                // A slow client missed events: say so rather than pretend continuity.
-                Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
-                    .event("lagged")
-                    .data(format!("{n} events were dropped; reload /api/v1/sites")),
-            })
-        });
+    let status = BroadcastStream::new(b.subscribe()).map(|item| {
+        Ok(match item {
+            Ok(ev) => Event::default()
+                .event("status")
+                .id(ev.seq.to_string())
+                .json_data(&ev)
+                .unwrap_or_else(|_| Event::default().comment("unserializable event")),
+            // A slow client missed events: say so rather than pretend continuity.
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{n} events were dropped; reload /api/v1/sites")),
+        })
+    });
+    let executions = match b.subscribe_executions() {
+        Some(rx) => sse_executions::stream(rx).boxed(),
+        None => futures::stream::empty().boxed(),
+    };
+    let stream = futures::stream::select(status, executions).take_until(stop);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -191,5 +204,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 mod drills;
 mod executions;
+pub(crate) mod session;
+mod sse_executions;
 #[cfg(test)]
 mod tests;
