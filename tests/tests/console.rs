@@ -412,6 +412,27 @@ fn sessions_are_http_only_cookies_that_end_on_sign_out_and_on_a_changed_users_fi
             "{audit}"
         );
     }
+    // Sign-in attempts pass the same rate limits as bearer tokens: wrong tokens for one user
+    // from one address end in 429 with Retry-After.
+    let wrong = json!({ "token": "ndr_salma_0000" }).to_string();
+    let json_type = [("Content-Type", "application/json")];
+    let mut throttled = None;
+    for attempt in 1..=25 {
+        let (status, head, body) = raw(addr, "POST", "/api/v1/session", &json_type, &wrong)?;
+        match status {
+            401 => continue,
+            429 => {
+                throttled = Some((attempt, header(&head, "retry-after"), body));
+                break;
+            }
+            other => bail!("wrong sign-in {attempt}: {other} {body}"),
+        }
+    }
+    let (attempt, retry_after, body) = throttled.context("no 429 after 25 wrong sign-ins")?;
+    assert!(
+        attempt > 1 && retry_after.is_some(),
+        "{attempt} {retry_after:?} {body}"
+    );
     scenario::finish(w, ALLOWED_ERRORS)
 }
 
@@ -466,4 +487,84 @@ fn header(head: &str, name: &str) -> Option<String> {
         .filter_map(|l| l.split_once(':'))
         .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
         .map(|(_, v)| v.trim().to_string())
+}
+
+#[test]
+fn the_drills_page_charts_a_measured_run_against_its_objectives_and_shows_its_report() -> Result<()>
+{
+    let w = scenario::start()?;
+    let drill = "planned-switchover";
+    let (status, run) = w.niledr.post(
+        &format!("/api/v1/drills/{drill}/runs"),
+        Some(&w.people.operator),
+        &json!({ "reason": "console test: a measured run to chart" }),
+    )?;
+    assert_eq!(status, 202, "{run:#}");
+    let id = run["id"].as_str().unwrap().to_string();
+    scenario::approve_drill_run(&w, drill, &id)?;
+    let run = scenario::wait_run(&w, &id, true)?;
+    assert_eq!(run["state"], "finished", "{run:#}");
+    let rto_ms = run["report"]["rto"]["total_ms"]
+        .as_u64()
+        .context("measured RTO")?;
+
+    let cd = driver(&w, "drills")?;
+    let viewer = cd.browser()?;
+    sign_in(&viewer, &w, &w.people.viewer, None)?;
+    viewer.goto(&format!("{}/#/drills", w.niledr.url()))?;
+    let chart = format!("#chart-rto-{drill}");
+    viewer.wait_for(&format!("{chart} rect"), Duration::from_secs(30))?;
+    // One bar, titled with the run's measured RTO, under the objective line (4 min).
+    let title = viewer.eval(
+        &format!(
+            "return [...document.querySelectorAll('{chart} rect title')].map((t) => t.textContent);"
+        ),
+        json!([]),
+    )?;
+    let shown = format!("{:.1} s", rto_ms as f64 / 1000.0);
+    assert_eq!(
+        title,
+        json!([format!(
+            "{id}: {}",
+            if rto_ms >= 1000 {
+                shown
+            } else {
+                format!("{rto_ms} ms")
+            }
+        )])
+    );
+    let text = viewer.eval(
+        &format!("return document.querySelector('{chart}').textContent;"),
+        json!([]),
+    )?;
+    assert!(
+        text.as_str().unwrap().contains("objective 240.0 s"),
+        "{text}"
+    );
+    assert!(
+        viewer.exists(&format!("#chart-rpo-{drill}-postgres rect"))?,
+        "an RPO bar for postgres"
+    );
+    viewer.eval(
+        "document.querySelector('#charts').scrollIntoView();",
+        json!([]),
+    )?;
+    screenshot(&viewer, "drills-charts.png")?;
+
+    viewer.goto(&format!("{}/#/drills/runs/{id}", w.niledr.url()))?;
+    viewer.wait_true(
+        "the Markdown report is shown",
+        "const r = document.querySelector('#drill-report'); return !!r && r.textContent.includes('RTO');",
+        Duration::from_secs(15),
+    )?;
+    let (_, md) = get(&w, &format!("/api/v1/drill-runs/{id}?format=md"))?;
+    let shown = viewer.eval(
+        "return document.querySelector('#drill-report').textContent;",
+        json!([]),
+    )?;
+    assert_eq!(shown.as_str().unwrap(), md, "the report as text, unchanged");
+    screenshot(&viewer, "drill-run-report.png")?;
+    drop(viewer);
+    drop(cd);
+    scenario::finish(w, ALLOWED_ERRORS)
 }

@@ -66,7 +66,9 @@ async function loadSession() {
 function renderMe() {
   const me = $("#me");
   $("#nav").hidden = !App.session;
-  if (!App.session) { me.innerHTML = ""; return; }
+  for (const band of ["#mode", "#maintenance", "#waiting"]) if (!App.session) $(band).hidden = true;
+  $("#mode").hidden = !App.session;
+  if (!App.session) { me.innerHTML = ""; setConn("unknown", "not signed in", ""); return; }
   const p = App.session.principal;
   me.innerHTML = `signed in as <b id="me-name">${esc(p.name)}</b> <span class="muted" id="me-role">${esc(p.role)}${p.tags.length ? ", " + esc(p.tags.join(", ")) : ""}</span>
     <button id="sign-out">Sign out</button>`;
@@ -206,6 +208,7 @@ function route() {
     if (m) {
       const render = make(m);
       App.render = () => render(view);
+      window.scrollTo(0, 0);
       document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("here", hash.startsWith(a.getAttribute("href")) && (a.getAttribute("href") !== "#/" || hash === "#/")));
       App.render();
       return;

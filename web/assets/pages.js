@@ -35,7 +35,7 @@ function dnsAnswers(s) {
 
 const serviceRows = (services) => services.map((s) => `<tr data-service="${esc(s.id)}">
   <td>${esc(s.id)}<br><span class="muted">${esc(s.kind)}${s.critical ? ", critical" : ""}</span></td>
-  <td>${pill(s.status)}</td><td>${esc(s.reason)}<br><span class="muted">${lag(s)}</span>${s.dns ? "<br>" + dnsAnswers(s) : ""}</td></tr>`).join("");
+  <td>${pill(s.status)}</td><td>${s.dns ? dnsAnswers(s) : `${esc(s.reason)}<br><span class="muted">${lag(s)}</span>`}</td></tr>`).join("");
 
 // ---- overview
 Pages.overview = async (view) => {
@@ -51,7 +51,7 @@ Pages.overview = async (view) => {
   const siteCards = sites instanceof Error ? unavailable("sites", sites) : sites.map((s) => `
     <article class="card ${esc(s.status)}" data-site="${esc(s.id)}">
       <h2>${esc(s.id)} ${pill(s.status)}</h2>
-      <p>role now: <b class="site-role">${esc(s.current_role ?? s.role)}</b> <span class="muted">(configured ${esc(s.role)}${s.current_role == null ? "; live role not available from this daemon" : ""})</span></p>
+      <p>role now: <b class="site-role">${esc(s.current_role ?? s.role)}</b> <span class="muted">(configured ${esc(s.role)}${s.current_role == null ? "; the live role is not available from this daemon" : ""})</span></p>
       <p class="reason">${esc(s.reason)} <span class="muted">since ${when(s.since)}</span></p>
       ${s.role === "cold_standby" || s.current_role === "cold_standby" ? `<div><b>Backups</b> ${"backups" in s ? (s.backups ? kv(s.backups) : '<span class="muted">no backup freshness reported</span>') : '<span class="unavailable">cold-site freshness: not available from this daemon</span>'}</div>` : ""}
       <table>${serviceRows(s.services)}</table>
@@ -74,10 +74,9 @@ function executionTable(list) {
 }
 
 // ---- execution
-function planSteps(plan, stepStates) {
+function planSteps(plan) {
   return `<ol id="plan">${(plan.steps || []).map((p) => `<li data-plan-step="${esc(p.id)}"><b>${esc(p.id)}</b> ${esc(p.summary)}
-    ${p.after_point_of_no_return ? ' <span class="pill down">past the point of no return</span>' : ""}
-    ${stepStates && stepStates[p.id] ? " " + pill(stepStates[p.id]) : ""}
+    ${p.id === plan.point_of_no_return ? ' <span class="pill down">point of no return</span>' : p.after_point_of_no_return ? ' <span class="pill">after the point of no return</span>' : ""}
     ${(p.changes || []).map((c) => `<div class="change">${esc(c.what)}: <span class="before">${esc(c.before)}</span> → <span class="after">${esc(c.after)}</span></div>`).join("")}
     ${(p.notes || []).map((n) => `<div class="muted">${esc(n)}</div>`).join("")}</li>`).join("")}</ol>
     ${(plan.warnings || []).length ? `<div class="banner degraded" id="warnings"><b>Warnings</b><ul>${plan.warnings.map((w) => `<li>${esc(w)}</li>`).join("")}</ul></div>` : ""}
@@ -137,15 +136,18 @@ function wireActions(e, view) {
   for (const c of ["cancel", "pause", "resume"]) on(c, () => run(c, { comment: val("#control-comment") }));
 }
 
-function liveParts(e) {
+function headParts(e) {
   const needed = stillNeeded(e);
   return `<h2>${esc(e.runbook)} <span id="exec-state" data-state="${esc(e.state)}">${pill(e.state)}</span></h2>
     <p>${esc(e.reason)} <span class="muted">requested by ${esc(e.requester)} at ${when(e.created_at)}; plan ${esc(e.plan_digest.slice(0, 16))}…</span></p>
     ${e.needs_operator ? `<div class="banner down" id="needs-operator"><b>NEEDS AN OPERATOR</b><p>${esc(e.needs_operator)}</p></div>` : ""}
     <h3>Approvals</h3>
     <table id="approvals">${e.approvals.length ? e.approvals.map((a) => `<tr><td><b>${esc(a.user)}</b> <span class="muted">${esc(a.tags.join(", "))}</span></td><td>${pill(a.decision === "approve" ? "up" : "down", a.decision)}</td><td>${esc(a.comment)}${a.break_glass_reason ? `<br><b>break glass:</b> ${esc(a.break_glass_reason)}` : ""}</td><td class="muted">${when(a.at)}</td></tr>`).join("") : '<tr><td class="muted">none yet</td></tr>'}</table>
-    <p id="still-needed">Still needed: <b>${esc(e.state === "awaiting_approval" ? neededText(needed) : "nothing (no longer awaiting approval)")}</b></p>
-    <h3>Steps</h3>
+    <p id="still-needed">Still needed: <b>${esc(e.state === "awaiting_approval" ? neededText(needed) : "nothing (no longer awaiting approval)")}</b></p>`;
+}
+
+function progressParts(e) {
+  return `<h3>Steps</h3>
     <table id="steps"><tr><th>step</th><th>state</th><th>took</th><th>detail</th></tr>${e.steps.map((s) => `<tr data-step="${esc(s.id)}" data-state="${esc(s.state)}">
       <td>${esc(s.id)}<br><span class="muted">${esc(s.kind)}</span></td><td>${pill(s.state)}${s.attempts > 1 ? ` <span class="muted">×${s.attempts}</span>` : ""}</td>
       <td class="muted">${ms(s.duration_ms)}</td><td>${esc(s.error || s.detail)}${s.rollback ? `<br><span class="muted">rollback: ${esc(s.rollback)}</span>` : ""}</td></tr>`).join("")}</table>
@@ -154,9 +156,10 @@ function liveParts(e) {
 }
 
 Pages.showExecution = (view, e, force) => {
-  const live = $("#exec-live", view);
-  if (!live) return;
-  live.innerHTML = liveParts(e);
+  const head = $("#exec-head", view);
+  if (!head) return;
+  head.innerHTML = headParts(e);
+  $("#exec-live", view).innerHTML = progressParts(e);
   // Re-render the actions only when what one can do changed (a comment being typed stays).
   const signature = JSON.stringify([e.state, e.approvals.length, e.steps.map((s) => s.state === "waiting_confirmation"), App.session.principal.role]);
   if (force || signature !== Pages.actionSignature) {
@@ -170,9 +173,9 @@ Pages.execution = async (view, id) => {
   let e;
   try { e = await api(`/api/v1/executions/${enc(id)}`); } catch (err) { view.innerHTML = unavailable(`execution ${id}`, err); return; }
   App.executions.set(e.id, e);
-  const stepStates = Object.fromEntries(e.steps.map((s) => [s.id, s.state]));
-  view.innerHTML = `<p><a href="#/">← overview</a></p><div id="exec-live"></div><div id="exec-actions"></div>
-    <details ${e.state === "awaiting_approval" ? "open" : ""}><summary>Plan (read before approving)</summary>${planSteps(e.plan, stepStates)}</details>`;
+  view.innerHTML = `<p><a href="#/">← overview</a></p><div id="exec-head"></div><div id="exec-actions"></div>
+    <details ${e.state === "awaiting_approval" ? "open" : ""}><summary><b>Plan</b> (before → after of every step; read before approving)</summary>${planSteps(e.plan)}</details>
+    <div id="exec-live"></div>`;
   Pages.actionSignature = null;
   Pages.showExecution(view, e, true);
   App.page = {
@@ -215,10 +218,13 @@ Pages.runbook = async (view, name) => {
 };
 
 // ---- drills
+// "2026-12-22T01:00:00+02:00[Africa/Khartoum]" → "2026-12-22 01:00 +02:00" (the zone is shown once).
+const slot = (t) => esc(String(t).replace(/\[.*\]$/, "").replace("T", " ").replace(/:00([+-]\d\d:\d\d|Z)$/, " $1"));
+
 function slots(d) {
   if (!d.schedule) return '<span class="muted">on demand only</span>';
   return `${esc(d.schedule)} <span class="muted">(${esc(d.timezone)})</span>` + d.upcoming.map((s) => s.skipped_because
-    ? `<br><span class="muted">skipped ${when(s.at)}: ${esc(s.skipped_because)}</span>` : `<br>next: ${when(s.at)}`).join("");
+    ? `<br><span class="muted">skipped ${slot(s.at)}: ${esc(s.skipped_because)}</span>` : `<br>next: ${slot(s.at)}`).join("");
 }
 
 // RPO of one store as time: newest lost − newest surviving (0 when nothing was lost).
@@ -240,7 +246,7 @@ function chart(title, id, bars, objective) {
     return b.value == null
       ? `<text x="${x}" y="${H - B - 4}">n/a</text>`
       : `<rect x="${x}" y="${y(b.value)}" width="${bw}" height="${H - B - y(b.value)}" fill="${ok ? "#1a7f37" : "#cf222e"}"><title>${esc(b.label)}: ${esc(ms(b.value))}</title></rect>
-         <text x="${x}" y="${H - B + 14}">${esc(b.short)}</text>`;
+         <text x="${x}" y="${y(b.value) - 3}">${esc(ms(b.value))}</text><text x="${x}" y="${H - B + 14}">${esc(b.short)}</text>`;
   }).join("");
   const obj = objective == null ? "" : `<line x1="${L}" x2="${W - 4}" y1="${y(objective)}" y2="${y(objective)}" stroke="#1d2330" stroke-dasharray="5 3"/>
     <text x="${L + 4}" y="${y(objective) - 4}">objective ${esc(ms(objective))}</text>`;
@@ -254,11 +260,13 @@ function drillCharts(d, runs) {
   if (!measured.length) return `<p class="muted">no measured runs of ${esc(d.name)} yet</p>`;
   const short = (r) => when(r.started_at).slice(5, 16);
   const rto = chart(`${d.name}: RTO per run`, `chart-rto-${d.name}`, measured.map((r) => ({ label: r.id, short: short(r), value: r.report.rto ? r.report.rto.total_ms : null })), d.objectives && d.objectives.rto_ms);
-  const stores = Object.keys((d.objectives && d.objectives.rpo_ms) || {});
+  // Per store: the drill's RPO objective, or 0 when no acknowledged write may be lost.
+  const objectives = (d.objectives && d.objectives.rpo_ms) || {};
+  const stores = [...new Set([...Object.keys(objectives), ...measured.flatMap((r) => (r.report.rpo || []).map((x) => x.store))])];
   const rpo = stores.map((st) => chart(`${d.name}: RPO (${st}) per run`, `chart-rpo-${d.name}-${st}`, measured.map((r) => {
     const loss = (r.report.rpo || []).find((x) => x.store === st);
     return { label: r.id, short: short(r), value: loss ? rpoMs(loss) : null };
-  }), d.objectives.rpo_ms[st])).join(" ");
+  }), objectives[st] ?? (d.objectives && d.objectives.no_lost_writes ? 0 : null))).join(" ");
   return `${rto} ${rpo}`;
 }
 
