@@ -195,6 +195,10 @@ fn a_viewer_gets_no_buttons_forged_and_csrf_less_posts_are_refused_and_nothing_l
     let cd = driver(&w, "viewer")?;
     let viewer = cd.browser()?;
     sign_in(&viewer, &w, &w.people.viewer, Some("sign-in.png"))?;
+    viewer.wait_for(
+        &format!("#executions tr[data-id=\"{id}\"]"),
+        Duration::from_secs(15),
+    )?;
     screenshot(&viewer, "overview.png")?;
     assert!(
         viewer.text()?.contains("1 execution waiting for approval"),

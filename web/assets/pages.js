@@ -41,23 +41,27 @@ const serviceRows = (services) => services.map((s) => `<tr data-service="${esc(s
 Pages.overview = async (view) => {
   const page = { onStatus: () => Pages.overview(view), onPoll: () => Pages.overview(view), onExecution: () => Pages.overview(view) };
   App.page = page;
-  const [sites, services, topo, changes] = await Promise.all([
+  const [sites, services, topo, changes, executions] = await Promise.all([
     api("/api/v1/sites").catch((e) => e),
     api("/api/v1/services").catch((e) => e),
     api("/api/v1/topology").catch((e) => e),
     api("/api/v1/status-changes?limit=15").catch((e) => e),
+    api("/api/v1/executions").catch((e) => e),
   ]);
   if (App.page !== page) return; // navigated away meanwhile
   const siteCards = sites instanceof Error ? unavailable("sites", sites) : sites.map((s) => `
     <article class="card ${esc(s.status)}" data-site="${esc(s.id)}">
       <h2>${esc(s.id)} ${pill(s.status)}</h2>
-      <p>role now: <b class="site-role">${esc(s.current_role ?? s.role)}</b> <span class="muted">(configured ${esc(s.role)}${s.current_role == null ? "; the live role is not available from this daemon" : ""})</span></p>
+      ${s.current_role != null
+        ? `<p>role now: <b class="site-role">${esc(s.current_role)}</b> <span class="muted">(configured ${esc(s.role)})</span></p>`
+        : `<p>configured role: <b>${esc(s.role)}</b> <span class="unavailable">(the role it holds now is not available from this daemon)</span></p>`}
       <p class="reason">${esc(s.reason)} <span class="muted">since ${when(s.since)}</span></p>
       ${s.role === "cold_standby" || s.current_role === "cold_standby" ? `<div><b>Backups</b> ${"backups" in s ? (s.backups ? kv(s.backups) : '<span class="muted">no backup freshness reported</span>') : '<span class="unavailable">cold-site freshness: not available from this daemon</span>'}</div>` : ""}
       <table>${serviceRows(s.services)}</table>
     </article>`).join("");
   const global = services instanceof Error ? [] : services.filter((s) => !s.site);
   const topoHtml = topo instanceof Error ? unavailable("live topology", topo) : kv(topo);
+  if (!(executions instanceof Error)) executions.forEach((e) => App.executions.set(e.id, e));
   const recent = [...App.executions.values()].sort((a, b) => b.created_at.localeCompare(a.created_at)).slice(0, 10);
   view.innerHTML = `<div class="grid" id="sites">${siteCards}</div>
     <h2>DNS names</h2>${global.length ? `<table id="dns">${serviceRows(global)}</table>` : '<p class="muted">no DNS services configured</p>'}
@@ -249,7 +253,7 @@ function chart(title, id, bars, objective) {
          <text x="${x}" y="${y(b.value) - 3}">${esc(ms(b.value))}</text><text x="${x}" y="${H - B + 14}">${esc(b.short)}</text>`;
   }).join("");
   const obj = objective == null ? "" : `<line x1="${L}" x2="${W - 4}" y1="${y(objective)}" y2="${y(objective)}" stroke="#1d2330" stroke-dasharray="5 3"/>
-    <text x="${L + 4}" y="${y(objective) - 4}">objective ${esc(ms(objective))}</text>`;
+    <text x="${W - 6}" y="${y(objective) - 4}" text-anchor="end">objective ${esc(ms(objective))}</text>`;
   return `<svg class="chart" id="${esc(id)}" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">
     <text x="8" y="15">${esc(title)}</text><text x="8" y="${y(max / 1.15) + 4}">${esc(ms(max / 1.15))}</text><text x="8" y="${H - B}">0</text>
     <line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#8c959f"/><line x1="${L}" x2="${W - 4}" y1="${H - B}" y2="${H - B}" stroke="#8c959f"/>${obj}${rects}</svg>`;
