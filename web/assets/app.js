@@ -117,7 +117,7 @@ async function refreshBands() {
     const m = await api("/api/v1/platform-mode");
     const level = Number(m.level);
     mode.className = `band ${level >= 4 ? "level-bad" : level >= 2 ? "level-warn" : "level-ok"}`;
-    mode.innerHTML = `platform degradation level <b id="mode-level">${esc(m.level)}</b> — ${esc(m.reason)}${m.execution ? ` (execution <a href="#/executions/${enc(m.execution)}">${esc(m.execution)}</a>)` : ""} <span class="muted">since ${esc(m.since)}</span>`;
+    mode.innerHTML = `platform degradation level <b id="mode-level">${esc(m.level)}</b>${m.label ? ` (${esc(m.label)})` : ""}${m.reason ? ` — ${esc(m.reason)}` : ""}${m.execution ? ` (execution <a href="#/executions/${enc(m.execution)}">${esc(m.execution)}</a>)` : ""}${m.since ? ` <span class="muted">since ${esc(m.since)}</span>` : ""}${m.agree === false ? ' <span class="pill down">DNS servers disagree</span>' : ""}`;
   } catch (e) {
     mode.className = "band unknown";
     mode.innerHTML = unavailable("platform degradation level", e);
