@@ -3,7 +3,8 @@
 # niledr-tests) and the niledr-sandbox binary need: PostgreSQL 15 server + client, Redis
 # server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer, etcd (cluster mode),
 # protoc + protobuf includes (the etcd-client crate's build), and for the network-namespace
-# tests (tests/src/netns.rs) ip, iptables and nsenter. Idempotent: with
+# tests (tests/src/netns.rs) ip, iptables and nsenter, and for the console's browser tests
+# (tests/src/browser.rs) chromium and chromium-driver. Idempotent: with
 # everything present it changes nothing and runs no `apt-get update`.
 #
 # Debian's packages start system services on install (a PostgreSQL cluster on 5432, Redis
@@ -46,6 +47,8 @@ declare -a CHECKS=(
     "command -v iptables|iptables"
     "command -v nsenter|util-linux"
     "python3 -c 'import ensurepip, venv'|python3-venv"
+    "test -x /usr/bin/chromium|chromium"
+    "command -v chromedriver|chromium-driver"
 )
 
 missing=()

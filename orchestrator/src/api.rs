@@ -32,6 +32,28 @@ pub struct DaemonBackend {
     pub runbook_summaries: Vec<RunbookSummaryView>,
     pub drills: Arc<crate::drills::DrillService>,
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Console sessions (`api_sessions.rs`).
+    pub sessions: Arc<crate::auth::session::Sessions>,
+    /// Each execution after every journal write (SSE `event: execution`).
+    pub executions: broadcast::Sender<ExecutionView>,
+}
+
+/// The HTTP answer to a refused authentication.
+pub(crate) fn refusal(r: crate::auth::gate::Refusal) -> ApiError {
+    use crate::auth::gate::Refusal;
+    match r {
+        Refusal::Auth(e) => ApiError::Unauthorized(e.to_string()),
+        Refusal::Throttled {
+            message,
+            retry_after,
+        } => ApiError::TooManyRequests {
+            message,
+            retry_after_secs: retry_after.as_secs(),
+        },
+        Refusal::Busy => ApiError::Unavailable(
+            "niledr is busy verifying other tokens; retry in a few seconds".into(),
+        ),
+    }
 }
 
 impl DaemonBackend {
@@ -242,31 +264,56 @@ impl Backend for DaemonBackend {
     }
 
     fn authenticate(&self, request: AuthRequest) -> BoxFuture<'_, Result<PrincipalView, ApiError>> {
-        use crate::auth::gate::Refusal;
         Box::pin(async move {
+            // A bearer token wins; else the console session cookie; else "missing".
+            if request.authorization.is_none()
+                && let Some(id) = &request.session
+            {
+                let p = self.resolve_session(id)?.principal;
+                return Ok(PrincipalView {
+                    name: p.name,
+                    role: p.role.to_string(),
+                    tags: p.tags,
+                });
+            }
             let p = self
                 .auth
                 .authenticate(request.authorization.as_deref(), request.client)
                 .await
-                .map_err(|r| match r {
-                    Refusal::Auth(e) => ApiError::Unauthorized(e.to_string()),
-                    Refusal::Throttled {
-                        message,
-                        retry_after,
-                    } => ApiError::TooManyRequests {
-                        message,
-                        retry_after_secs: retry_after.as_secs(),
-                    },
-                    Refusal::Busy => ApiError::Unavailable(
-                        "niledr is busy verifying other tokens; retry in a few seconds".into(),
-                    ),
-                })?;
+                .map_err(refusal)?;
             Ok(PrincipalView {
                 name: p.name,
                 role: p.role.to_string(),
                 tags: p.tags,
             })
         })
+    }
+
+    fn sign_in(
+        &self,
+        token: String,
+        client: Option<std::net::IpAddr>,
+    ) -> BoxFuture<'_, Result<niledr_web::SessionGrant, ApiError>> {
+        Box::pin(self.sign_in_session(token, client))
+    }
+
+    fn session(&self, id: &str) -> Result<SessionView, ApiError> {
+        self.session_view(id)
+    }
+
+    fn sign_out(&self, id: &str) -> BoxFuture<'_, Result<(), ApiError>> {
+        let id = id.to_string();
+        Box::pin(async move { self.sign_out_session(&id).await })
+    }
+
+    fn check_csrf(&self, id: &str, csrf: Option<&str>) -> Result<(), ApiError> {
+        self.sessions
+            .check_csrf(id, csrf)
+            .map_err(crate::api_sessions::session_error)
+    }
+
+    fn subscribe_executions(&self) -> Option<broadcast::Receiver<ExecutionView>> {
+        Some(self.executions.subscribe())
     }
 
     fn runbooks(&self) -> Vec<RunbookSummaryView> {

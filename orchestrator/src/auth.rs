@@ -8,6 +8,7 @@
 
 pub mod gate;
 pub mod limit;
+pub mod session;
 
 use std::collections::HashMap;
 use std::fmt;

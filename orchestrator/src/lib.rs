@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod api;
+mod api_sessions;
 pub mod audit;
 pub mod audit_view;
 pub mod auth;

@@ -109,6 +109,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tokio::spawn(async move { shared.platform.run(dns, stop).await })
     };
     let (events_tx, _) = broadcast::channel(1024);
+    let (executions_tx, _) = broadcast::channel(256);
     let (tx, rx) = mpsc::channel::<Event>(4096);
     let engine_tx = tx.clone();
     let limits: HashMap<String, u32> = config
@@ -148,12 +149,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     if !config.runbook_dirs.is_empty() {
         tracing::info!(count = runbooks.len(), "runbooks loaded");
-        let (config, store, shared, catalog, events) = (
+        let (config, store, shared, catalog, events, executions) = (
             config.clone(),
             store.clone(),
             shared.clone(),
             catalog.clone(),
             events_tx.clone(),
+            executions_tx.clone(),
         );
         let rt = tokio::runtime::Handle::current();
         event_loop = event_loop.with_engine(Box::new(move |tx| {
@@ -166,6 +168,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     tx,
                     rt: rt.clone(),
                     events: events.clone(),
+                    executions: executions.clone(),
                 },
                 runbooks.clone(),
             )
@@ -262,6 +265,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         runbook_summaries,
         drills,
         cluster: cluster.clone(),
+        sessions: Arc::new(crate::auth::session::Sessions::new(
+            config.sessions,
+            config.users_file.clone(),
+        )),
+        executions: executions_tx,
     });
     let app = niledr_web::router(backend)
         .layer(axum::middleware::from_fn(crate::redact::http::layer))

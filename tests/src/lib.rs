@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod browser;
 pub mod cli_helpers;
 pub mod cluster;
 pub mod config;

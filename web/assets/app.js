@@ -1,331 +1,263 @@
-// niledr console: polls /api/v1/sites, executions and drills, and listens to /api/v1/events
-// (server-sent events).
+// niledr console core: the session (sign in once with a token → HttpOnly cookie; CSRF token
+// kept in memory only), the API client, hash routes, the bands shown on every page (platform
+// mode, maintenance, executions waiting for approval) and live updates: one SSE stream plus a
+// slow fallback poll (30 s), so a poor link carries little.
 "use strict";
 
+const App = {
+  session: null, // {principal, csrf_token, expires_at, idle_timeout_seconds}
+  live: false,
+  executions: new Map(), // id → ExecutionView, from the list and SSE
+};
+
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-const pill = (st) => `<span class="pill ${esc(st)}">${esc(st)}</span>`;
+const enc = encodeURIComponent;
+const $ = (sel, root = document) => root.querySelector(sel);
+const pill = (st, text) => `<span class="pill ${esc(st)}">${esc(text ?? st)}</span>`;
+const RANK = { viewer: 0, operator: 1, approver: 2, admin: 3 };
+// What the principal may do (the server enforces it again).
+const can = (need) => App.session && (RANK[App.session.principal.role] ?? -1) >= RANK[need];
 
-function repl(s) {
-  const r = s.replication;
-  if (!r) return "";
-  const parts = [r.role];
-  if (r.timeline != null) parts.push(`TL ${r.timeline}`);
-  if (r.lag_bytes != null) parts.push(`lag ${r.lag_bytes} B`);
-  if (r.replay_delay_seconds != null) parts.push(`delay ${r.replay_delay_seconds.toFixed(1)} s`);
-  if (r.replay_paused) parts.push("replay paused");
-  if (r.master_link_up === false) parts.push("link down");
-  return esc(parts.join(", "));
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
 }
 
-function serviceRows(services) {
-  return services.map((s) => `<tr>
-    <td>${esc(s.id)}<br><span class="muted">${esc(s.kind)}${s.critical ? ", critical" : ""}</span></td>
-    <td>${pill(s.status)}</td>
-    <td>${esc(s.reason)}<br><span class="muted">${repl(s)}</span></td>
-    <td class="muted">${s.last_probe ? esc(s.last_probe.latency_ms.toFixed(1)) + " ms" : ""}</td></tr>`).join("");
-}
-
-// Every read needs a principal: GETs carry the pasted token (a session cookie works too).
-function api(path) {
-  const t = sessionStorage.getItem("niledr-token") || "";
-  return fetch(path, t ? { headers: { authorization: `Bearer ${t}` } } : {});
-}
-
-// Server-sent events over fetch, so the token goes in a header (EventSource cannot send one).
-async function streamEvents(onEvent, onLost) {
-  for (;;) {
-    try {
-      const r = await api("/api/v1/events");
-      if (!r.ok || !r.body) throw new Error(String(r.status));
-      const reader = r.body.getReader();
-      const text = new TextDecoder();
-      let buf = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += text.decode(value, { stream: true });
-        let end;
-        while ((end = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, end);
-          buf = buf.slice(end + 2);
-          const kind = (block.match(/^event:\s*(.*)$/m) || [])[1];
-          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
-          if (kind && data) onEvent(kind, data);
-        }
-      }
-    } catch (e) { /* retried below */ }
-    onLost();
-    await new Promise((ok) => setTimeout(ok, 3000));
+async function api(path, { method = "GET", body } = {}) {
+  const headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET" && App.session) headers["x-csrf-token"] = App.session.csrf_token;
+  const r = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
+  if (!r.ok) {
+    if (r.status === 401 && path !== "/api/v1/session") signedOut((data && data.error) || "signed out");
+    throw new ApiError(r.status, (data && data.error) || `${r.status} ${r.statusText}`);
   }
+  return data;
 }
 
-async function refresh() {
+async function apiText(path) {
+  const r = await fetch(path, { credentials: "same-origin" });
+  const text = await r.text();
+  if (!r.ok) {
+    let msg = text;
+    try { msg = JSON.parse(text).error; } catch (_) { /* plain text */ }
+    throw new ApiError(r.status, msg);
+  }
+  return text;
+}
+
+// A panel whose route this daemon does not have says so (never invented data).
+const unavailable = (what, e) => e && e.status === 404
+  ? `<span class="unavailable">${esc(what)}: not available from this daemon</span>`
+  : `<span class="error">${esc(what)}: ${esc(e ? e.message : "error")}</span>`;
+
+// ---- session
+async function loadSession() {
   try {
-    const [sites, services] = await Promise.all([
-      api("/api/v1/sites").then((r) => r.json()),
-      api("/api/v1/services").then((r) => r.json()),
-    ]);
-    document.getElementById("sites").innerHTML = sites.map((site) => `
-      <article class="site ${esc(site.status)}">
-        <h2>${esc(site.id)} ${pill(site.status)} <span class="muted">${esc(site.role)}</span></h2>
-        <p class="reason">${esc(site.reason)}</p>
-        <table>${serviceRows(site.services)}</table>
-      </article>`).join("");
-    const global = services.filter((s) => !s.site);
-    document.getElementById("global").innerHTML = global.length
-      ? `<h2>Global (DNS)</h2><div class="site"><table>${serviceRows(global)}</table></div>` : "";
-    setConn("up", "live");
+    App.session = await api("/api/v1/session");
   } catch (e) {
-    setConn("down", "daemon unreachable");
+    App.session = null;
+  }
+  renderMe();
+}
+
+function renderMe() {
+  const me = $("#me");
+  $("#nav").hidden = !App.session;
+  for (const band of ["#mode", "#maintenance", "#waiting"]) if (!App.session) $(band).hidden = true;
+  $("#mode").hidden = !App.session;
+  if (!App.session) { me.innerHTML = ""; setConn("unknown", "not signed in", ""); return; }
+  const p = App.session.principal;
+  me.innerHTML = `signed in as <b id="me-name">${esc(p.name)}</b> <span class="muted" id="me-role">${esc(p.role)}${p.tags.length ? ", " + esc(p.tags.join(", ")) : ""}</span>
+    <button id="sign-out">Sign out</button>`;
+  $("#sign-out").onclick = async () => {
+    try { await api("/api/v1/session", { method: "DELETE" }); } catch (_) { /* signed out anyway */ }
+    signedOut("signed out");
+  };
+}
+
+function signedOut(why) {
+  App.session = null;
+  renderMe();
+  if (location.hash !== "#/sign-in") {
+    App.afterSignIn = location.hash && location.hash !== "#/sign-in" ? location.hash : "#/";
+  }
+  App.signInNote = why;
+  location.hash = "#/sign-in";
+  route();
+}
+
+function signInPage(view) {
+  view.innerHTML = `<div class="signin"><h2>Sign in</h2>
+    <p>Paste your niledr token once (from <code>niledr user add</code>). It is exchanged for a session
+    cookie this browser cannot read from scripts; the token itself is not kept.</p>
+    <form id="signin-form"><p><input id="signin-token" type="password" class="wide" autocomplete="off" placeholder="ndr_…" required></p>
+    <p><button class="primary" id="signin-submit" type="submit">Sign in</button></p></form>
+    <p class="error" id="signin-error">${esc(App.signInNote && App.signInNote !== "signed out" ? App.signInNote : "")}</p></div>`;
+  $("#signin-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      App.session = await api("/api/v1/session", { method: "POST", body: { token: $("#signin-token").value.trim() } });
+      renderMe();
+      location.hash = App.afterSignIn || "#/";
+      startLive();
+    } catch (e) {
+      $("#signin-error").textContent = e.message;
+    }
+  };
+}
+
+// ---- bands on every page
+async function refreshBands() {
+  if (!App.session) return;
+  const mode = $("#mode");
+  try {
+    const m = await api("/api/v1/platform-mode");
+    const level = Number(m.level);
+    mode.className = `band ${level >= 4 ? "level-bad" : level >= 2 ? "level-warn" : "level-ok"}`;
+    mode.innerHTML = `platform degradation level <b id="mode-level">${esc(m.level)}</b>${m.label ? ` (${esc(m.label)})` : ""}${m.reason ? ` — ${esc(m.reason)}` : ""}${m.execution ? ` (execution <a href="#/executions/${enc(m.execution)}">${esc(m.execution)}</a>)` : ""}${m.since ? ` <span class="muted">since ${esc(m.since)}</span>` : ""}${m.agree === false ? ' <span class="pill down">DNS servers disagree</span>' : ""}`;
+  } catch (e) {
+    mode.className = "band unknown";
+    mode.innerHTML = unavailable("platform degradation level", e);
+  }
+  refreshMaintenance();
+  refreshWaiting();
+}
+
+async function refreshMaintenance() {
+  const band = $("#maintenance");
+  band.hidden = false;
+  try {
+    const t = await api("/api/v1/triggers");
+    band.className = `band ${t.paused ? "level-warn" : ""}`;
+    const action = t.paused ? "resume" : "pause";
+    band.innerHTML = t.paused
+      ? `<b>Maintenance mode</b>: automatic triggers are paused by ${esc(t.by)} at ${esc(t.at)} — ${esc(t.reason)}`
+      : `Automatic triggers are active (no maintenance mode).`;
+    if (can("operator")) {
+      band.innerHTML += ` <input type="text" id="maintenance-reason" placeholder="reason (required)">
+        <button id="maintenance-toggle" data-action="triggers-${action}">${t.paused ? "Resume triggers" : "Pause triggers (maintenance)"}</button>
+        <span class="error" id="maintenance-error"></span>`;
+      $("#maintenance-toggle").onclick = async () => {
+        try {
+          await api(`/api/v1/triggers/${action}`, { method: "POST", body: { reason: $("#maintenance-reason").value } });
+          refreshMaintenance();
+        } catch (e) { $("#maintenance-error").textContent = e.message; }
+      };
+    }
+  } catch (e) {
+    band.className = "band unknown";
+    band.innerHTML = unavailable("maintenance mode", e);
   }
 }
 
-function setConn(cls, text) {
-  const c = document.getElementById("conn");
+// Who an execution still needs: the runbook's policy minus the approvals given.
+function stillNeeded(e) {
+  const policy = (e.plan && e.plan.approval) || {};
+  const approvals = e.approvals.filter((a) => a.decision === "approve" && a.user !== e.requester);
+  const people = Math.max(0, (policy.required ?? 2) - new Set(approvals.map((a) => a.user)).size);
+  const roles = (policy.roles || []).filter((r) => !approvals.some((a) => a.tags.includes(r)));
+  return { people, roles };
+}
+
+const neededText = (n) => n.people === 0 && !n.roles.length ? "nobody (complete)"
+  : `${n.people} more approver${n.people === 1 ? "" : "s"}${n.roles.length ? ` (${n.roles.join(" + ")})` : ""}`;
+
+async function refreshWaiting() {
+  try {
+    const list = await api("/api/v1/executions");
+    list.forEach((e) => App.executions.set(e.id, e));
+  } catch (_) { return; }
+  renderWaiting();
+}
+
+function renderWaiting() {
+  const band = $("#waiting");
+  const waiting = [...App.executions.values()].filter((e) => e.state === "awaiting_approval");
+  band.hidden = !waiting.length;
+  band.className = "band level-warn";
+  band.innerHTML = waiting.length ? `<b id="waiting-count">${waiting.length}</b> execution${waiting.length === 1 ? "" : "s"} waiting for approval: ` +
+    waiting.map((e) => `<a href="#/executions/${enc(e.id)}">${esc(e.runbook)}</a> needs ${esc(neededText(stillNeeded(e)))}`).join("; ") : "";
+}
+
+// ---- routes
+const ROUTES = [
+  [/^#\/sign-in$/, () => signInPage],
+  [/^#?\/?$/, () => Pages.overview],
+  [/^#\/executions\/(.+)$/, (m) => (v) => Pages.execution(v, decodeURIComponent(m[1]))],
+  [/^#\/runbooks$/, () => Pages.runbooks],
+  [/^#\/runbooks\/(.+)$/, (m) => (v) => Pages.runbook(v, decodeURIComponent(m[1]))],
+  [/^#\/drills$/, () => Pages.drills],
+  [/^#\/drills\/runs\/(.+)$/, (m) => (v) => Pages.drillRun(v, decodeURIComponent(m[1]))],
+  [/^#\/audit$/, () => Pages.audit],
+];
+
+function route() {
+  const hash = location.hash || "#/";
+  const view = $("#view");
+  if (!App.session && hash !== "#/sign-in") {
+    App.afterSignIn = hash;
+    location.hash = "#/sign-in";
+    return;
+  }
+  App.page = null;
+  for (const [re, make] of ROUTES) {
+    const m = hash.match(re);
+    if (m) {
+      const render = make(m);
+      App.render = () => render(view);
+      window.scrollTo(0, 0);
+      document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("here", hash.startsWith(a.getAttribute("href")) && (a.getAttribute("href") !== "#/" || hash === "#/")));
+      App.render();
+      return;
+    }
+  }
+  view.innerHTML = `<p class="error">No page ${esc(hash)}. <a href="#/">Overview</a></p>`;
+}
+
+// ---- live updates
+let statusTimer = null;
+function startLive() {
+  refreshBands();
+  if (App.stream) return;
+  const es = new EventSource("/api/v1/events");
+  App.stream = es;
+  es.onopen = () => setConn("up", "live", "");
+  es.addEventListener("status", () => {
+    clearTimeout(statusTimer);
+    statusTimer = setTimeout(() => { if (App.page && App.page.onStatus) App.page.onStatus(); }, 800);
+  });
+  es.addEventListener("execution", (m) => {
+    const e = JSON.parse(m.data);
+    App.executions.set(e.id, e);
+    renderWaiting();
+    if (App.page && App.page.onExecution) App.page.onExecution(e);
+  });
+  es.addEventListener("platform-mode", () => refreshBands());
+  es.addEventListener("lagged", () => { if (App.render) App.render(); });
+  es.onerror = () => setConn("down", "live updates lost", "reconnecting; the page refreshes every 30 s meanwhile");
+}
+
+function setConn(cls, text, note) {
+  const c = $("#conn");
   c.className = `pill ${cls}`;
   c.textContent = text;
+  $("#conn-note").textContent = note;
 }
 
-function addEvent(ev) {
-  const li = document.createElement("li");
-  li.innerHTML = `<span class="muted">${esc(ev.at)}</span> ${esc(ev.scope)} <b>${esc(ev.id)}</b> ${pill(ev.from)} → ${pill(ev.to)} ${esc(ev.reason)}`;
-  const list = document.getElementById("events");
-  list.prepend(li);
-  while (list.children.length > 200) list.lastChild.remove();
-}
+// The slow fallback: re-read the bands and the page unless someone is typing.
+setInterval(() => {
+  if (!App.session) return;
+  refreshBands();
+  const typing = document.activeElement && ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+  if (!typing && App.page && App.page.onPoll) App.page.onPoll();
+}, 30000);
 
-// ---- executions: what waits for approval, approve/reject after reading the plan, watch live.
-let selected = location.hash.slice(1) || null; // #<execution id> opens it
-let shown = "";
-const token = () => sessionStorage.getItem("niledr-token") || "";
-
-async function post(path, body) {
-  const r = await fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${token()}` },
-    body: JSON.stringify(body),
-  });
-  const j = await r.json();
-  if (!r.ok) alert(`${r.status}: ${j.error}`);
-  return j;
-}
-
-async function refreshExecutions() {
-  try {
-    const list = await api("/api/v1/executions").then((r) => r.json());
-    document.getElementById("executions").innerHTML = "<tr><th>execution</th><th>state</th><th>requester</th><th>approvals</th></tr>" +
-      list.slice(0, 20).map((e) => `<tr data-id="${esc(e.id)}" style="cursor:pointer">
-        <td>${esc(e.runbook)}<br><span class="muted">${esc(e.id)}</span></td>
-        <td>${pill(e.state === "succeeded" ? "up" : e.state.startsWith("fail") || e.state === "rolled_back" ? "down" : "degraded")} ${esc(e.state)}</td>
-        <td>${esc(e.requester)}</td><td>${e.approvals.map((a) => esc(`${a.user} (${a.decision})`)).join(", ")}</td></tr>`).join("");
-    document.querySelectorAll("#executions tr[data-id]").forEach((tr) => tr.onclick = () => { selected = tr.dataset.id; showDetail(); });
-    if (selected) showDetail();
-  } catch (e) { /* shown by refresh() */ }
-}
-
-async function showDetail() {
-  const e = await api(`/api/v1/executions/${encodeURIComponent(selected)}`).then((r) => r.json());
-  // Re-render only when something changed, so a comment being typed is not wiped.
-  const signature = JSON.stringify([e.id, e.state, e.steps.map((s) => s.state), e.approvals.length, e.timeline.length]);
-  if (signature === shown) return;
-  shown = signature;
-  const steps = e.steps.map((s) => `<tr><td>${esc(s.id)}<br><span class="muted">${esc(s.kind)}</span></td><td>${esc(s.state)}</td>
-    <td class="muted">${s.duration_ms != null ? s.duration_ms.toFixed(1) + " ms" : ""}</td><td>${esc(s.error || s.detail)}</td></tr>`).join("");
-  const plan = (e.plan.steps || []).map((p) => `<li>${esc(p.summary)}${(p.changes || []).map((c) => `<br><span class="muted">${esc(c.what)}: ${esc(c.before)} → ${esc(c.after)}</span>`).join("")}</li>`).join("");
-  const warnings = (e.plan.warnings || []).map((w) => `<li>${esc(w)}</li>`).join("");
-  const waiting = e.state === "awaiting_approval";
-  const stuck = e.state === "needs_operator";
-  const confirmable = e.steps.find((s) => s.state === "waiting_confirmation");
-  const ponr = e.plan.point_of_no_return;
-  const retryable = e.steps.map((s) => s.id).concat(["verify"]);
-  const firstOpen = (e.steps.find((s) => !["succeeded"].includes(s.state)) || { id: "verify" }).id;
-  const operatorPanel = stuck ? `<div class="banner down"><b>NEEDS AN OPERATOR</b><p>${esc(e.needs_operator || "")}</p>
-      <p><input id="op-comment" placeholder="what you fixed or checked" size="40">
-      retry from <select id="retry-step">${retryable.map((id) => `<option${id === firstOpen ? " selected" : ""}>${esc(id)}</option>`).join("")}</select>
-      <button id="retry">Retry (roll forward)</button> <button id="close">Close without undoing</button></p></div>` : "";
-  const confirmPanel = confirmable ? `<div class="banner degraded"><b>Step ${esc(confirmable.id)} waits for a confirm</b>
-      <p>${esc(confirmable.detail)}</p><p><input id="confirm-comment" placeholder="what you verified (required)" size="40">
-      <button id="confirm">Confirm and proceed</button> <button id="cancel">Cancel the execution</button></p></div>` : "";
-  document.getElementById("detail").innerHTML = `<h3>${esc(e.runbook)} — ${esc(e.state)}</h3>
-    ${operatorPanel}${confirmPanel}
-    ${ponr ? `<p class="muted">Point of no return: ${esc(ponr)} (before it a failure rolls back; from it on nothing is undone)</p>` : ""}
-    <p>${esc(e.reason)} <span class="muted">requested by ${esc(e.requester)}; plan ${esc(e.plan_digest.slice(0, 16))}…</span></p>
-    ${warnings ? `<p><b>Warnings</b></p><ul>${warnings}</ul>` : ""}
-    ${waiting ? `<div id="readiness"><span class="muted">checking every step ready…</span></div>
-      <details open><summary>Plan (read before approving)</summary><ol>${plan}</ol></details>
-      <p><input id="comment" placeholder="comment" size="40">
-      <button id="approve">Approve this plan</button> <button id="reject">Reject</button></p>` : ""}
-    <table>${steps}</table>
-    <p class="muted">${e.timeline.slice(-8).map((t) => esc(`${t.at} ${t.event} ${t.detail}`)).join("<br>")}</p>`;
-  if (waiting) {
-    // Readiness is checked live (files, PgBouncer, TSIG, DNS answers, targets): show it.
-    api(`/api/v1/runbooks/${encodeURIComponent(e.runbook)}/plan`).then((r) => r.json()).then((p) => {
-      const bad = (p.readiness || []).filter((r) => !r.ready);
-      document.getElementById("readiness").innerHTML = bad.length
-        ? `<div class="banner down"><b>NOT READY now: it would stop before touching anything</b><ul>${bad.map((r) => `<li>${esc(r.step)}: ${esc(r.why)}</li>`).join("")}</ul></div>`
-        : `every step checked ready now (${(p.readiness || []).length} steps)`;
-    }).catch(() => { document.getElementById("readiness").textContent = "readiness not available"; });
-    const decide = (decision) => post(`/api/v1/executions/${encodeURIComponent(e.id)}/approvals`,
-      { decision, plan_digest: e.plan_digest, comment: document.getElementById("comment").value }).then(refreshExecutions);
-    document.getElementById("approve").onclick = () => decide("approve");
-    document.getElementById("reject").onclick = () => decide("reject");
-  }
-  const act = (what, body) => post(`/api/v1/executions/${encodeURIComponent(e.id)}/${what}`, body).then(refreshExecutions);
-  if (stuck) {
-    const comment = () => document.getElementById("op-comment").value;
-    document.getElementById("retry").onclick = () => act("retry", { step: document.getElementById("retry-step").value, comment: comment() });
-    document.getElementById("close").onclick = () => act("cancel", { comment: comment() });
-  }
-  if (confirmable) {
-    const comment = () => document.getElementById("confirm-comment").value;
-    document.getElementById("confirm").onclick = () => act("confirm", { step: confirmable.id, comment: comment() });
-    document.getElementById("cancel").onclick = () => act("cancel", { comment: comment() });
-  }
-}
-
-// ---- drills: schedule, standing approval, run now, and each run's progress and report.
-let selectedRun = null;
-let runTimer = null;
-let drillsShown = "";
-let runShown = "";
-const enc = encodeURIComponent;
-// met → green, not_measured → amber, missed/aborted → red; no verdict yet → grey.
-const verdictClass = (v) => ({ met: "up", not_measured: "degraded", "not measured": "degraded", missed: "down", aborted: "down" }[v] || "unknown");
-const tag = (cls, text) => `<span class="pill ${esc(cls)}">${esc(text)}</span>`;
-const verdictPill = (v) => v ? tag(verdictClass(v), v) : `<span class="muted">—</span>`;
-const runStateClass = (r) => r.state === "running" ? "degraded" : r.state === "finished" ? verdictClass(r.verdict) : ["failed", "interrupted", "aborted"].includes(r.state) ? "down" : "unknown";
-
-function slots(d) {
-  if (!d.schedule) return `<span class="muted">on demand only</span>`;
-  const due = d.upcoming.find((s) => s.due);
-  const skipped = d.upcoming.filter((s) => s.skipped_because);
-  return `${esc(d.schedule)} <span class="muted">(${esc(d.timezone)})</span>
-    <br>next: ${due ? esc(due.at) : `<span class="muted">none of the next ${d.upcoming.length}</span>`}
-    ${skipped.map((s) => `<br><span class="muted">skipped ${esc(s.at)}: ${esc(s.skipped_because)}</span>`).join("")}`;
-}
-
-function standing(d) {
-  if (d.approval !== "standing") return `live <span class="muted">(people approve each run as it starts)</span>`;
-  const who = d.standing_approvals.map((a) => a.current
-    ? esc(`${a.user}${a.roles.length ? " (" + a.roles.join(", ") + ")" : ""}`)
-    : `<s class="muted">${esc(a.user)}</s> <span class="muted">(older file)</span>`).join(", ");
-  return `standing ${d.standing_approved ? tag("up", "approved") : tag("degraded", "not approved")}
-    <br><span class="muted">approved by: ${who || "nobody yet"}</span>
-    ${d.standing_needs ? `<br>needs: ${esc(d.standing_needs)}` : ""}`;
-}
-
-async function refreshDrills() {
-  try {
-    const [drills, runs] = await Promise.all([
-      api("/api/v1/drills").then((r) => r.json()),
-      api("/api/v1/drill-runs?limit=20").then((r) => r.json()),
-    ]);
-    // Re-render only when something changed (a click target must not vanish under the mouse).
-    const signature = JSON.stringify([drills, runs.map((r) => [r.id, r.state, r.phase, r.verdict]), selectedRun]);
-    if (signature !== drillsShown) {
-      drillsShown = signature;
-      document.getElementById("drills").innerHTML = "<tr><th>drill</th><th>schedule</th><th>approval</th><th>last verdict</th><th></th></tr>" +
-        drills.map((d) => `<tr>
-          <td><b>${esc(d.name)}</b><br><span class="muted">${esc(d.description)}<br>runbook ${esc(d.runbook)}; digest ${esc(d.digest.slice(0, 16))}…</span></td>
-          <td>${slots(d)}</td>
-          <td>${standing(d)}</td>
-          <td>${verdictPill(d.last_verdict)}${d.last_run ? `<br><span class="muted">${esc(d.last_run)}</span>` : ""}</td>
-          <td><button data-run="${esc(d.name)}">Run now</button>
-            ${d.approval === "standing" ? `<br><button data-approve="${esc(d.name)}">Approve drill</button>` : ""}</td></tr>`).join("");
-      document.getElementById("drill-runs").innerHTML = "<tr><th>run</th><th>trigger</th><th>state</th><th>phase</th><th>verdict</th><th>started</th></tr>" +
-        runs.map((r) => `<tr data-id="${esc(r.id)}" style="cursor:pointer"${r.id === selectedRun ? ' class="chosen"' : ""}>
-          <td>${esc(r.drill)}<br><span class="muted">${esc(r.id)}</span></td>
-          <td>${esc(r.trigger)}<br><span class="muted">${esc(r.requested_by)}</span></td>
-          <td>${tag(runStateClass(r), r.state)}</td><td>${esc(r.phase)}</td>
-          <td>${verdictPill(r.verdict)}</td><td class="muted">${esc(r.started_at)}</td></tr>`).join("");
-      document.querySelectorAll("#drills button[data-run]").forEach((b) => b.onclick = () => runDrill(drills.find((d) => d.name === b.dataset.run)));
-      document.querySelectorAll("#drills button[data-approve]").forEach((b) => b.onclick = () => approveDrill(drills.find((d) => d.name === b.dataset.approve)));
-      document.querySelectorAll("#drill-runs tr[data-id]").forEach((tr) => tr.onclick = () => selectRun(tr.dataset.id));
-    }
-  } catch (e) { /* shown by refresh() */ }
-}
-
-async function runDrill(d) {
-  const fault = d.scenario && d.scenario.fault ? ` It injects a real fault (${d.scenario.fault} on ${d.scenario.target}).` : "";
-  const reason = prompt(`Run drill ${d.name} now?${fault}\n\nReason (kept with the run and in the audit log):`, "");
-  if (reason === null) return;
-  const run = await post(`/api/v1/drills/${enc(d.name)}/runs`, { reason });
-  if (run && run.id) selectRun(run.id);
-  refreshDrills();
-}
-
-async function approveDrill(d) {
-  const comment = prompt(`Approve drill ${d.name} as loaded now (digest ${d.digest.slice(0, 16)}…)?\n` +
-    "With enough approvals it runs unattended on its schedule; a changed file needs new approvals.\n\nComment:", "");
-  if (comment === null) return;
-  await post(`/api/v1/drills/${enc(d.name)}/approvals`, { digest: d.digest, comment });
-  refreshDrills();
-}
-
-function selectRun(id) {
-  selectedRun = id;
-  runShown = "";
-  clearTimeout(runTimer);
-  showRun();
-  refreshDrills();
-}
-
-// The selected run: live notes every second while it runs, then its Markdown report.
-async function showRun() {
-  const id = selectedRun;
-  const r = await api(`/api/v1/drill-runs/${enc(id)}`).then((x) => x.json()).catch(() => null);
-  if (id !== selectedRun) return; // another run was chosen meanwhile
-  const box = document.getElementById("drill-run");
-  if (!r) { // daemon unreachable (a restart?): keep asking
-    runTimer = setTimeout(showRun, 1000);
-    return;
-  }
-  if (!r.id) {
-    box.innerHTML = `<p class="muted">${esc(r.error)}</p>`;
-    return;
-  }
-  const running = r.state === "running";
-  const signature = JSON.stringify([r.id, r.state, r.phase, r.verdict, r.notes.length]);
-  if (signature !== runShown) {
-    runShown = signature;
-    const ids = [r.execution && `execution ${r.execution}`, r.cleanup_execution && `cleanup ${r.cleanup_execution}`].filter(Boolean).join("; ");
-    box.innerHTML = `<h3>${esc(r.drill)} — ${esc(r.state)} ${running ? `(${esc(r.phase)})` : ""} ${r.verdict ? verdictPill(r.verdict) : ""}</h3>
-      <p class="muted">${esc(r.id)}: ${esc(r.trigger)} by ${esc(r.requested_by)}, started ${esc(r.started_at)}${r.finished_at ? ", ended " + esc(r.finished_at) : ""}${ids ? "; " + esc(ids) : ""}</p>
-      ${r.error ? `<p><b>${esc(r.error)}</b></p>` : ""}
-      <ol class="muted">${r.notes.map((n) => `<li>${esc(n.at)} <b>${esc(n.event)}</b> ${esc(n.detail)}</li>`).join("")}</ol>
-      ${running ? "" : `<pre class="report" id="drill-report">loading the report…</pre>`}`;
-    if (!running) {
-      const md = await api(`/api/v1/drill-runs/${enc(r.id)}?format=md`);
-      const text = md.ok ? await md.text() : `no report: ${(await md.json().catch(() => ({}))).error || md.status}`;
-      const pre = document.getElementById("drill-report");
-      if (pre && id === selectedRun) pre.textContent = text;
-    }
-  }
-  if (running) runTimer = setTimeout(showRun, 1000);
-}
-
-async function start() {
-  const input = document.getElementById("token");
-  input.value = token();
-  input.onchange = async () => {
-    sessionStorage.setItem("niledr-token", input.value.trim());
-    const r = await fetch("/api/v1/whoami", { headers: { authorization: `Bearer ${token()}` } });
-    const j = await r.json();
-    document.getElementById("who").textContent = r.ok ? `— you are ${j.name} (${j.role}${j.tags.length ? ", " + j.tags.join(", ") : ""})` : `— ${j.error}`;
-  };
-  refreshExecutions();
-  setInterval(refreshExecutions, 2000);
-  refreshDrills();
-  setInterval(refreshDrills, 2000);
-  refresh();
-  setInterval(refresh, 2000);
-  try {
-    const recent = await api("/api/v1/status-changes?limit=50").then((r) => r.json());
-    recent.reverse().forEach(addEvent);
-  } catch (e) { /* shown by refresh() */ }
-  streamEvents((kind, data) => {
-    if (kind === "status") { addEvent(JSON.parse(data)); refresh(); refreshExecutions(); }
-  }, () => setConn("down", "event stream lost; retrying"));
-}
-
-start();
+window.addEventListener("hashchange", route);
+(async () => {
+  await loadSession();
+  if (App.session) startLive();
+  route();
+})();

@@ -66,6 +66,32 @@ pub struct AuthRequest {
     pub authorization: Option<String>,
     /// The TCP peer; `None` when the server was not started with connect info (router tests).
     pub client: Option<IpAddr>,
+    /// The console session cookie (`niledr_session`), used when there is no `Authorization`.
+    pub session: Option<String>,
+}
+
+/// A console session just granted: the cookie value (never shown again) and its view.
+#[derive(Clone)]
+pub struct SessionGrant {
+    pub id: String,
+    pub view: types::SessionView,
+    /// Mark the cookie `Secure` whatever the request said.
+    pub secure: bool,
+    /// The cookie's `Max-Age`: the session's absolute lifetime.
+    pub max_age_secs: u64,
+}
+
+impl std::fmt::Debug for SessionGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionGrant")
+            .field("principal", &self.view.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a daemon without console sessions answers.
+fn no_sessions() -> ApiError {
+    ApiError::NotFound("console sessions are not available from this daemon".into())
 }
 
 /// What the HTTP layer needs from the daemon. Implemented by the orchestrator.
@@ -141,6 +167,32 @@ pub trait Backend: Send + Sync + 'static {
         who: PrincipalView,
         command: Command,
     ) -> BoxFuture<'_, Result<ExecutionView, ApiError>>;
+    /// `POST /api/v1/session`: check `token` like a bearer token (same rate limits) and open
+    /// a console session for its user (audited before it answers).
+    fn sign_in(
+        &self,
+        _token: String,
+        _client: Option<IpAddr>,
+    ) -> BoxFuture<'_, Result<SessionGrant, ApiError>> {
+        Box::pin(async { Err(no_sessions()) })
+    }
+    /// `GET /api/v1/session`: the session of cookie value `id` (401 when it ended).
+    fn session(&self, _id: &str) -> Result<types::SessionView, ApiError> {
+        Err(no_sessions())
+    }
+    /// `DELETE /api/v1/session`: end session `id` (audited before it answers).
+    fn sign_out(&self, _id: &str) -> BoxFuture<'_, Result<(), ApiError>> {
+        Box::pin(async { Err(no_sessions()) })
+    }
+    /// A mutating request with session cookie `id`: 403 unless `csrf` is the session's token.
+    /// `Ok` for an unknown session (authentication refuses it with the reason).
+    fn check_csrf(&self, _id: &str, _csrf: Option<&str>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// Each execution as committed after every journal write, for SSE `event: execution`.
+    fn subscribe_executions(&self) -> Option<broadcast::Receiver<ExecutionView>> {
+        None
+    }
     /// `GET /api/v1/cluster`.
     fn cluster(&self) -> types::ClusterView {
         types::ClusterView::single()

@@ -68,6 +68,8 @@ pub enum Answer {
     Text(&'static str),
     /// `text/event-stream`.
     Events,
+    /// No body (204).
+    Empty,
 }
 
 /// A query parameter: name, integer or string, what it means.
@@ -230,6 +232,7 @@ fn operation(
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
                 .build(),
         ),
+        Answer::Empty => ok,
     };
     op = op.response(doc.ok.to_string(), ok.build());
     for status in error_statuses(doc, access) {

@@ -533,3 +533,28 @@ pub struct PlatformServerView {
     pub level: Option<u8>,
     pub error: Option<String>,
 }
+
+/// `POST /api/v1/session`: exchange a bearer token for a console session cookie.
+#[derive(Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    pub token: String,
+}
+
+impl std::fmt::Debug for SignInRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignInRequest { token: <redacted> }")
+    }
+}
+
+/// `POST /api/v1/session` and `GET /api/v1/session`: who the session is, and the token every
+/// non-GET request authenticated by its cookie must send as `X-CSRF-Token`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct SessionView {
+    pub principal: PrincipalView,
+    pub csrf_token: String,
+    /// The session ends then at the latest (absolute lifetime).
+    pub expires_at: String,
+    /// The session ends after this long unused.
+    pub idle_timeout_seconds: u64,
+}

@@ -59,6 +59,11 @@ impl AuthGate {
         }
     }
 
+    /// The users table behind the gate (console sessions re-read their user from it).
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
     fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
         // The limiter's data stays consistent across a panic (plain arithmetic): keep using it.
         self.limiter.lock().unwrap_or_else(|p| p.into_inner())

@@ -65,7 +65,8 @@ pub fn cluster_view(c: &Cluster) -> ClusterView {
 /// A follower answers reads itself (the health it sees, the journal in etcd) and forwards
 /// every write, and plans (the leader's engine checks readiness), to the leader.
 pub fn forward(c: &Cluster, method: &str, path: &str) -> Forward {
-    if c.is_leader() || !path.starts_with("/api/v1/") {
+    // Console sessions live in the memory of the instance that granted them.
+    if c.is_leader() || !path.starts_with("/api/v1/") || path == "/api/v1/session" {
         return Forward::Local;
     }
     let read = matches!(method, "GET" | "HEAD");

@@ -6,6 +6,7 @@ pub mod cluster;
 mod drills;
 mod error;
 mod raw;
+mod sessions;
 pub mod tsig;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub struct Config {
     pub auth_limits: crate::auth::limit::Limits,
     /// argon2 verifications at once (`[auth] verify_workers`).
     pub verify_workers: usize,
+    /// Console sessions (`[auth] session_*`).
+    pub sessions: crate::auth::session::SessionSettings,
     pub runbook_dirs: Vec<PathBuf>,
     pub drills: DrillsConfig,
     pub connstr: BTreeMap<String, ConnstrTarget>,
@@ -280,6 +283,7 @@ impl Loader<'_> {
             .as_ref()
             .map(|a| self.resolve(a.users_file.get_ref()));
         let (auth_limits, verify_workers) = self.auth_limits(raw.auth.as_ref())?;
+        let sessions = self.sessions(raw.auth.as_ref())?;
         let runbook_dirs = raw
             .runbooks
             .as_ref()
@@ -309,6 +313,7 @@ impl Loader<'_> {
             users_file,
             auth_limits,
             verify_workers,
+            sessions,
             runbook_dirs,
             drills,
             connstr,

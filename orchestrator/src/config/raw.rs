@@ -48,6 +48,10 @@ pub struct RawAuth {
     pub failure_window: Option<Spanned<Dur>>,
     /// argon2 verifications that may run at once.
     pub verify_workers: Option<Spanned<u32>>,
+    /// Console sessions (`config/sessions.rs`): idle timeout, absolute lifetime, `Secure`.
+    pub session_idle_timeout: Option<Spanned<Dur>>,
+    pub session_lifetime: Option<Spanned<Dur>>,
+    pub session_secure_cookie: Option<bool>,
 }
 
 #[derive(Deserialize)]

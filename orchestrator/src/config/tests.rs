@@ -270,3 +270,43 @@ fn auth_limits_default_parse_and_refuse_nonsense() {
         assert!(err.to_string().contains(fragment), "{err}");
     }
 }
+
+#[test]
+fn session_settings_default_parse_and_refuse_nonsense() {
+    use crate::auth::session::SessionSettings;
+    assert_eq!(
+        load_str(VALID).expect("valid").sessions,
+        SessionSettings::default()
+    );
+    let auth = "[auth]\nusers_file = \"users.toml\"\n";
+    let set = format!(
+        "{VALID}\n{auth}session_idle_timeout = \"10m\"\nsession_lifetime = \"8h\"\nsession_secure_cookie = true\n"
+    );
+    let c = load_str(&set).expect("valid session settings");
+    assert_eq!(
+        c.sessions,
+        SessionSettings {
+            idle: Duration::from_secs(600),
+            lifetime: Duration::from_secs(8 * 3600),
+            secure_cookie: true,
+        }
+    );
+    let bad: &[(&str, &str, &str)] = &[
+        (
+            "session_idle_timeout = \"30s\"",
+            "session_idle_timeout",
+            "at least 1m",
+        ),
+        (
+            "session_idle_timeout = \"2h\"\nsession_lifetime = \"1h\"",
+            "session_lifetime",
+            "at least session_idle_timeout (2h)",
+        ),
+    ];
+    for (lines, needle, fragment) in bad {
+        let text = format!("{VALID}\n{auth}{lines}\n");
+        let err = load_str(&text).expect_err(lines);
+        assert_eq!(err.line, line_of(&text, needle), "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    }
+}

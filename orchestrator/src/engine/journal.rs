@@ -35,7 +35,10 @@ impl Engine {
                 detail: detail.clone(),
             })
             .collect();
-        self.store.save_execution(&l.record, events)
+        self.store.save_execution(&l.record, events)?;
+        // Committed: now the console may see it.
+        let _ = self.executions.send(super::execution_view(&l.record));
+        Ok(())
     }
 
     /// Feed one event to an execution's machine: journal the transitions, then perform the

@@ -191,6 +191,8 @@ pub struct Engine {
     rt: tokio::runtime::Handle,
     ctx: Arc<StepContext>,
     events: broadcast::Sender<StatusEventView>,
+    /// Each execution's view after every journal write (SSE `event: execution`).
+    executions: broadcast::Sender<niledr_web::types::ExecutionView>,
     /// Runbook → the start of the outage it last proposed for (one proposal per outage).
     triggered: BTreeMap<String, u64>,
     /// Runbook → (outage start, monotonic time this process first saw it): the debounce.
@@ -233,6 +235,7 @@ pub struct EngineDeps {
     pub tx: EngineTx,
     pub rt: tokio::runtime::Handle,
     pub events: broadcast::Sender<StatusEventView>,
+    pub executions: broadcast::Sender<niledr_web::types::ExecutionView>,
 }
 
 impl Engine {
@@ -254,6 +257,7 @@ impl Engine {
             rt: d.rt,
             ctx,
             events: d.events,
+            executions: d.executions,
             triggered,
             down_seen: BTreeMap::new(),
             clock: clock::Clock::system(),

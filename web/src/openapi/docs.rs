@@ -328,6 +328,35 @@ pub fn docs() -> Vec<RouteDoc> {
             one::<ExecutionView>,
         ),
         get(
+            "/api/v1/session",
+            "auth",
+            "The console session of this cookie (and its CSRF token)",
+            Json(one::<SessionView>),
+            &[401],
+        ),
+        RouteDoc {
+            errors: &[401, 429],
+            ..post(
+                "/api/v1/session",
+                "auth",
+                "Sign in: exchange a token for a session cookie",
+                (one::<SignInRequest>, false),
+                200,
+                one::<SessionView>,
+            )
+        },
+        RouteDoc {
+            method: M::DELETE,
+            path: "/api/v1/session",
+            tag: "auth",
+            summary: "Sign out (needs the session's X-CSRF-Token)",
+            query: &[],
+            body: None,
+            ok: 204,
+            answer: Answer::Empty,
+            errors: &[401, 403],
+        },
+        get(
             "/api/v1/openapi.json",
             "meta",
             "This document",

@@ -18,7 +18,7 @@ use crate::types::{
 use crate::{ApiError, AuthRequest, Command, SharedBackend};
 
 /// The TCP peer of a request, when the server records it (`into_make_service_with_connect_info`).
-pub(crate) struct Client(Option<IpAddr>);
+pub(crate) struct Client(pub(crate) Option<IpAddr>);
 
 impl Client {
     pub(crate) fn of(parts: &Parts) -> Client {
@@ -52,6 +52,7 @@ pub(crate) async fn principal(
     b.authenticate(AuthRequest {
         authorization,
         client: client.0,
+        session: super::session::session_cookie(headers),
     })
     .await
 }

@@ -105,6 +105,14 @@ pub fn routes() -> &'static [RouteSpec] {
         RouteSpec::new(M::POST, "/api/v1/executions/{id}/retry", Write, |m| {
             on(m, executions::retry)
         }),
+        // The session routes check their own credentials: the token (sign-in) or the cookie.
+        RouteSpec::new(M::GET, "/api/v1/session", Public, |m| on(m, session::show)),
+        RouteSpec::new(M::POST, "/api/v1/session", Public, |m| {
+            on(m, session::sign_in)
+        }),
+        RouteSpec::new(M::DELETE, "/api/v1/session", Public, |m| {
+            on(m, session::sign_out)
+        }),
         RouteSpec::new(M::GET, "/api/v1/openapi.json", Read, |m| {
             on(m, openapi_json)
         }),
@@ -121,6 +129,10 @@ pub fn router(backend: SharedBackend) -> Router {
         r = r.route(spec.path, spec.method_router(&backend));
     }
     r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            backend.clone(),
+            session::csrf_layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             backend.clone(),
             crate::forward::layer,
@@ -255,7 +267,12 @@ async fn events(
                 .data(format!("{n} events were dropped; reload /api/v1/sites")),
         })
     });
-    let stream = futures::stream::select(status, platform).take_until(stop);
+    let executions = match b.subscribe_executions() {
+        Some(rx) => sse_executions::stream(rx).boxed(),
+        None => futures::stream::empty().boxed(),
+    };
+    let stream = futures::stream::select(futures::stream::select(status, platform), executions)
+        .take_until(stop);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -276,5 +293,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 mod audit;
 mod drills;
 pub(crate) mod executions;
+pub(crate) mod session;
+mod sse_executions;
 #[cfg(test)]
 mod tests;

@@ -208,6 +208,14 @@ impl Backend for FixtureBackend {
         };
         Box::pin(async move { r })
     }
+    fn check_csrf(&self, id: &str, csrf: Option<&str>) -> Result<(), crate::ApiError> {
+        // One console session, "s1", whose CSRF token is "c1".
+        match (id, csrf) {
+            ("s1", Some("c1")) => Ok(()),
+            ("s1", _) => Err(crate::ApiError::Forbidden("missing X-CSRF-Token".into())),
+            _ => Ok(()),
+        }
+    }
     fn runbooks(&self) -> Vec<RunbookSummaryView> {
         vec![]
     }
@@ -502,8 +510,14 @@ async fn table_of_routes() {
         ),
         (true, "/", StatusCode::OK, "niledr"),
         (true, "/assets/app.js", StatusCode::OK, "EventSource"),
-        (true, "/", StatusCode::OK, "id=\"drill-runs\""),
-        (true, "/assets/app.js", StatusCode::OK, "?format=md"),
+        (true, "/", StatusCode::OK, "id=\"view\""),
+        (
+            true,
+            "/assets/pages.js",
+            StatusCode::OK,
+            "id=\"drill-runs\"",
+        ),
+        (true, "/assets/pages.js", StatusCode::OK, "?format=md"),
     ];
     for (ready, uri, want_status, want_body) in cases {
         let (status, body) = get(*ready, uri).await;
@@ -1024,3 +1038,49 @@ async fn a_standing_approval_shows_on_the_drill() {
 }
 
 mod matrix;
+#[tokio::test]
+async fn a_cookie_authenticated_mutation_needs_the_csrf_token_and_nothing_else_does() {
+    let post = |cookie: Option<&str>, csrf: Option<&str>, auth: Option<&str>| {
+        let mut r = Request::post("/api/v1/executions").header("content-type", "application/json");
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        if let Some(c) = csrf {
+            r = r.header("x-csrf-token", c);
+        }
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.body(Body::from(r#"{"runbook":"x","reason":"y"}"#))
+            .unwrap()
+    };
+    let b = || Arc::new(FixtureBackend::new(true));
+    let (status, _, body) = send(b(), post(Some("niledr_session=s1"), None, None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("X-CSRF-Token"), "{body}");
+    let (status, _, _) = send(b(), post(Some("a=b; niledr_session=s1"), Some("c2"), None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // With the token the layer lets it through (the fixture then refuses the missing bearer).
+    let (status, _, body) = send(b(), post(Some("niledr_session=s1"), Some("c1"), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // A bearer-token request needs no CSRF token, cookie or not.
+    let (status, _, body) = send(
+        b(),
+        post(Some("niledr_session=s1"), None, Some("Bearer good")),
+    )
+    .await;
+    // (the fixture's own answer to the command, not the CSRF refusal)
+    assert!(
+        !body.contains("X-CSRF-Token") && body.contains("amira may not"),
+        "{status} {body}"
+    );
+    // GETs never need it; the console's responses carry the CSP.
+    let get = Request::get("/")
+        .header("cookie", "niledr_session=s1")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = send(b(), get).await;
+    assert_eq!(status, StatusCode::OK);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+}

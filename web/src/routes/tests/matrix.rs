@@ -35,6 +35,8 @@ const PUBLIC: [Class; 5] = [S, S, S, S, S];
 const READ: [Class; 5] = [U, S, S, S, S];
 const OPERATE: [Class; 5] = [U, F, S, S, S];
 const APPROVE: [Class; 5] = [U, F, F, S, S];
+/// Needs the console's session cookie (none of these callers has one): 401 for all.
+const SESSION: [Class; 5] = [U, U, U, U, U];
 
 /// (method, path as routed, request path with real parameters, body, expected per caller).
 const TABLE: &[(&str, &str, &str, &str, [Class; 5])] = &[
@@ -92,6 +94,16 @@ const TABLE: &[(&str, &str, &str, &str, [Class; 5])] = &[
         READ,
     ),
     ("GET", "/api/v1/docs", "/api/v1/docs", "", PUBLIC),
+    ("GET", "/api/v1/session", "/api/v1/session", "", SESSION),
+    // An empty token is refused with a 400 whoever asks (sign-in proves a token itself).
+    (
+        "POST",
+        "/api/v1/session",
+        "/api/v1/session",
+        r#"{"token":""}"#,
+        PUBLIC,
+    ),
+    ("DELETE", "/api/v1/session", "/api/v1/session", "", SESSION),
     ("GET", "/api/v1/whoami", "/api/v1/whoami", "", READ),
     ("GET", "/api/v1/runbooks", "/api/v1/runbooks", "", READ),
     (
@@ -273,7 +285,8 @@ async fn every_route_answers_each_role_as_the_table_says() {
                     "{method} {routed} as {caller:?}: {status} (want {want:?}) {text}"
                 ));
             }
-            if status == StatusCode::UNAUTHORIZED && !text.contains("needs a principal") {
+            let says_why = text.contains("needs a principal") || text.contains("not signed in");
+            if status == StatusCode::UNAUTHORIZED && !says_why {
                 wrong.push(format!(
                     "{method} {uri}: a 401 that does not say why: {text}"
                 ));
