@@ -225,6 +225,7 @@ impl Backend for DaemonBackend {
     }
 
     fn metrics(&self) -> String {
+        crate::metrics::scrape::refresh(self);
         self.prometheus.render()
     }
 

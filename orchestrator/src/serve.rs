@@ -23,6 +23,8 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 /// Run the daemon until `shutdown` is cancelled.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // Before anything records: what is recorded before the install is lost.
+    let prometheus = crate::metrics::install();
     // One TLS provider for every HTTP client (probes, host agent), installed before any is
     // built: the probes now start on their own thread, so no client may rely on their order.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -248,7 +250,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shared,
         store: store.clone(),
         events: events_tx,
-        prometheus: crate::metrics::install(),
+        prometheus: prometheus.clone(),
         shutdown: shutdown.clone(),
         auth: gate,
         engine_tx,
@@ -258,7 +260,15 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         drills,
         cluster: cluster.clone(),
     });
-    let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
+    let metrics_stop = CancellationToken::new();
+    let metrics_upkeep = tokio::spawn(crate::metrics::upkeep::run(
+        prometheus,
+        store.clone(),
+        metrics_stop.clone(),
+    ));
+    let app = niledr_web::router(backend)
+        .layer(axum::middleware::from_fn(crate::metrics::http::track))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");
     let http_cancel = shutdown.clone();
     let http = axum::serve(
@@ -288,6 +298,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     probes.shutdown().await;
     auditor_stop.cancel();
     let _ = auth_auditor.await;
+    metrics_stop.cancel();
+    let _ = metrics_upkeep.await;
     let _ = drill_scheduler.await;
     let _ = tx.send(Event::Shutdown).await;
     drop(tx);

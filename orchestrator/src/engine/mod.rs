@@ -7,6 +7,7 @@ pub mod clock;
 mod commands;
 mod drill_hooks;
 pub mod fencing;
+mod gauges;
 mod journal;
 mod resume;
 mod start;
@@ -404,6 +405,7 @@ impl Engine {
             self.note(&id, "expired", "no approval in time");
             self.apply(&id, MEvent::Expire).map_err(api)?;
         }
+        self.publish_gauges();
         Ok(())
     }
 
