@@ -130,6 +130,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .map(|(n, l)| (n.clone(), l.file.clone()))
         .collect();
     let runbook_summaries = crate::engine::Engine::runbook_summaries(&runbooks);
+    crate::metrics::executions_init(runbooks.keys().map(String::as_str));
+    crate::metrics::probes_init(
+        config
+            .services
+            .values()
+            .map(|s| (s.id.as_str(), s.spec.kind())),
+    );
     let runbook_infos = crate::drills::runbook_infos(runbooks.values().map(|l| &l.runbook));
     let policies = runbooks
         .iter()

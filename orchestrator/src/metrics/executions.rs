@@ -22,6 +22,26 @@ pub const OPEN_STATES: [&str; 8] = [
     "needs_operator",
 ];
 
+/// The final states of an execution (`runbooks::State::is_terminal`).
+pub const OUTCOMES: [&str; 6] = [
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "cancelled",
+    "rejected",
+    "expired",
+];
+
+/// Every runbook's `niledr_executions_total` series at 0, so the first execution that ends
+/// shows as an increase instead of a new series.
+pub fn executions_init<'a>(runbooks: impl IntoIterator<Item = &'a str>) {
+    for rb in runbooks {
+        for outcome in OUTCOMES {
+            counter!(f::EXECUTIONS, "runbook" => rb.to_string(), "outcome" => outcome).increment(0);
+        }
+    }
+}
+
 /// An execution reached its final state `outcome`.
 pub fn execution_ended(rec: &ExecutionRecordV1, outcome: &str) {
     let labels = [

@@ -15,9 +15,13 @@ pub mod scrape;
 pub mod upkeep;
 
 pub use drills::{drill_finished, drill_run_ended};
-pub use executions::{OpenExecution, execution_ended, open_executions, step_finished};
+pub use executions::{
+    OpenExecution, execution_ended, executions_init, open_executions, step_finished,
+};
 pub use notifications::{notification_attempt, notifications_pending};
-pub use probes::{cold_backup_age, record_probe, record_status, status_changed, triggers_paused};
+pub use probes::{
+    cold_backup_age, probes_init, record_probe, record_status, status_changed, triggers_paused,
+};
 
 use families::{FAMILIES, Kind};
 

@@ -37,6 +37,14 @@ pub fn record_probe(r: &ProbeResult) {
     }
 }
 
+/// Every probed service's `niledr_probe_failures_total` at 0, so its first failure shows as an
+/// increase instead of a new series.
+pub fn probes_init<'a>(targets: impl IntoIterator<Item = (&'a str, &'static str)>) {
+    for (service, kind) in targets {
+        counter!(f::PROBE_FAILURES, "service" => service.to_string(), "kind" => kind).increment(0);
+    }
+}
+
 pub fn record_status(service: &str, status: Status) {
     one_hot(f::SERVICE_STATUS, "service", service, status);
 }

@@ -111,6 +111,8 @@ fn entry(at: jiff::Timestamp, event: &str) -> TimelineEntryV1 {
 
 /// Everything the daemon's parts record, once.
 fn record_everything() {
+    probes_init([("pg-a", "postgres")]);
+    executions_init(["rb"]);
     record_probe(&probe("pg-b", true, Some(1024)));
     record_probe(&probe("pg-b", false, None));
     record_status("pg-b", Status::Degraded);
@@ -247,6 +249,9 @@ fn the_registry_renders_help_type_and_buckets_for_what_is_recorded() {
         env!("CARGO_PKG_VERSION")
     )));
     assert!(text.contains("niledr_audit_chain_valid 1"), "{text}");
+    // Known series start at 0 (an increase, not a new series, on the first event).
+    assert!(text.contains("niledr_probe_failures_total{service=\"pg-a\",kind=\"postgres\"} 0"));
+    assert!(text.contains("niledr_executions_total{runbook=\"rb\",outcome=\"expired\"} 0"));
 }
 
 #[test]
