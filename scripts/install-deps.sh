@@ -3,8 +3,7 @@
 # niledr-tests) and the niledr-sandbox binary need: PostgreSQL 15 server + client, Redis
 # server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer, etcd (cluster mode),
 # protoc + protobuf includes (the etcd-client crate's build), and for the network-namespace
-# tests (tests/src/netns.rs) ip, iptables and nsenter, and promtool (Debian `prometheus`: the
-# metrics exposition and alert rules checks). Idempotent: with
+# tests (tests/src/netns.rs) ip, iptables and nsenter. Idempotent: with
 # everything present it changes nothing and runs no `apt-get update`.
 #
 # Debian's packages start system services on install (a PostgreSQL cluster on 5432, Redis
@@ -42,11 +41,12 @@ declare -a CHECKS=(
     "command -v ss && command -v ip|iproute2"
     "command -v etcd && command -v etcdctl|etcd-server"
     "command -v etcdctl|etcd-client"
+    # promtool: `promtool check metrics` / `check rules` / `test rules` (tests/tests/metrics.rs)
+    "command -v promtool|prometheus"
     "command -v protoc|protobuf-compiler"
     "test -f /usr/include/google/protobuf/descriptor.proto|libprotobuf-dev"
     "command -v iptables|iptables"
     "command -v nsenter|util-linux"
-    "command -v promtool|prometheus"
 )
 
 missing=()
@@ -110,9 +110,11 @@ if command -v pg_lsclusters >/dev/null; then
         if [[ -f $conf ]]; then echo manual >"$conf"; fi
     done || true
 fi
-for svc in postgresql redis-server knot nginx pgbouncer etcd prometheus; do
+for svc in postgresql redis-server knot nginx pgbouncer etcd; do
     stop_service "$svc"
 done
+# Debian's prometheus package (installed for promtool) starts a server on :9090.
+stop_service prometheus
 
 # The harness finds the PostgreSQL binaries itself (not via PATH); check they are there.
 for b in initdb postgres pg_basebackup psql; do

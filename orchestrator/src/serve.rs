@@ -267,16 +267,16 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         drills,
         cluster: cluster.clone(),
     });
+    let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
+    tracing::info!(%listen, config = %config.path.display(), "niledr serving");
+    // Request latency by route pattern; the recorder's upkeep and the audit chain check.
+    let app = app.layer(axum::middleware::from_fn(crate::metrics::http::track));
     let metrics_stop = CancellationToken::new();
     let metrics_upkeep = tokio::spawn(crate::metrics::upkeep::run(
         prometheus,
         store.clone(),
         metrics_stop.clone(),
     ));
-    let app = niledr_web::router(backend)
-        .layer(axum::middleware::from_fn(crate::metrics::http::track))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-    tracing::info!(%listen, config = %config.path.display(), "niledr serving");
     let http_cancel = shutdown.clone();
     let http = axum::serve(
         listener,
