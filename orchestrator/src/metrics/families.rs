@@ -288,8 +288,8 @@ pub const FAMILIES: &[Family] = &[
     ),
     gauge(
         COLD_BACKUP_AGE,
-        &["site", "backup"],
-        "Cold site: age of the newest backup (backup=base_backup) and of the WAL archive's last segment (backup=wal_archive).",
+        &["site", "what"],
+        "Cold site: age of the newest backup (what=base_backup) and of the WAL archive's last segment (what=wal_archive).",
     ),
     counter(
         DRILL_RUNS,

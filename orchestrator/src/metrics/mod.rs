@@ -19,9 +19,7 @@ pub use executions::{
     OpenExecution, execution_ended, executions_init, open_executions, step_finished,
 };
 pub use notifications::{notification_attempt, notifications_pending};
-pub use probes::{
-    cold_backup_age, probes_init, record_probe, record_status, status_changed, triggers_paused,
-};
+pub use probes::{probes_init, record_probe, record_status, status_changed};
 
 use families::{FAMILIES, Kind};
 

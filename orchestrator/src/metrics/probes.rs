@@ -1,5 +1,6 @@
 //! Probe and health metrics: probe outcome, latency and failures, replication lag, service
-//! status, committed status changes; and the hooks for maintenance mode and cold-site backups.
+//! status, committed status changes. (Maintenance mode, current site roles and cold-site
+//! backup ages are recorded by `crate::topology`, under the names declared in `families.rs`.)
 
 use metrics::{counter, gauge, histogram};
 use niledr_probes::{Observation, ProbeResult, Status};
@@ -64,16 +65,4 @@ pub(super) fn one_hot(name: &'static str, scope: &'static str, id: &str, status:
 pub fn status_changed(c: &StatusChangeV1) {
     counter!(f::STATUS_CHANGES, "scope" => c.scope.clone(), "id" => c.id.clone(), "to" => c.to.clone())
         .increment(1);
-}
-
-/// Maintenance mode: triggers paused (`true`) or running (`false`). For the part of the daemon
-/// that owns maintenance mode to call on every change and at start.
-pub fn triggers_paused(paused: bool) {
-    gauge!(f::TRIGGERS_PAUSED).set(if paused { 1.0 } else { 0.0 });
-}
-
-/// A cold site's backup freshness: `backup` is `base_backup` (newest base backup) or
-/// `wal_archive` (the archive's last segment). For the cold-site health to call.
-pub fn cold_backup_age(site: &str, backup: &'static str, age_seconds: f64) {
-    gauge!(f::COLD_BACKUP_AGE, "site" => site.to_string(), "backup" => backup).set(age_seconds);
 }

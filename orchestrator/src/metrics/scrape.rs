@@ -56,9 +56,8 @@ pub fn refresh(b: &DaemonBackend) {
     }
 }
 
-/// (site, kind, role) for `niledr_site_role`: `kind="configured"` from the config. The
-/// live role a site holds now (`kind="current"`) is the health model's `current_role`
-/// (issue 10 §1): it is added here, next to the configured one, as one more entry per site.
+/// (site, kind, role) for `niledr_site_role`: `kind="configured"`, from the config. The role
+/// a site holds now (`kind="current"`) is recorded by the live topology when it changes.
 fn site_roles(b: &DaemonBackend) -> Vec<(String, &'static str, String)> {
     b.config
         .sites
