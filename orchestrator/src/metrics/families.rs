@@ -114,7 +114,6 @@ pub const PENDING_APPROVAL_AGE: &str = "niledr_pending_approval_age_seconds";
 pub const HTTP_DURATION: &str = "niledr_http_request_duration_seconds";
 pub const AUTH_REFUSED: &str = "niledr_auth_refused_total";
 pub const NOTIFICATIONS: &str = "niledr_notifications_total";
-pub const NOTIFICATIONS_PENDING: &str = "niledr_notifications_pending";
 pub const AUDIT_CHAIN_VALID: &str = "niledr_audit_chain_valid";
 pub const AUDIT_CHAIN_ENTRIES: &str = "niledr_audit_chain_entries";
 pub const AUDIT_VERIFIED_AT: &str = "niledr_audit_last_verified_timestamp_seconds";
@@ -244,12 +243,7 @@ pub const FAMILIES: &[Family] = &[
     counter(
         NOTIFICATIONS,
         &["receiver", "outcome"],
-        "Notification delivery attempts by receiver and outcome (delivered, failed, gave_up).",
-    ),
-    gauge(
-        NOTIFICATIONS_PENDING,
-        &["receiver"],
-        "Notifications in the outbox not yet delivered, by receiver.",
+        "Notification delivery attempts by receiver and outcome (delivered, failed, given_up).",
     ),
     gauge(
         AUDIT_CHAIN_VALID,

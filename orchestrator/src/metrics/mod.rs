@@ -9,7 +9,6 @@ mod drills;
 mod executions;
 pub mod families;
 pub mod http;
-mod notifications;
 mod probes;
 pub mod scrape;
 pub mod upkeep;
@@ -18,7 +17,6 @@ pub use drills::{drill_finished, drill_run_ended};
 pub use executions::{
     OpenExecution, execution_ended, executions_init, open_executions, step_finished,
 };
-pub use notifications::{notification_attempt, notifications_pending};
 pub use probes::{probes_init, record_probe, record_status, status_changed};
 
 use families::{FAMILIES, Kind};
