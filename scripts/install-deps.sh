@@ -42,6 +42,8 @@ declare -a CHECKS=(
     "command -v ss && command -v ip|iproute2"
     "command -v etcd && command -v etcdctl|etcd-server"
     "command -v etcdctl|etcd-client"
+    # promtool: `promtool check metrics` / `check rules` / `test rules` (tests/tests/metrics.rs)
+    "command -v promtool|prometheus"
     "command -v protoc|protobuf-compiler"
     "test -f /usr/include/google/protobuf/descriptor.proto|libprotobuf-dev"
     "command -v iptables|iptables"
@@ -115,6 +117,8 @@ fi
 for svc in postgresql redis-server knot nginx pgbouncer etcd; do
     stop_service "$svc"
 done
+# Debian's prometheus package (installed for promtool) starts a server on :9090.
+stop_service prometheus
 
 # The harness finds the PostgreSQL binaries itself (not via PATH); check they are there.
 for b in initdb postgres pg_basebackup psql; do

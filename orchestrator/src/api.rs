@@ -256,6 +256,7 @@ impl Backend for DaemonBackend {
     }
 
     fn metrics(&self) -> String {
+        crate::metrics::scrape::refresh(self);
         self.prometheus.render()
     }
 

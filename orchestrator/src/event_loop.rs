@@ -115,7 +115,8 @@ impl EventLoop {
     /// epoch). Steps already running finish on their own, but their outcomes cannot be
     /// journaled by a deposed leader and the next leader's resume treats them as in doubt.
     fn stop_engine(&mut self, why: &str) {
-        if self.engine.take().is_some() {
+        if let Some(engine) = self.engine.take() {
+            engine.clear_gauges();
             self.epoch += 1;
             tracing::error!("executions stopped on this instance: {why}");
         }
@@ -290,6 +291,7 @@ impl EventLoop {
         drop(model);
         for c in written {
             tracing::info!(scope = %c.scope, id = %c.id, from = %c.from, to = %c.to, "status changed: {}", c.reason);
+            metrics::status_changed(&c);
             let _ = self.events.send(event_view(&c));
         }
         Ok(())

@@ -23,6 +23,8 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 /// Run the daemon until `shutdown` is cancelled.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // Before anything records: what is recorded before the install is lost.
+    let prometheus = crate::metrics::install();
     // One TLS provider for every HTTP client (probes, host agent), installed before any is
     // built: the probes now start on their own thread, so no client may rely on their order.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -134,6 +136,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .map(|(n, l)| (n.clone(), l.file.clone()))
         .collect();
     let runbook_summaries = crate::engine::Engine::runbook_summaries(&runbooks);
+    crate::metrics::executions_init(runbooks.keys().map(String::as_str));
+    crate::metrics::probes_init(
+        config
+            .services
+            .values()
+            .map(|s| (s.id.as_str(), s.spec.kind())),
+    );
     let runbook_infos = crate::drills::runbook_infos(runbooks.values().map(|l| &l.runbook));
     let policies = runbooks
         .iter()
@@ -256,7 +265,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shared,
         store: store.clone(),
         events: events_tx,
-        prometheus: crate::metrics::install(),
+        prometheus: prometheus.clone(),
         shutdown: shutdown.clone(),
         auth: gate,
         engine_tx,
@@ -275,6 +284,14 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .layer(axum::middleware::from_fn(crate::redact::http::layer))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");
+    // Request latency by route pattern; the recorder's upkeep and the audit chain check.
+    let app = app.layer(axum::middleware::from_fn(crate::metrics::http::track));
+    let metrics_stop = CancellationToken::new();
+    let metrics_upkeep = tokio::spawn(crate::metrics::upkeep::run(
+        prometheus,
+        store.clone(),
+        metrics_stop.clone(),
+    ));
     let http_cancel = shutdown.clone();
     let http = axum::serve(
         listener,
@@ -303,6 +320,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     probes.shutdown().await;
     auditor_stop.cancel();
     let _ = auth_auditor.await;
+    metrics_stop.cancel();
+    let _ = metrics_upkeep.await;
     let _ = drill_scheduler.await;
     let _ = platform_watch.await;
     let _ = tx.send(Event::Shutdown).await;

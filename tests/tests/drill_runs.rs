@@ -173,6 +173,15 @@ fn kill_drill_with_standing_approval_measures_and_fails_back() -> Result<()> {
         )),
         "{metrics}"
     );
+    for series in [
+        format!("niledr_drill_runs_total{{drill=\"{drill}\",state=\"finished\"}} 1"),
+        format!(
+            "niledr_drill_last_verdict{{drill=\"{drill}\",verdict=\"{}\"}} 1",
+            run["verdict"].as_str().unwrap_or_default()
+        ),
+    ] {
+        assert!(metrics.contains(&series), "{series}:\n{metrics}");
+    }
     let (_, drills) = w.niledr.get(&format!("/api/v1/drills/{drill}"))?;
     assert_eq!(drills["last_verdict"], run["verdict"]);
     scenario::finish(w, ALLOWED_ERRORS)

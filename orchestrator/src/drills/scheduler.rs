@@ -195,6 +195,7 @@ fn record_slot(svc: &DrillService, name: &str, digest: &str, slot: &str, state: 
     ) {
         tracing::error!("cannot record drill slot: {e:#}");
     }
+    crate::metrics::drill_run_ended(name, state);
     svc.publish(name, "scheduled", state, &format!("{slot}: {why}"));
 }
 

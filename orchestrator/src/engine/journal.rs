@@ -163,6 +163,7 @@ impl Engine {
             && let Some(l) = self.live.remove(id)
         {
             tracing::info!(%id, state = %l.machine.state(), "execution ended");
+            crate::metrics::execution_ended(&l.record, l.machine.state().name());
             self.refresh_fence_list();
         }
         Ok(())
@@ -245,6 +246,7 @@ impl Engine {
         };
         if let Some(s) = l.record.steps.get_mut(index) {
             record_outcome(s, rollback, &result, took);
+            crate::metrics::step_finished(&l.record.runbook, &s.kind, &s.state, took);
         }
         let outcome = l
             .record

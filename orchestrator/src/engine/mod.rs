@@ -8,6 +8,7 @@ mod commands;
 mod drill_hooks;
 pub mod fencing;
 mod journal;
+mod open_gauges;
 mod resume;
 mod start;
 pub mod steps;
@@ -408,6 +409,7 @@ impl Engine {
             self.note(&id, "expired", "no approval in time");
             self.apply(&id, MEvent::Expire).map_err(api)?;
         }
+        self.publish_gauges();
         Ok(())
     }
 
