@@ -3,7 +3,8 @@
 # niledr-tests) and the niledr-sandbox binary need: PostgreSQL 15 server + client, Redis
 # server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer, etcd (cluster mode),
 # protoc + protobuf includes (the etcd-client crate's build), and for the network-namespace
-# tests (tests/src/netns.rs) ip, iptables and nsenter. Idempotent: with
+# tests (tests/src/netns.rs) ip, iptables and nsenter, and Alertmanager (the pager-hook
+# tests, tests/src/alertmanager.rs). Idempotent: with
 # everything present it changes nothing and runs no `apt-get update`.
 #
 # Debian's packages start system services on install (a PostgreSQL cluster on 5432, Redis
@@ -45,6 +46,7 @@ declare -a CHECKS=(
     "test -f /usr/include/google/protobuf/descriptor.proto|libprotobuf-dev"
     "command -v iptables|iptables"
     "command -v nsenter|util-linux"
+    "command -v prometheus-alertmanager|prometheus-alertmanager"
 )
 
 missing=()
@@ -108,7 +110,7 @@ if command -v pg_lsclusters >/dev/null; then
         if [[ -f $conf ]]; then echo manual >"$conf"; fi
     done || true
 fi
-for svc in postgresql redis-server knot nginx pgbouncer etcd; do
+for svc in postgresql redis-server knot nginx pgbouncer etcd prometheus-alertmanager; do
     stop_service "$svc"
 done
 

@@ -31,6 +31,8 @@ pub struct DaemonBackend {
     pub runbook_summaries: Vec<RunbookSummaryView>,
     pub drills: Arc<crate::drills::DrillService>,
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Pager tooling in (`/api/v1/hooks/*`).
+    pub hooks: Arc<crate::hooks::HookService>,
 }
 
 impl DaemonBackend {
@@ -130,6 +132,10 @@ impl DaemonBackend {
             last_probe: s.last.as_ref().map(probe_view),
             replication,
             dns,
+            alerts: match self.shared.alerts.read() {
+                Ok(a) => a.get(&s.id).cloned().unwrap_or_default(),
+                Err(p) => p.into_inner().get(&s.id).cloned().unwrap_or_default(),
+            },
         }
     }
 }
@@ -366,6 +372,13 @@ impl Backend for DaemonBackend {
             Some(c) => crate::cluster::view::cluster_view(c),
             None => ClusterView::single(),
         }
+    }
+
+    fn hook(
+        &self,
+        request: niledr_web::HookRequest,
+    ) -> BoxFuture<'_, Result<HookAnswerView, ApiError>> {
+        Box::pin(self.hooks.handle(request))
     }
 
     fn forward(&self, method: &str, path: &str) -> niledr_web::forward::Forward {

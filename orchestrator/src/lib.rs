@@ -13,6 +13,7 @@ pub mod drills;
 pub mod engine;
 pub mod event_loop;
 pub mod failpoint;
+pub mod hooks;
 pub mod metrics;
 pub mod probe_runtime;
 pub mod records;

@@ -102,6 +102,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         // With nothing to probe there is nothing to wait for.
         ready: AtomicBool::new(config.services.is_empty()),
         cluster: cluster.clone(),
+        alerts: Default::default(),
     });
     let (events_tx, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel::<Event>(4096);
@@ -123,6 +124,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     let catalog = crate::world::catalog(&config);
     let runbooks = crate::engine::load_runbooks(&config, &catalog)?;
+    crate::hooks::check_runbooks(&config, &runbooks)?;
     let runbook_files: std::collections::BTreeMap<String, std::path::PathBuf> = runbooks
         .iter()
         .map(|(n, l)| (n.clone(), l.file.clone()))
@@ -243,6 +245,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         policies,
     )?);
     let drill_scheduler = tokio::spawn(crate::drills::scheduler::run(drills.clone()));
+    let hooks = Arc::new(crate::hooks::HookService::new(
+        config.clone(),
+        store.clone(),
+        engine_tx.clone(),
+    ));
     let backend = Arc::new(DaemonBackend {
         config: config.clone(),
         shared,
@@ -257,6 +264,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         runbook_summaries,
         drills,
         cluster: cluster.clone(),
+        hooks,
     });
     let app = niledr_web::router(backend).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!(%listen, config = %config.path.display(), "niledr serving");

@@ -12,6 +12,10 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Cluster mode: leadership and what this instance knows of the other members.
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// Firing pager alerts per service (written by the engine, `engine/hooks.rs`).
+    pub alerts: RwLock<
+        std::collections::BTreeMap<String, Vec<niledr_web::types::AlertEvidenceView>>,
+    >,
 }
 
 impl Shared {

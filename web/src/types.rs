@@ -30,6 +30,9 @@ pub struct ServiceView {
     pub last_probe: Option<ProbeView>,
     pub replication: Option<ReplicationView>,
     pub dns: Option<DnsView>,
+    /// Firing pager alerts mapped to this service (`[[hooks.matchers]]`).
+    #[serde(default)]
+    pub alerts: Vec<AlertEvidenceView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -442,3 +445,7 @@ pub struct MemberObservationView {
     pub in_recovery: Option<bool>,
     pub wal_receiver: Option<bool>,
 }
+
+// Pager hooks (`/api/v1/hooks/*`): their payloads and answers, in `types/hooks.rs`.
+mod hooks;
+pub use hooks::*;

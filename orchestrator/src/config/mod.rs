@@ -5,6 +5,7 @@
 pub mod cluster;
 mod drills;
 mod error;
+pub mod hooks;
 mod raw;
 pub mod tsig;
 
@@ -46,6 +47,8 @@ pub struct Config {
     pub connstr: BTreeMap<String, ConnstrTarget>,
     /// `[cluster]`: several instances on etcd; `None` runs single-node on redb.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `[hooks]`: pager tooling in (Alertmanager, PagerDuty, generic) and its matchers.
+    pub hooks: hooks::HooksConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -264,9 +267,11 @@ impl Loader<'_> {
             .filter_map(|s| s.site.clone())
             .collect();
         let cluster = self.cluster(raw.cluster.as_ref(), &sites, &postgres_sites)?;
+        let hooks = self.hooks(raw.hooks.as_ref(), &services)?;
 
         Ok(Config {
             cluster,
+            hooks,
             users_file,
             auth_limits,
             verify_workers,

@@ -18,7 +18,7 @@ use crate::types::{
 use crate::{ApiError, AuthRequest, Command, SharedBackend};
 
 /// The TCP peer of a request, when the server records it (`into_make_service_with_connect_info`).
-pub(super) struct Client(Option<IpAddr>);
+pub(super) struct Client(pub(super) Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;

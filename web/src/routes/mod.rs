@@ -61,6 +61,9 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/confirm", post(executions::confirm))
         .route("/api/v1/executions/{id}/retry", post(executions::retry))
+        .route("/api/v1/hooks/alertmanager", post(hooks::alertmanager))
+        .route("/api/v1/hooks/pagerduty", post(hooks::pagerduty))
+        .route("/api/v1/hooks/generic", post(hooks::generic))
         .route("/", get(console::index))
         .route("/assets/{*path}", get(console::asset))
         .fallback(not_found)
@@ -191,5 +194,6 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 mod drills;
 mod executions;
+mod hooks;
 #[cfg(test)]
 mod tests;

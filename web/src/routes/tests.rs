@@ -123,6 +123,7 @@ fn service(id: &str) -> ServiceView {
         last_probe: None,
         replication: None,
         dns: None,
+        alerts: Vec::new(),
     }
 }
 
