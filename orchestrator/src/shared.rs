@@ -13,9 +13,8 @@ pub struct Shared {
     /// Cluster mode: leadership and what this instance knows of the other members.
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Firing pager alerts per service (written by the engine, `engine/hooks.rs`).
-    pub alerts: RwLock<
-        std::collections::BTreeMap<String, Vec<niledr_web::types::AlertEvidenceView>>,
-    >,
+    pub alerts:
+        RwLock<std::collections::BTreeMap<String, Vec<niledr_web::types::AlertEvidenceView>>>,
 }
 
 impl Shared {

@@ -211,9 +211,8 @@ impl Loader<'_> {
         }
         let mut matchers = Vec::new();
         for text in r.matchers.get_ref() {
-            matchers.push(
-                LabelMatcher::parse(text.get_ref()).map_err(|e| self.err(text.span(), e))?,
-            );
+            matchers
+                .push(LabelMatcher::parse(text.get_ref()).map_err(|e| self.err(text.span(), e))?);
         }
         if !services.contains_key(r.service.get_ref()) {
             let known: Vec<&str> = services.keys().map(String::as_str).collect();
@@ -253,7 +252,10 @@ impl Loader<'_> {
         if secrets.is_empty() {
             return Err(self.err(
                 f.span(),
-                format!("{key} {} is empty: put the secret on its first line", path.display()),
+                format!(
+                    "{key} {} is empty: put the secret on its first line",
+                    path.display()
+                ),
             ));
         }
         if secrets.iter().any(|s| s.len() < MIN_SECRET_LEN) {
@@ -266,5 +268,148 @@ impl Loader<'_> {
             ));
         }
         Ok(Secrets(secrets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const BASE: &str = r#"
+[sites.khartoum]
+role = "primary"
+country = "SD"
+
+[services.khartoum-postgres]
+site = "khartoum"
+kind = "postgres"
+address = "127.0.1.1:5432"
+user = "niledr"
+"#;
+
+    /// A config in a temp dir holding the secret files it names.
+    fn load(hooks: &str) -> (tempfile::TempDir, Result<super::super::Config, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("am.token"), "am-token-0123456789abcdef\n").unwrap();
+        std::fs::write(
+            dir.path().join("pd.secret"),
+            "\npd-secret-0123456789\npd-next-secret-0123456\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("short.secret"), "tooshort\n").unwrap();
+        std::fs::write(dir.path().join("empty.secret"), "\n\n").unwrap();
+        let path = dir.path().join("niledr.toml");
+        let text = format!("{BASE}{hooks}");
+        let r = super::super::parse(Path::new(&path), &text);
+        (dir, r)
+    }
+
+    fn err(hooks: &str) -> ConfigError {
+        load(hooks).1.expect_err("must be refused")
+    }
+
+    const GOOD: &str = r#"
+[hooks]
+replay_window = "2m"
+
+[hooks.alertmanager]
+token_file = "am.token"
+
+[hooks.pagerduty]
+secret_file = "pd.secret"
+
+[[hooks.matchers]]
+name = "pg-down"
+sources = ["alertmanager", "generic"]
+match = ['alertname="PostgresDown"', 'site=~"khartoum|omdurman"']
+service = "khartoum-postgres"
+runbook = "failover"
+"#;
+
+    #[test]
+    fn a_good_section_loads_with_secrets_kept_out_of_debug() {
+        let (_d, c) = load(GOOD);
+        let c = c.unwrap();
+        let h = &c.hooks;
+        assert_eq!(h.replay_window, Duration::from_secs(120));
+        assert_eq!(
+            h.alertmanager.as_ref().unwrap().0,
+            vec![b"am-token-0123456789abcdef".to_vec()]
+        );
+        assert_eq!(
+            h.pagerduty.as_ref().unwrap().0.len(),
+            2,
+            "one secret per non-empty line"
+        );
+        assert!(h.generic.is_none());
+        assert_eq!(
+            h.routes[0].sources,
+            vec![HookSource::Alertmanager, HookSource::Generic]
+        );
+        assert_eq!(h.routes[0].matchers.len(), 2);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("am-token-0123456789abcdef"), "{debug}");
+        assert!(!debug.contains("pd-secret"), "{debug}");
+        assert!(h.check_runbooks(&["failover"]).is_ok());
+        // Without [hooks], nothing is on and the default window applies.
+        let (_d, none) = load("");
+        let none = none.unwrap().hooks;
+        assert!(none.alertmanager.is_none() && none.routes.is_empty());
+        assert_eq!(none.replay_window, DEFAULT_REPLAY_WINDOW);
+    }
+
+    #[test]
+    fn an_unknown_runbook_is_refused_at_the_matcher() {
+        let (_d, c) = load(GOOD);
+        let e = c
+            .unwrap()
+            .hooks
+            .check_runbooks(&["other", "more"])
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("no runbook \"failover\""), "{text}");
+        assert!(text.contains("known runbooks: other, more"), "{text}");
+        let line =
+            BASE.lines().count() + GOOD.lines().position(|l| l.starts_with("runbook")).unwrap();
+        assert_eq!((e.line, e.column), (line, 11), "{text}");
+    }
+
+    #[test]
+    fn refusals_name_the_place_and_the_fix() {
+        let matcher = |extra: &str| {
+            format!(
+                "[[hooks.matchers]]\nname = \"m\"\nmatch = ['alertname=\"X\"']\nservice = \"khartoum-postgres\"\nrunbook = \"r\"\n{extra}"
+            )
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "[[hooks.matchers]]\nname = \"m\"\nmatch = ['alertname=\"X\"']\nservice = \"nope\"\nrunbook = \"r\"\n".into(),
+                "no service \"nope\"; known services: khartoum-postgres",
+            ),
+            (
+                "[[hooks.matchers]]\nname = \"m\"\nmatch = ['alertname~\"X\"']\nservice = \"khartoum-postgres\"\nrunbook = \"r\"\n".into(),
+                "needs an operator",
+            ),
+            (
+                "[[hooks.matchers]]\nname = \"m\"\nmatch = []\nservice = \"khartoum-postgres\"\nrunbook = \"r\"\n".into(),
+                "match is empty",
+            ),
+            (matcher("sources = [\"nagios\"]\n"), "unknown hook source \"nagios\""),
+            (format!("{}{}", matcher(""), matcher("")), "is used twice"),
+            ("[hooks.alertmanager]\ntoken_file = \"missing.token\"\n".into(), "cannot read token_file"),
+            ("[hooks.generic]\nsecret_file = \"short.secret\"\n".into(), "at least 16 characters"),
+            ("[hooks.generic]\nsecret_file = \"empty.secret\"\n".into(), "is empty"),
+            ("[hooks]\nreplay_window = \"10ms\"\n".into(), "at least 1s"),
+            ("[hooks.pagerduty]\nsecret = \"inline\"\n".into(), "unknown field `secret`"),
+        ];
+        for (hooks, want) in cases {
+            let e = err(&hooks);
+            let text = e.to_string();
+            assert!(text.contains(want), "{hooks}\n=> {text}");
+            assert!(e.line > BASE.lines().count(), "points into [hooks]: {text}");
+            assert!(text.contains("niledr.toml:"), "names the file: {text}");
+        }
     }
 }

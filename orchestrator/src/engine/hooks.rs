@@ -32,7 +32,9 @@ impl Engine {
     pub(super) fn load_alert_memory(store: &crate::store::Store) -> Memory {
         match store.meta(memory::MEMORY_KEY) {
             Ok(Some(v)) => serde_json::from_str(&v).unwrap_or_else(|e| {
-                tracing::error!("the stored pager alert memory does not decode ({e}): starting with none");
+                tracing::error!(
+                    "the stored pager alert memory does not decode ({e}): starting with none"
+                );
                 Memory::new()
             }),
             Ok(None) => Memory::new(),
@@ -47,7 +49,9 @@ impl Engine {
     /// (`triggers paused`) plugs in here too, the one place that decides it for alerts.
     fn alerts_quiet(&self, service: &str) -> Option<String> {
         if let Some(d) = &self.drill_active {
-            return Some(format!("drill {d} is running: it owns the outage it causes"));
+            return Some(format!(
+                "drill {d} is running: it owns the outage it causes"
+            ));
         }
         if self.keep_fenced.contains(service) {
             return Some(format!(
@@ -81,11 +85,17 @@ impl Engine {
     }
 
     /// Handle one hook call's alerts; commits the memory before answering.
-    pub(super) fn hook(&mut self, source: HookSource, alerts: Vec<RoutedAlert>) -> Vec<HookAlertResultView> {
+    pub(super) fn hook(
+        &mut self,
+        source: HookSource,
+        alerts: Vec<RoutedAlert>,
+    ) -> Vec<HookAlertResultView> {
         let now = self.clock.now_ms();
         let now = i64::try_from(now).unwrap_or(i64::MAX);
-        let results: Vec<HookAlertResultView> =
-            alerts.into_iter().map(|a| self.hook_alert(source, a, now)).collect();
+        let results: Vec<HookAlertResultView> = alerts
+            .into_iter()
+            .map(|a| self.hook_alert(source, a, now))
+            .collect();
         memory::prune(&mut self.alert_memory, now);
         self.save_alert_memory();
         results
@@ -202,7 +212,11 @@ impl Engine {
                 }
             }
             Decision::Attach(id) => {
-                self.annotate(&id, "alert", &format!("{what} fired; it belongs to this outage"));
+                self.annotate(
+                    &id,
+                    "alert",
+                    &format!("{what} fired; it belongs to this outage"),
+                );
                 result.outcome = "attached".into();
                 result.detail = format!("noted on execution {id}, already open for this outage");
                 Some(id)
@@ -221,7 +235,11 @@ impl Engine {
                 result.outcome = "annotated".into();
                 match &id {
                     Some(id) => {
-                        self.annotate(id, "alert_resolved", &format!("{what} resolved; nothing was cancelled"));
+                        self.annotate(
+                            id,
+                            "alert_resolved",
+                            &format!("{what} resolved; nothing was cancelled"),
+                        );
                         result.detail = format!("noted on execution {id}; nothing was cancelled");
                     }
                     None => result.detail = "no execution belongs to it; audited".into(),
@@ -252,8 +270,12 @@ impl Engine {
                     tracing::error!(%id, "saving an alert note failed: {e:#}");
                 }
             }
-            Ok(None) => tracing::warn!(%id, "an alert names execution {id}, which is not in the journal"),
-            Err(e) => tracing::error!(%id, "reading execution {id} for an alert note failed: {e:#}"),
+            Ok(None) => {
+                tracing::warn!(%id, "an alert names execution {id}, which is not in the journal")
+            }
+            Err(e) => {
+                tracing::error!(%id, "reading execution {id} for an alert note failed: {e:#}")
+            }
         }
     }
 
@@ -296,7 +318,10 @@ impl Engine {
         let mut board: std::collections::BTreeMap<String, Vec<AlertEvidenceView>> =
             Default::default();
         for m in self.alert_memory.values().filter(|m| m.status == "firing") {
-            board.entry(m.service.clone()).or_default().push(evidence(m));
+            board
+                .entry(m.service.clone())
+                .or_default()
+                .push(evidence(m));
         }
         match self.shared.alerts.write() {
             Ok(mut g) => *g = board,

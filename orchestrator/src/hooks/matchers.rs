@@ -154,10 +154,18 @@ mod tests {
         let cases = [
             (r#"alertname="PostgresDown""#, Op::Equal, "PostgresDown"),
             (r#"site != "dr-cold""#, Op::NotEqual, "dr-cold"),
-            (r#"site=~"khartoum|port-sudan""#, Op::Regex, "khartoum|port-sudan"),
+            (
+                r#"site=~"khartoum|port-sudan""#,
+                Op::Regex,
+                "khartoum|port-sudan",
+            ),
             (r#"env!~"test.*""#, Op::NotRegex, "test.*"),
             ("severity=critical", Op::Equal, "critical"),
-            (r#"summary="say \"hi\" \\ bye""#, Op::Equal, r#"say "hi" \ bye"#),
+            (
+                r#"summary="say \"hi\" \\ bye""#,
+                Op::Equal,
+                r#"say "hi" \ bye"#,
+            ),
             (r#"team="""#, Op::Equal, ""),
         ];
         for (text, op, value) in cases {
@@ -234,7 +242,11 @@ mod tests {
                 HookSource::all().to_vec(),
                 &[r#"alertname="PostgresDown""#, r#"site="khartoum""#],
             ),
-            r("any-pg", HookSource::all().to_vec(), &[r#"alertname=~"Postgres.*""#]),
+            r(
+                "any-pg",
+                HookSource::all().to_vec(),
+                &[r#"alertname=~"Postgres.*""#],
+            ),
         ];
         let l = labels(&[("alertname", "PostgresDown"), ("site", "khartoum")]);
         let name = |s, l| route(&routes, s, l).map(|r| r.name.as_str());
@@ -242,6 +254,9 @@ mod tests {
         assert_eq!(name(HookSource::PagerDuty, &l), Some("pd-only"));
         let other_site = labels(&[("alertname", "PostgresDown"), ("site", "port-sudan")]);
         assert_eq!(name(HookSource::Generic, &other_site), Some("any-pg"));
-        assert_eq!(name(HookSource::Generic, &labels(&[("alertname", "Disk")])), None);
+        assert_eq!(
+            name(HookSource::Generic, &labels(&[("alertname", "Disk")])),
+            None
+        );
     }
 }

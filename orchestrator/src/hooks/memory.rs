@@ -71,7 +71,11 @@ pub fn outage_execution(memory: &Memory, runbook: &str, open: Option<&str>) -> O
 
 /// A firing alert: `prev` is what is remembered of it, `outage` the execution its runbook's
 /// outage has (`outage_execution`), `quiet` why triggers are quiet now.
-pub fn firing(prev: Option<&AlertMemoryV1>, outage: Option<String>, quiet: Option<String>) -> Decision {
+pub fn firing(
+    prev: Option<&AlertMemoryV1>,
+    outage: Option<String>,
+    quiet: Option<String>,
+) -> Decision {
     if let Some(p) = prev
         && p.status == "firing"
         && p.execution.is_some()
@@ -129,7 +133,10 @@ mod tests {
     fn one_proposal_per_outage() {
         let mut m = Memory::new();
         // First sight: propose.
-        assert_eq!(firing(None, outage_execution(&m, "rb", None), None), Decision::Propose);
+        assert_eq!(
+            firing(None, outage_execution(&m, "rb", None), None),
+            Decision::Propose
+        );
         let a = rec("fa", "rb", "firing", Some("ex1"));
         m.insert(key("alertmanager", "fa"), a.clone());
         // Alertmanager's repeat (and a restart: the memory is stored): a duplicate.
@@ -150,16 +157,25 @@ mod tests {
             Decision::Attach("ex9".into())
         );
         // Another runbook's outage is not this one.
-        assert_eq!(firing(None, outage_execution(&m, "other", None), None), Decision::Propose);
+        assert_eq!(
+            firing(None, outage_execution(&m, "other", None), None),
+            Decision::Propose
+        );
     }
 
     #[test]
     fn quiet_holds_evidence_and_proposes_once_it_ends() {
         let q = Some("a drill is running".to_string());
-        assert_eq!(firing(None, None, q.clone()), Decision::Quiet("a drill is running".into()));
+        assert_eq!(
+            firing(None, None, q.clone()),
+            Decision::Quiet("a drill is running".into())
+        );
         // Remembered without an execution: the next repeat after the quiet ends proposes.
         let quiet = rec("fa", "rb", "firing", None);
-        assert_eq!(firing(Some(&quiet), None, q), Decision::Quiet("a drill is running".into()));
+        assert_eq!(
+            firing(Some(&quiet), None, q),
+            Decision::Quiet("a drill is running".into())
+        );
         assert_eq!(firing(Some(&quiet), None, None), Decision::Propose);
     }
 
@@ -173,7 +189,10 @@ mod tests {
         // Firing again after it resolved: a new outage, a new proposal.
         let mut m = Memory::new();
         m.insert(key("alertmanager", "fa"), r.clone());
-        assert_eq!(firing(Some(&r), outage_execution(&m, "rb", None), None), Decision::Propose);
+        assert_eq!(
+            firing(Some(&r), outage_execution(&m, "rb", None), None),
+            Decision::Propose
+        );
     }
 
     #[test]

@@ -141,7 +141,11 @@ impl HookService {
         })
     }
 
-    fn accept(&self, secrets: &Secrets, req: &HookRequest) -> Result<Vec<parse::Incoming>, NotTaken> {
+    fn accept(
+        &self,
+        secrets: &Secrets,
+        req: &HookRequest,
+    ) -> Result<Vec<parse::Incoming>, NotTaken> {
         let window = self.config.hooks.replay_window;
         let now = jiff::Timestamp::now();
         match req.source {
@@ -167,7 +171,10 @@ impl HookService {
                 )?;
                 let alerts = parse::generic(&req.body).map_err(NotTaken::BadBody)?;
                 // The signature identifies the delivery: the same one again is a replay.
-                self.first_time(&format!("generic:{}", req.signature.as_deref().unwrap_or("")))?;
+                self.first_time(&format!(
+                    "generic:{}",
+                    req.signature.as_deref().unwrap_or("")
+                ))?;
                 Ok(alerts)
             }
         }

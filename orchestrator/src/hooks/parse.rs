@@ -40,7 +40,9 @@ fn status(s: &str, what: &str) -> Result<AlertStatus, String> {
     match s {
         "firing" => Ok(AlertStatus::Firing),
         "resolved" => Ok(AlertStatus::Resolved),
-        other => Err(format!("{what} status must be \"firing\" or \"resolved\", got {other:?}")),
+        other => Err(format!(
+            "{what} status must be \"firing\" or \"resolved\", got {other:?}"
+        )),
     }
 }
 
@@ -90,6 +92,7 @@ pub fn alertmanager(body: &[u8]) -> Result<Vec<Incoming>, String> {
 
 /// A PagerDuty v3 delivery: its event id and time (for the replay check) and the incident
 /// as one alert whose fingerprint is the incident id.
+#[derive(Debug)]
 pub struct PagerDutyDelivery {
     pub event_id: String,
     pub occurred_at: jiff::Timestamp,
@@ -97,21 +100,26 @@ pub struct PagerDutyDelivery {
 }
 
 pub fn pagerduty(body: &[u8]) -> Result<PagerDutyDelivery, String> {
-    let w: PagerDutyWebhook = serde_json::from_slice(body)
-        .map_err(|e| format!("not a PagerDuty v3 webhook: {e}"))?;
+    let w: PagerDutyWebhook =
+        serde_json::from_slice(body).map_err(|e| format!("not a PagerDuty v3 webhook: {e}"))?;
     let e = w.event;
     if e.id.trim().is_empty() {
         return Err("event.id is empty".into());
     }
-    let occurred_at: jiff::Timestamp = e
-        .occurred_at
-        .parse()
-        .map_err(|err| format!("event.occurred_at {:?} is not an ISO 8601 time: {err}", e.occurred_at))?;
+    let occurred_at: jiff::Timestamp = e.occurred_at.parse().map_err(|err| {
+        format!(
+            "event.occurred_at {:?} is not an ISO 8601 time: {err}",
+            e.occurred_at
+        )
+    })?;
     let d = &e.data;
     let incident = if d.kind == "incident" {
         d.id.clone()
     } else {
-        d.incident.as_ref().map(|i| i.id.clone()).unwrap_or_default()
+        d.incident
+            .as_ref()
+            .map(|i| i.id.clone())
+            .unwrap_or_default()
     };
     let st = match e.event_type.as_str() {
         "incident.triggered" | "incident.reopened" => AlertStatus::Firing,
@@ -129,9 +137,15 @@ pub fn pagerduty(body: &[u8]) -> Result<PagerDutyDelivery, String> {
     put("status", d.status.as_ref());
     put("urgency", d.urgency.as_ref());
     put("incident_key", d.incident_key.as_ref());
-    put("service", d.service.as_ref().and_then(|s| s.summary.as_ref()));
+    put(
+        "service",
+        d.service.as_ref().and_then(|s| s.summary.as_ref()),
+    );
     put("service_id", d.service.as_ref().map(|s| &s.id));
-    put("priority", d.priority.as_ref().and_then(|p| p.summary.as_ref()));
+    put(
+        "priority",
+        d.priority.as_ref().and_then(|p| p.summary.as_ref()),
+    );
     let alerts = if incident.is_empty() {
         // Not about an incident (nothing niledr maps): answered, audited, ignored.
         Vec::new()
@@ -188,11 +202,27 @@ mod tests {
         assert_eq!(a[0].summary, "primary gone");
         assert_eq!(a[0].labels["site"], "khartoum");
         let v3 = String::from_utf8_lossy(body).replace("\"version\":\"4\"", "\"version\":\"3\"");
-        assert!(alertmanager(v3.as_bytes()).unwrap_err().contains("version \"3\""));
-        let bad = String::from_utf8_lossy(body).replace("\"status\":\"firing\",\"labels\"", "\"status\":\"burning\",\"labels\"");
-        assert!(alertmanager(bad.as_bytes()).unwrap_err().contains("burning"));
-        let nofp = String::from_utf8_lossy(body).replace("\"fingerprint\":\"a1b2\"", "\"fingerprint\":\"\"");
-        assert!(alertmanager(nofp.as_bytes()).unwrap_err().contains("no fingerprint"));
+        assert!(
+            alertmanager(v3.as_bytes())
+                .unwrap_err()
+                .contains("version \"3\"")
+        );
+        let bad = String::from_utf8_lossy(body).replace(
+            "\"status\":\"firing\",\"labels\"",
+            "\"status\":\"burning\",\"labels\"",
+        );
+        assert!(
+            alertmanager(bad.as_bytes())
+                .unwrap_err()
+                .contains("burning")
+        );
+        let nofp = String::from_utf8_lossy(body)
+            .replace("\"fingerprint\":\"a1b2\"", "\"fingerprint\":\"\"");
+        assert!(
+            alertmanager(nofp.as_bytes())
+                .unwrap_err()
+                .contains("no fingerprint")
+        );
         assert!(alertmanager(b"{}").is_err());
     }
 
@@ -221,15 +251,25 @@ mod tests {
         let ack = pagerduty(body("incident.acknowledged").as_bytes()).unwrap();
         assert_eq!(ack.alerts[0].status, AlertStatus::Ignored);
         let bad_time = body("incident.triggered").replace("2026-12-01T10:00:00.169Z", "soon");
-        assert!(pagerduty(bad_time.as_bytes()).unwrap_err().contains("occurred_at"));
+        assert!(
+            pagerduty(bad_time.as_bytes())
+                .unwrap_err()
+                .contains("occurred_at")
+        );
     }
 
     #[test]
     fn generic_payload_is_strict() {
-        let ok = br#"{"alerts":[{"fingerprint":"f1","status":"resolved","labels":{"alertname":"X"}}]}"#;
+        let ok =
+            br#"{"alerts":[{"fingerprint":"f1","status":"resolved","labels":{"alertname":"X"}}]}"#;
         let a = generic(ok).unwrap();
-        assert_eq!((a[0].status, a[0].name.as_str()), (AlertStatus::Resolved, "X"));
-        assert!(generic(br#"{"alerts":[{"fingerprint":"f1","status":"firing","lables":{}}]}"#).is_err());
+        assert_eq!(
+            (a[0].status, a[0].name.as_str()),
+            (AlertStatus::Resolved, "X")
+        );
+        assert!(
+            generic(br#"{"alerts":[{"fingerprint":"f1","status":"firing","lables":{}}]}"#).is_err()
+        );
         assert!(generic(br#"{"alerts":[{"fingerprint":"f1","status":"up"}]}"#).is_err());
     }
 }

@@ -69,16 +69,28 @@ mod tests {
         let log = RefusalLog::default();
         let t0 = Instant::now();
         for _ in 0..PER_WINDOW {
-            assert_eq!(log.note(HookSource::PagerDuty, t0), Note::Audit { suppressed: 0 });
+            assert_eq!(
+                log.note(HookSource::PagerDuty, t0),
+                Note::Audit { suppressed: 0 }
+            );
         }
         for _ in 0..5 {
             assert_eq!(log.note(HookSource::PagerDuty, t0), Note::Count);
         }
         // Another source has its own budget.
-        assert_eq!(log.note(HookSource::Generic, t0), Note::Audit { suppressed: 0 });
+        assert_eq!(
+            log.note(HookSource::Generic, t0),
+            Note::Audit { suppressed: 0 }
+        );
         // The next window's first refusal carries the count.
         let t1 = t0 + WINDOW;
-        assert_eq!(log.note(HookSource::PagerDuty, t1), Note::Audit { suppressed: 5 });
-        assert_eq!(log.note(HookSource::PagerDuty, t1), Note::Audit { suppressed: 0 });
+        assert_eq!(
+            log.note(HookSource::PagerDuty, t1),
+            Note::Audit { suppressed: 5 }
+        );
+        assert_eq!(
+            log.note(HookSource::PagerDuty, t1),
+            Note::Audit { suppressed: 0 }
+        );
     }
 }

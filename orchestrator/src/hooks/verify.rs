@@ -65,7 +65,9 @@ pub fn bearer(secrets: &Secrets, authorization: Option<&str>) -> Result<(), Refu
     if ok {
         Ok(())
     } else {
-        Err(Refusal::Bad("the bearer token is not the hook's token".into()))
+        Err(Refusal::Bad(
+            "the bearer token is not the hook's token".into(),
+        ))
     }
 }
 
@@ -134,10 +136,11 @@ pub fn generic(
             "the generic hook needs X-Niledr-Timestamp (Unix seconds) and X-Niledr-Signature: sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\">".into(),
         ));
     };
-    let ts: i64 = ts_text
-        .trim()
-        .parse()
-        .map_err(|_| Refusal::Bad(format!("X-Niledr-Timestamp {ts_text:?} is not Unix seconds")))?;
+    let ts: i64 = ts_text.trim().parse().map_err(|_| {
+        Refusal::Bad(format!(
+            "X-Niledr-Timestamp {ts_text:?} is not Unix seconds"
+        ))
+    })?;
     let sigs = signatures(signature, "sha256=");
     if sigs.is_empty() {
         return Err(Refusal::Bad(
@@ -165,7 +168,11 @@ pub fn check_window(at_ms: i64, now_ms: i64, window: Duration) -> Result<(), Ref
         Err(Refusal::Stale(format!(
             "the event is {} {} the replay window of {}: refused as a replay",
             humantime::format_duration(Duration::from_millis(age.unsigned_abs())),
-            if age > 0 { "old, outside" } else { "in the future, outside" },
+            if age > 0 {
+                "old, outside"
+            } else {
+                "in the future, outside"
+            },
             humantime::format_duration(window)
         )))
     }
@@ -191,7 +198,11 @@ impl Seen {
             )));
         }
         if self.until.len() >= MAX_SEEN
-            && let Some(oldest) = self.until.iter().min_by_key(|(_, u)| **u).map(|(k, _)| k.clone())
+            && let Some(oldest) = self
+                .until
+                .iter()
+                .min_by_key(|(_, u)| **u)
+                .map(|(k, _)| k.clone())
         {
             self.until.remove(&oldest);
         }
@@ -218,8 +229,14 @@ mod tests {
         assert_eq!(bearer(&s, Some("Bearer second-token-for-rotation")), Ok(()));
         assert!(matches!(bearer(&s, None), Err(Refusal::Missing(_))));
         assert!(matches!(bearer(&s, Some(SECRET)), Err(Refusal::Bad(_))));
-        assert!(matches!(bearer(&s, Some(&format!("Basic {SECRET}"))), Err(Refusal::Bad(_))));
-        assert!(matches!(bearer(&s, Some(&format!("Bearer {SECRET}x"))), Err(Refusal::Bad(_))));
+        assert!(matches!(
+            bearer(&s, Some(&format!("Basic {SECRET}"))),
+            Err(Refusal::Bad(_))
+        ));
+        assert!(matches!(
+            bearer(&s, Some(&format!("Bearer {SECRET}x"))),
+            Err(Refusal::Bad(_))
+        ));
         assert!(matches!(bearer(&s, Some("Bearer ")), Err(Refusal::Bad(_))));
     }
 
@@ -231,9 +248,18 @@ mod tests {
         let other = format!("v1={}", hmac_hex(b"an-old-secret-being-rotated", body));
         assert_eq!(pagerduty(&s, Some(&good), body), Ok(()));
         // PagerDuty rotating its secret sends both; either order.
-        assert_eq!(pagerduty(&s, Some(&format!("{other},{good}")), body), Ok(()));
-        assert_eq!(pagerduty(&s, Some(&format!("{good}, {other}")), body), Ok(()));
-        assert!(matches!(pagerduty(&s, Some(&other), body), Err(Refusal::Bad(_))));
+        assert_eq!(
+            pagerduty(&s, Some(&format!("{other},{good}")), body),
+            Ok(())
+        );
+        assert_eq!(
+            pagerduty(&s, Some(&format!("{good}, {other}")), body),
+            Ok(())
+        );
+        assert!(matches!(
+            pagerduty(&s, Some(&other), body),
+            Err(Refusal::Bad(_))
+        ));
         // A tampered body does not verify.
         assert!(matches!(
             pagerduty(&s, Some(&good), br#"{"event":{"id":"e2"}}"#),
@@ -241,9 +267,18 @@ mod tests {
         ));
         // Only v1 signatures count; junk is ignored, not an error.
         let v0 = good.replace("v1=", "v0=");
-        assert!(matches!(pagerduty(&s, Some(&v0), body), Err(Refusal::Bad(_))));
-        assert!(matches!(pagerduty(&s, Some("v1=zz,"), body), Err(Refusal::Bad(_))));
-        assert!(matches!(pagerduty(&s, None, body), Err(Refusal::Missing(_))));
+        assert!(matches!(
+            pagerduty(&s, Some(&v0), body),
+            Err(Refusal::Bad(_))
+        ));
+        assert!(matches!(
+            pagerduty(&s, Some("v1=zz,"), body),
+            Err(Refusal::Bad(_))
+        ));
+        assert!(matches!(
+            pagerduty(&s, None, body),
+            Err(Refusal::Missing(_))
+        ));
         // Our own secret being rotated: either configured line verifies.
         let rotated = secrets(&["a-brand-new-secret-value", SECRET]);
         assert_eq!(pagerduty(&rotated, Some(&good), body), Ok(()));
@@ -261,7 +296,10 @@ mod tests {
             format!("sha256={}", hmac_hex(SECRET.as_bytes(), &m))
         };
         let ts = now - 10;
-        assert_eq!(generic(&s, Some(&sign(ts)), Some(&ts.to_string()), body, now, w), Ok(ts));
+        assert_eq!(
+            generic(&s, Some(&sign(ts)), Some(&ts.to_string()), body, now, w),
+            Ok(ts)
+        );
         // The timestamp is signed: moving it breaks the signature.
         assert!(matches!(
             generic(&s, Some(&sign(ts)), Some(&now.to_string()), body, now, w),
@@ -275,7 +313,14 @@ mod tests {
         ));
         let ahead = now + 301;
         assert!(matches!(
-            generic(&s, Some(&sign(ahead)), Some(&ahead.to_string()), body, now, w),
+            generic(
+                &s,
+                Some(&sign(ahead)),
+                Some(&ahead.to_string()),
+                body,
+                now,
+                w
+            ),
             Err(Refusal::Stale(_))
         ));
         let edge = now - 300;
@@ -296,9 +341,15 @@ mod tests {
         let t0 = Instant::now();
         let w = Duration::from_secs(60);
         assert_eq!(seen.first_time("e1", t0, w), Ok(()));
-        assert!(matches!(seen.first_time("e1", t0 + Duration::from_secs(59), w), Err(Refusal::Replayed(_))));
+        assert!(matches!(
+            seen.first_time("e1", t0 + Duration::from_secs(59), w),
+            Err(Refusal::Replayed(_))
+        ));
         assert_eq!(seen.first_time("e2", t0, w), Ok(()));
         // Past the window the id is forgotten (its timestamp check refuses it by then).
-        assert_eq!(seen.first_time("e1", t0 + Duration::from_secs(61), w), Ok(()));
+        assert_eq!(
+            seen.first_time("e1", t0 + Duration::from_secs(61), w),
+            Ok(())
+        );
     }
 }

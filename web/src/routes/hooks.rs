@@ -21,7 +21,8 @@ pub const NILEDR_SIGNATURE: &str = "x-niledr-signature";
 pub const NILEDR_TIMESTAMP: &str = "x-niledr-timestamp";
 
 fn header(h: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<String> {
-    h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    h.get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 async fn hook(
