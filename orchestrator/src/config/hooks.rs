@@ -371,8 +371,8 @@ runbook = "failover"
         let text = e.to_string();
         assert!(text.contains("no runbook \"failover\""), "{text}");
         assert!(text.contains("known runbooks: other, more"), "{text}");
-        let line =
-            BASE.lines().count() + GOOD.lines().position(|l| l.starts_with("runbook")).unwrap();
+        let full = format!("{BASE}{GOOD}");
+        let line = 1 + full.lines().position(|l| l.starts_with("runbook")).unwrap();
         assert_eq!((e.line, e.column), (line, 11), "{text}");
     }
 
