@@ -176,7 +176,7 @@ fn audit_after(w: World) -> Result<Vec<Value>> {
         .collect()
 }
 
-fn restart(w: World) -> Result<World> {
+fn restart(w: World, env: &[(&str, &str)]) -> Result<World> {
     let World {
         niledr,
         agent,
@@ -186,7 +186,7 @@ fn restart(w: World) -> Result<World> {
     } = w;
     let (config, listen, log) = (niledr.config.clone(), niledr.listen, niledr.log.clone());
     niledr.stop()?;
-    let niledr = niledr_tests::daemon::Niledr::start(&config, listen, &log)?;
+    let niledr = niledr_tests::daemon::Niledr::start_env(&config, listen, &log, env, false)?;
     Ok(World {
         niledr,
         agent,
@@ -199,10 +199,11 @@ fn restart(w: World) -> Result<World> {
 #[test]
 fn alertmanager_opens_one_proposal_per_outage_and_a_resolution_cancels_nothing() -> Result<()> {
     // The cutover step waits, so the execution is seen running when the alert resolves.
-    let w = start(&[
+    let env = [
         ("NILEDR_FAILPOINTS", "delay:cutover-db"),
         ("NILEDR_FAILPOINT_DELAY_MS", "8000"),
-    ])?;
+    ];
+    let w = start(&env)?;
     let token = w.topo.base_dir().join("am.token");
     let url = format!("{}/api/v1/hooks/alertmanager", w.niledr.url());
     let am = Alertmanager::start(
@@ -267,7 +268,7 @@ fn alertmanager_opens_one_proposal_per_outage_and_a_resolution_cancels_nothing()
     let sent = deliveries(&am, sent, 1)?;
     assert_eq!(by(&w, "niledr-hook:alertmanager", PG_RUNBOOK)?.len(), 1);
     // Across a restart too (the memory is in the store).
-    let w = restart(w)?;
+    let w = restart(w, &env)?;
     let sent = deliveries(&am, sent, 2)?;
     assert_eq!(
         by(&w, "niledr-hook:alertmanager", PG_RUNBOOK)?.len(),
