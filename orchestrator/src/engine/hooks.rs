@@ -98,6 +98,8 @@ impl Engine {
             .collect();
         memory::prune(&mut self.alert_memory, now);
         self.save_alert_memory();
+        // One commit for the call's audit entries (a group may carry many alerts).
+        self.audit_alerts(source, &results);
         results
     }
 
@@ -168,7 +170,6 @@ impl Engine {
                 self.alert_memory.insert(key, rec);
             }
         }
-        self.audit_alert(source, &result);
         result
     }
 
@@ -279,9 +280,9 @@ impl Engine {
         }
     }
 
-    fn audit_alert(&self, source: HookSource, r: &HookAlertResultView) {
+    fn audit_alerts(&self, source: HookSource, results: &[HookAlertResultView]) {
         let actor = format!("hook:{}", source.as_str());
-        let entry = crate::store::AuditEvent {
+        let entries = results.iter().map(|r| crate::store::AuditEvent {
             actor: &actor,
             action: "hook.alert",
             detail: serde_json::json!({
@@ -295,8 +296,21 @@ impl Engine {
                 "execution": r.execution,
                 "detail": r.detail,
             }),
-        };
-        if let Err(e) = self.store.append_audit(vec![entry]) {
+        });
+        let mut entries: Vec<crate::store::AuditEvent> = entries.collect();
+        if entries.is_empty() {
+            // A call about no alert (a PagerDuty event not about an incident) is audited too.
+            entries.push(crate::store::AuditEvent {
+                actor: &actor,
+                action: "hook.alert",
+                detail: serde_json::json!({
+                    "source": source.as_str(),
+                    "outcome": "ignored",
+                    "detail": "the call carried no alert",
+                }),
+            });
+        }
+        if let Err(e) = self.store.append_audit(entries) {
             tracing::error!("auditing a pager alert failed: {e:#}");
         }
     }

@@ -25,6 +25,24 @@ fn header(h: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
+/// What the backend gets: the authenticating headers (each as sent) and the raw body.
+fn request(
+    source: HookSource,
+    headers: &HeaderMap,
+    client: Client,
+    body: Bytes,
+    signature: Option<&str>,
+) -> HookRequest {
+    HookRequest {
+        source,
+        authorization: header(headers, axum::http::header::AUTHORIZATION),
+        signature: signature.and_then(|s| header(headers, s)),
+        timestamp: header(headers, NILEDR_TIMESTAMP),
+        body: body.to_vec(),
+        client: client.0,
+    }
+}
+
 async fn hook(
     b: SharedBackend,
     source: HookSource,
@@ -33,15 +51,8 @@ async fn hook(
     body: Bytes,
     signature: Option<&str>,
 ) -> Result<Json<HookAnswerView>, ApiError> {
-    let request = HookRequest {
-        source,
-        authorization: header(&headers, axum::http::header::AUTHORIZATION),
-        signature: signature.and_then(|s| header(&headers, s)),
-        timestamp: header(&headers, NILEDR_TIMESTAMP),
-        body: body.to_vec(),
-        client: client.0,
-    };
-    b.hook(request).await.map(Json)
+    let req = request(source, &headers, client, body, signature);
+    b.hook(req).await.map(Json)
 }
 
 pub(super) async fn alertmanager(
@@ -71,4 +82,45 @@ pub(super) async fn generic(
 ) -> Result<Json<HookAnswerView>, ApiError> {
     let sig = Some(NILEDR_SIGNATURE);
     hook(b, HookSource::Generic, headers, client, body, sig).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_gets_the_exact_body_and_the_sources_own_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer t0k3n".parse().unwrap());
+        h.insert("x-pagerduty-signature", "v1=aa,v1=bb".parse().unwrap());
+        h.insert("x-niledr-signature", "sha256=cc".parse().unwrap());
+        h.insert("x-niledr-timestamp", "1800000000".parse().unwrap());
+        let body = Bytes::from_static(b" {\"event\": 1}\n");
+        let ip = "10.1.2.3".parse().ok();
+        let pd = request(
+            HookSource::PagerDuty,
+            &h,
+            Client(ip),
+            body.clone(),
+            Some(PAGERDUTY_SIGNATURE),
+        );
+        assert_eq!(pd.body, body.to_vec(), "byte for byte: signatures cover it");
+        assert_eq!(pd.signature.as_deref(), Some("v1=aa,v1=bb"));
+        assert_eq!(pd.authorization.as_deref(), Some("Bearer t0k3n"));
+        assert_eq!(pd.client, ip);
+        let generic = request(
+            HookSource::Generic,
+            &h,
+            Client(None),
+            body.clone(),
+            Some(NILEDR_SIGNATURE),
+        );
+        assert_eq!(generic.signature.as_deref(), Some("sha256=cc"));
+        assert_eq!(generic.timestamp.as_deref(), Some("1800000000"));
+        let am = request(HookSource::Alertmanager, &h, Client(None), body, None);
+        assert_eq!(
+            am.signature, None,
+            "Alertmanager authenticates by its bearer token only"
+        );
+    }
 }

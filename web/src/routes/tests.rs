@@ -941,3 +941,13 @@ async fn a_standing_approval_shows_on_the_drill() {
     assert!(d.standing_approved, "{body}");
     assert_eq!(d.standing_needs, None);
 }
+
+#[tokio::test]
+async fn hooks_answer_404_until_the_backend_configures_them() {
+    for source in ["alertmanager", "pagerduty", "generic"] {
+        let uri = format!("/api/v1/hooks/{source}");
+        let (status, body) = post(&uri, None, "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+        assert!(body.contains(&format!("[hooks.{source}]")), "{uri}: {body}");
+    }
+}
