@@ -489,6 +489,21 @@ fn pagerduty_and_generic_hooks_verify_signatures_and_refuse_replays() -> Result<
     );
     let (status, v) = post_generic(&w, &generic, ts, GENERIC_SECRET)?;
     assert_eq!(status, 409, "the same signed delivery again: {v:#}");
+    // Written differently (upper-case hex, a second bogus signature), still the same delivery.
+    let sig = format!(
+        "sha256=00ff, sha256={}",
+        hmac(GENERIC_SECRET, &format!("{ts}.{generic}"))?.to_uppercase()
+    );
+    let (status, v) = post_raw(
+        &w,
+        "/api/v1/hooks/generic",
+        &[
+            ("X-Niledr-Timestamp", &ts.to_string()),
+            ("X-Niledr-Signature", &sig),
+        ],
+        &generic,
+    )?;
+    assert_eq!(status, 409, "a re-encoded replay: {v:#}");
     // Not the format: 400.
     let (status, v) = post_generic(&w, "{\"alerts\": 3}", ts, GENERIC_SECRET)?;
     assert_eq!(status, 400, "{v:#}");
@@ -529,6 +544,7 @@ fn pagerduty_and_generic_hooks_verify_signatures_and_refuse_replays() -> Result<
             "outside_replay_window",
             "bad_credentials",
             "outside_replay_window",
+            "replayed",
             "replayed",
             "bad_payload"
         ],

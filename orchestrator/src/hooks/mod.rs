@@ -161,7 +161,7 @@ impl HookService {
                 Ok(d.alerts)
             }
             HookSource::Generic => {
-                verify::generic(
+                let ts = verify::generic(
                     secrets,
                     req.signature.as_deref(),
                     req.timestamp.as_deref(),
@@ -170,11 +170,11 @@ impl HookService {
                     window,
                 )?;
                 let alerts = parse::generic(&req.body).map_err(NotTaken::BadBody)?;
-                // The signature identifies the delivery: the same one again is a replay.
-                self.first_time(&format!(
-                    "generic:{}",
-                    req.signature.as_deref().unwrap_or("")
-                ))?;
+                // The signed content identifies the delivery (however its signature header is
+                // written): the same timestamp and body again is a replay.
+                use sha2::Digest;
+                let digest = hex::encode(sha2::Sha256::digest(&req.body));
+                self.first_time(&format!("generic:{ts}:{digest}"))?;
                 Ok(alerts)
             }
         }
