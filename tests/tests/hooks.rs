@@ -563,3 +563,53 @@ fn pagerduty_and_generic_hooks_verify_signatures_and_refuse_replays() -> Result<
     }
     Ok(())
 }
+
+/// Wait until niledr's log has a line containing `text`.
+fn wait_log(w: &World, text: &str, within: Duration) -> Result<()> {
+    wait_until(Instant::now() + within, || {
+        Ok(std::fs::read_to_string(&w.niledr.log)?.contains(text))
+    })
+    .with_context(|| format!("niledr never logged {text:?}"))
+}
+
+#[test]
+fn a_probe_trigger_opens_no_second_proposal_for_an_outage_the_pager_proposed_for() -> Result<()> {
+    let w = scenario::start_with(
+        |topo, text| {
+            let rb = topo
+                .base_dir()
+                .join("runbooks")
+                .join(format!("{REDIS_RUNBOOK}.toml"));
+            let body = std::fs::read_to_string(&rb)?;
+            assert!(body.contains("for = \"30s\""), "{}", rb.display());
+            std::fs::write(&rb, body.replacen("for = \"30s\"", "for = \"2s\"", 1))?;
+            with_hooks(topo.base_dir(), text)
+        },
+        &[],
+    )?;
+    let generic = json!({"alerts": [{"fingerprint": "redis-khartoum", "status": "firing",
+        "labels": {"alertname": "RedisDown", "service": "NileCare Redis"}}]})
+    .to_string();
+    let (status, v) = post_generic(&w, &generic, now().as_second(), GENERIC_SECRET)?;
+    assert_eq!(status, 200, "{v:#}");
+    assert_eq!(v["alerts"][0]["outcome"], "proposed", "{v:#}");
+    let id = v["alerts"][0]["execution"].as_str().unwrap().to_string();
+    let (status, body) = w.niledr.post(
+        &format!("/api/v1/executions/{id}/approvals"),
+        Some(&w.people.lead),
+        &json!({"decision": "reject", "comment": "a blip, we think"}),
+    )?;
+    assert_eq!(status, 200, "{body:#}");
+    // The outage turns out real: the probes judge Redis down, and the trigger stays quiet.
+    w.topo.redis_primary().kill()?;
+    wait_log(
+        &w,
+        "a pager alert already opened execution",
+        Duration::from_secs(30),
+    )?;
+    let all = get(&w, "/api/v1/executions")?;
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 1, "one proposal for the outage: {all:#?}");
+    assert_eq!(all[0]["id"], id.as_str());
+    scenario::finish(w, &[])
+}
