@@ -3,8 +3,9 @@
 # niledr-tests) and the niledr-sandbox binary need: PostgreSQL 15 server + client, Redis
 # server + tools, Knot DNS (knotd, knsupdate, kdig), nginx, pgbouncer, etcd (cluster mode),
 # protoc + protobuf includes (the etcd-client crate's build), and for the network-namespace
-# tests (tests/src/netns.rs) ip, iptables and nsenter, and for the console's browser tests
-# (tests/src/browser.rs) chromium and chromium-driver. Idempotent: with
+# tests (tests/src/netns.rs) ip, iptables and nsenter, for the console's browser tests
+# (tests/src/browser.rs) chromium and chromium-driver, and Alertmanager (the pager-hook
+# tests, tests/src/alertmanager.rs). Idempotent: with
 # everything present it changes nothing and runs no `apt-get update`.
 #
 # Debian's packages start system services on install (a PostgreSQL cluster on 5432, Redis
@@ -51,6 +52,7 @@ declare -a CHECKS=(
     "python3 -c 'import ensurepip, venv'|python3-venv"
     "test -x /usr/bin/chromium|chromium"
     "command -v chromedriver|chromium-driver"
+    "command -v prometheus-alertmanager|prometheus-alertmanager"
 )
 
 missing=()
@@ -114,7 +116,7 @@ if command -v pg_lsclusters >/dev/null; then
         if [[ -f $conf ]]; then echo manual >"$conf"; fi
     done || true
 fi
-for svc in postgresql redis-server knot nginx pgbouncer etcd; do
+for svc in postgresql redis-server knot nginx pgbouncer etcd prometheus-alertmanager; do
     stop_service "$svc"
 done
 # Debian's prometheus package (installed for promtool) starts a server on :9090.

@@ -32,6 +32,8 @@ pub struct DaemonBackend {
     pub runbook_summaries: Vec<RunbookSummaryView>,
     pub drills: Arc<crate::drills::DrillService>,
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Pager tooling in (`/api/v1/hooks/*`).
+    pub hooks: Arc<crate::hooks::HookService>,
     /// Console sessions (`api_sessions.rs`).
     pub sessions: Arc<crate::auth::session::Sessions>,
     /// Each execution after every journal write (SSE `event: execution`).
@@ -153,6 +155,10 @@ impl DaemonBackend {
             last_probe: s.last.as_ref().map(probe_view),
             replication,
             dns,
+            alerts: match self.shared.alerts.read() {
+                Ok(a) => a.get(&s.id).cloned().unwrap_or_default(),
+                Err(p) => p.into_inner().get(&s.id).cloned().unwrap_or_default(),
+            },
         }
     }
 }
@@ -444,6 +450,13 @@ impl Backend for DaemonBackend {
         tokio_stream::wrappers::BroadcastStream::new(rx)
             .filter_map(|r| async move { r.ok().map(|r| platform_view(&r)) })
             .boxed()
+    }
+
+    fn hook(
+        &self,
+        request: niledr_web::HookRequest,
+    ) -> BoxFuture<'_, Result<HookAnswerView, ApiError>> {
+        Box::pin(self.hooks.handle(request))
     }
 
     fn forward(&self, method: &str, path: &str) -> niledr_web::forward::Forward {

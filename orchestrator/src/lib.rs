@@ -15,6 +15,7 @@ pub mod drills;
 pub mod engine;
 pub mod event_loop;
 pub mod failpoint;
+pub mod hooks;
 pub mod metrics;
 pub mod platform;
 pub mod probe_runtime;

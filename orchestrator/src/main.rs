@@ -101,6 +101,7 @@ fn main() -> ExitCode {
                 let catalog = niledr_orchestrator::world::catalog(&c);
                 let loaded =
                     niledr_orchestrator::engine::load_runbooks(&c, &catalog).and_then(|rb| {
+                        niledr_orchestrator::hooks::check_runbooks(&c, &rb)?;
                         let infos = niledr_orchestrator::drills::runbook_infos(
                             rb.values().map(|l| &l.runbook),
                         );

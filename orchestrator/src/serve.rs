@@ -105,6 +105,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         ready: AtomicBool::new(config.services.is_empty()),
         cluster: cluster.clone(),
         platform: Default::default(),
+        alerts: Default::default(),
     });
     let platform_watch = {
         let (shared, dns, stop) = (shared.clone(), config.dns.clone(), shutdown.clone());
@@ -131,6 +132,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     let catalog = crate::world::catalog(&config);
     let runbooks = crate::engine::load_runbooks(&config, &catalog)?;
+    crate::hooks::check_runbooks(&config, &runbooks)?;
     let runbook_files: std::collections::BTreeMap<String, std::path::PathBuf> = runbooks
         .iter()
         .map(|(n, l)| (n.clone(), l.file.clone()))
@@ -260,6 +262,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         policies,
     )?);
     let drill_scheduler = tokio::spawn(crate::drills::scheduler::run(drills.clone()));
+    let hooks = Arc::new(crate::hooks::HookService::new(
+        config.clone(),
+        store.clone(),
+        engine_tx.clone(),
+    ));
     let backend = Arc::new(DaemonBackend {
         config: config.clone(),
         shared,
@@ -279,6 +286,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             config.users_file.clone(),
         )),
         executions: executions_tx,
+        hooks,
     });
     let app = niledr_web::router(backend)
         .layer(axum::middleware::from_fn(crate::redact::http::layer))

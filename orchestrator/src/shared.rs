@@ -14,6 +14,9 @@ pub struct Shared {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// The platform's degradation level as the DNS record answers it.
     pub platform: crate::platform::PlatformWatch,
+    /// Firing pager alerts per service (written by the engine, `engine/hooks.rs`).
+    pub alerts:
+        RwLock<std::collections::BTreeMap<String, Vec<niledr_web::types::AlertEvidenceView>>>,
 }
 
 impl Shared {

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod agent;
+pub mod alertmanager;
 pub mod bins;
 pub mod browser;
 pub mod cli_helpers;

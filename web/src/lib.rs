@@ -205,6 +205,16 @@ pub trait Backend: Send + Sync + 'static {
     fn platform_changes(&self) -> futures::stream::BoxStream<'static, types::PlatformModeView> {
         Box::pin(futures::stream::empty())
     }
+    /// A pager hook call (`POST /api/v1/hooks/{alertmanager,pagerduty,generic}`): verified,
+    /// mapped to runbooks and answered once what it caused is committed.
+    fn hook(&self, request: HookRequest) -> BoxFuture<'_, Result<types::HookAnswerView, ApiError>> {
+        let source = request.source.as_str();
+        Box::pin(async move {
+            Err(ApiError::NotFound(format!(
+                "the {source} hook is not configured ([hooks.{source}])"
+            )))
+        })
+    }
     /// Cluster mode: whether this instance answers `method path` itself or forwards it.
     fn forward(&self, _method: &str, _path: &str) -> forward::Forward {
         forward::Forward::Local
@@ -212,3 +222,43 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 pub type SharedBackend = Arc<dyn Backend>;
+
+/// Who sends a pager hook (`POST /api/v1/hooks/{source}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HookSource {
+    Alertmanager,
+    PagerDuty,
+    Generic,
+}
+
+impl HookSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookSource::Alertmanager => "alertmanager",
+            HookSource::PagerDuty => "pagerduty",
+            HookSource::Generic => "generic",
+        }
+    }
+
+    pub fn all() -> [HookSource; 3] {
+        [
+            HookSource::Alertmanager,
+            HookSource::PagerDuty,
+            HookSource::Generic,
+        ]
+    }
+}
+
+/// A pager hook call as it arrived: the headers that authenticate it and the raw body
+/// (signatures are computed over the exact bytes).
+#[derive(Clone, Debug)]
+pub struct HookRequest {
+    pub source: HookSource,
+    pub authorization: Option<String>,
+    /// `X-PagerDuty-Signature` or `X-Niledr-Signature`.
+    pub signature: Option<String>,
+    /// `X-Niledr-Timestamp` (generic hook).
+    pub timestamp: Option<String>,
+    pub body: Vec<u8>,
+    pub client: Option<IpAddr>,
+}

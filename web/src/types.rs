@@ -30,6 +30,9 @@ pub struct ServiceView {
     pub last_probe: Option<ProbeView>,
     pub replication: Option<ReplicationView>,
     pub dns: Option<DnsView>,
+    /// Firing pager alerts mapped to this service (`[[hooks.matchers]]`).
+    #[serde(default)]
+    pub alerts: Vec<AlertEvidenceView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -558,3 +561,7 @@ pub struct SessionView {
     /// The session ends after this long unused.
     pub idle_timeout_seconds: u64,
 }
+
+// Pager hooks (`/api/v1/hooks/*`): their payloads and answers, in `types/hooks.rs`.
+mod hooks;
+pub use hooks::*;

@@ -5,6 +5,7 @@
 pub mod cluster;
 mod drills;
 mod error;
+pub mod hooks;
 mod raw;
 mod sessions;
 pub mod tsig;
@@ -51,6 +52,8 @@ pub struct Config {
     pub cluster: Option<cluster::ClusterConfig>,
     /// `[api] metrics_public`: `/metrics` without a principal (default true).
     pub metrics_public: bool,
+    /// `[hooks]`: pager tooling in (Alertmanager, PagerDuty, generic) and its matchers.
+    pub hooks: hooks::HooksConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -302,6 +305,7 @@ impl Loader<'_> {
             .filter_map(|s| s.site.clone())
             .collect();
         let cluster = self.cluster(raw.cluster.as_ref(), &sites, &postgres_sites)?;
+        let hooks = self.hooks(raw.hooks.as_ref(), &services)?;
 
         Ok(Config {
             cluster,
@@ -310,6 +314,7 @@ impl Loader<'_> {
                 .as_ref()
                 .and_then(|a| a.metrics_public)
                 .unwrap_or(true),
+            hooks,
             users_file,
             auth_limits,
             verify_workers,

@@ -7,6 +7,7 @@ pub mod clock;
 mod commands;
 mod drill_hooks;
 pub mod fencing;
+mod hooks;
 mod journal;
 mod open_gauges;
 mod resume;
@@ -119,6 +120,13 @@ pub enum EngineEvent {
         service: String,
         result: Result<String, String>,
     },
+    /// A pager hook call's alerts, verified and routed (`crate::hooks`); answered once
+    /// committed.
+    Hook {
+        source: niledr_web::HookSource,
+        alerts: Vec<crate::hooks::RoutedAlert>,
+        reply: oneshot::Sender<Vec<niledr_web::types::HookAlertResultView>>,
+    },
 }
 
 /// What a new execution record is made of.
@@ -216,6 +224,8 @@ pub struct Engine {
     in_flight: std::collections::BTreeSet<tasks::TaskKey>,
     /// Shutting down: no new step, rollback or verification starts.
     stopping: bool,
+    /// Pager alerts seen (`crate::hooks::memory`), kept in the store.
+    alert_memory: crate::hooks::memory::Memory,
 }
 
 /// Engine-internal errors surface in the loop as anyhow errors.
@@ -242,6 +252,7 @@ pub struct EngineDeps {
 impl Engine {
     pub fn new(d: EngineDeps, runbooks: BTreeMap<String, LoadedRunbook>) -> Self {
         let triggered = Engine::load_triggered(&d.store);
+        let alert_memory = Engine::load_alert_memory(&d.store);
         let ctx = Arc::new(StepContext {
             config: d.config.clone(),
             shared: d.shared.clone(),
@@ -270,7 +281,14 @@ impl Engine {
             drill_active: None,
             in_flight: Default::default(),
             stopping: false,
+            alert_memory,
         }
+        .with_alert_evidence()
+    }
+
+    fn with_alert_evidence(self) -> Self {
+        self.publish_alert_evidence();
+        self
     }
 
     pub fn runbook_summaries(
@@ -362,6 +380,14 @@ impl Engine {
                 };
                 self.store.append_audit(vec![entry])?;
                 self.refenced(&service, result);
+            }
+            EngineEvent::Hook {
+                source,
+                alerts,
+                reply,
+            } => {
+                let results = self.hook(source, alerts);
+                let _ = reply.send(results);
             }
             EngineEvent::VerifyDone { id, result } => {
                 self.task_ended(&id, 0, TaskKind::Verify);

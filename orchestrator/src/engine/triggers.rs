@@ -85,14 +85,27 @@ impl Engine {
         for (name, since, standby, max_lag, verdict) in due {
             self.triggered.insert(name.clone(), since);
             self.save_triggered();
-            // Who saw what, before anything is proposed on it.
+            // Who saw what, before anything is proposed on it: the probes' verdict and the
+            // pager alerts firing on the service (`hooks.rs`).
+            let service = self
+                .runbooks
+                .get(&name)
+                .and_then(|l| l.runbook.trigger.as_ref());
+            let alerts = service
+                .map(|t| self.alert_evidence(&t.service_down))
+                .unwrap_or_default();
             let audit = self.store.append_audit(vec![crate::store::AuditEvent {
                 actor: "niledr",
                 action: "detection.verdict",
-                detail: serde_json::json!({ "runbook": name, "verdict": verdict }),
+                detail: serde_json::json!({ "runbook": name, "verdict": verdict, "alerts": alerts }),
             }]);
             if let Err(e) = audit {
                 tracing::error!("auditing the verdict failed: {e:#}");
+            }
+            if let Some(id) = self.alert_outage_execution(&name) {
+                // A pager alert already proposed for this outage: one proposal per outage.
+                tracing::info!(runbook = %name, %id, "judged down; a pager alert already opened execution {id} for this outage: no second proposal");
+                continue;
             }
             let why = &verdict.reason;
             if let (Some(standby), Some(max)) = (&standby, max_lag) {

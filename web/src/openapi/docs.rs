@@ -327,6 +327,39 @@ pub fn docs() -> Vec<RouteDoc> {
             200,
             one::<ExecutionView>,
         ),
+        RouteDoc {
+            errors: &[401, 404, 409],
+            ..post(
+                "/api/v1/hooks/alertmanager",
+                "hooks",
+                "Alertmanager webhook (v4 payload; bearer token of [hooks.alertmanager])",
+                (one::<AlertmanagerPayload>, false),
+                200,
+                one::<HookAnswerView>,
+            )
+        },
+        RouteDoc {
+            errors: &[401, 404, 409],
+            ..post(
+                "/api/v1/hooks/pagerduty",
+                "hooks",
+                "PagerDuty v3 webhook (X-PagerDuty-Signature HMAC-SHA256, replay window)",
+                (one::<PagerDutyWebhook>, false),
+                200,
+                one::<HookAnswerView>,
+            )
+        },
+        RouteDoc {
+            errors: &[401, 404, 409],
+            ..post(
+                "/api/v1/hooks/generic",
+                "hooks",
+                "Generic alert hook (HMAC-SHA256 shared secret, replay window)",
+                (one::<GenericHookPayload>, false),
+                200,
+                one::<HookAnswerView>,
+            )
+        },
         get(
             "/api/v1/session",
             "auth",

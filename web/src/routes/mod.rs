@@ -105,6 +105,16 @@ pub fn routes() -> &'static [RouteSpec] {
         RouteSpec::new(M::POST, "/api/v1/executions/{id}/retry", Write, |m| {
             on(m, executions::retry)
         }),
+        // Pager hooks authenticate themselves (bearer token or HMAC signature, `[hooks]`).
+        RouteSpec::new(M::POST, "/api/v1/hooks/alertmanager", Public, |m| {
+            on(m, hooks::alertmanager)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/hooks/pagerduty", Public, |m| {
+            on(m, hooks::pagerduty)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/hooks/generic", Public, |m| {
+            on(m, hooks::generic)
+        }),
         // The session routes check their own credentials: the token (sign-in) or the cookie.
         RouteSpec::new(M::GET, "/api/v1/session", Public, |m| on(m, session::show)),
         RouteSpec::new(M::POST, "/api/v1/session", Public, |m| {
@@ -293,6 +303,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 mod audit;
 mod drills;
 pub(crate) mod executions;
+mod hooks;
 pub(crate) mod session;
 mod sse_executions;
 #[cfg(test)]

@@ -125,6 +125,7 @@ fn service(id: &str) -> ServiceView {
         last_probe: None,
         replication: None,
         dns: None,
+        alerts: Vec::new(),
     }
 }
 
@@ -1083,4 +1084,14 @@ async fn a_cookie_authenticated_mutation_needs_the_csrf_token_and_nothing_else_d
     assert_eq!(status, StatusCode::OK);
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
+}
+
+#[tokio::test]
+async fn hooks_answer_404_until_the_backend_configures_them() {
+    for source in ["alertmanager", "pagerduty", "generic"] {
+        let uri = format!("/api/v1/hooks/{source}");
+        let (status, body) = post(&uri, None, "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+        assert!(body.contains(&format!("[hooks.{source}]")), "{uri}: {body}");
+    }
 }

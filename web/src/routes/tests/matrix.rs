@@ -95,6 +95,28 @@ const TABLE: &[(&str, &str, &str, &str, [Class; 5])] = &[
     ),
     ("GET", "/api/v1/docs", "/api/v1/docs", "", PUBLIC),
     ("GET", "/api/v1/session", "/api/v1/session", "", SESSION),
+    // Hooks check their own credentials; the fixture configures none: 404 whoever asks.
+    (
+        "POST",
+        "/api/v1/hooks/alertmanager",
+        "/api/v1/hooks/alertmanager",
+        "{}",
+        PUBLIC,
+    ),
+    (
+        "POST",
+        "/api/v1/hooks/pagerduty",
+        "/api/v1/hooks/pagerduty",
+        "{}",
+        PUBLIC,
+    ),
+    (
+        "POST",
+        "/api/v1/hooks/generic",
+        "/api/v1/hooks/generic",
+        "{}",
+        PUBLIC,
+    ),
     // An empty token is refused with a 400 whoever asks (sign-in proves a token itself).
     (
         "POST",
