@@ -133,6 +133,22 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_masked_before_they_are_hashed() {
+        let e = next_entry(
+            None,
+            jiff::Timestamp::UNIX_EPOCH,
+            "niledr",
+            "step.outcome",
+            serde_json::json!({ "outcome": "pgbouncer [db]: host=h password=S3cret → host=g" }),
+        );
+        assert_eq!(
+            e.detail["outcome"],
+            "pgbouncer [db]: host=h password=*** → host=g"
+        );
+        assert_eq!(verify([&e]).broken, None, "the chain covers what is stored");
+    }
+
+    #[test]
     fn tampering_is_detected() {
         let mut c = chain(4);
         c[2].actor = "mallory".into();

@@ -86,9 +86,13 @@ async fn enforce(
             next.run(Request::from_parts(parts, body)).await
         }
         Err(ApiError::Unauthorized(why)) => ApiError::Unauthorized(format!(
-            "{} {} needs a principal (viewer or above): {why}",
+            "{} {} needs a principal ({}): {why}",
             parts.method,
-            parts.uri.path()
+            parts.uri.path(),
+            match access {
+                Access::Write => "a token whose role may do this",
+                _ => "a token of any role, viewer or above",
+            }
         ))
         .into_response(),
         Err(e) => e.into_response(),

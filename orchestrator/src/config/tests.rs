@@ -310,3 +310,20 @@ fn session_settings_default_parse_and_refuse_nonsense() {
         assert!(err.to_string().contains(fragment), "{err}");
     }
 }
+
+#[test]
+fn metrics_are_public_by_default_and_can_be_closed() {
+    assert!(load_str(VALID).expect("valid").metrics_public);
+    let closed = format!("{VALID}\n[api]\nmetrics_public = false\n");
+    assert!(!load_str(&closed).expect("valid").metrics_public);
+    let typo = format!("{VALID}\n[api]\nmetrics_pubic = false\n");
+    let err = load_str(&typo).expect_err("an unknown key").to_string();
+    let line = 1 + typo
+        .lines()
+        .position(|l| l.starts_with("metrics_pubic"))
+        .unwrap();
+    assert!(
+        err.contains("metrics_pubic") && err.contains(&format!(":{line}:")),
+        "{err}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Drills: definitions, standing approvals, runs (and the approvals of a live run before its
-//! fault) and their reports. Reads are open; approving a drill or a run and starting a run need
-//! a bearer token and answer once the orchestrator recorded them.
+//! fault) and their reports. Every route needs a principal (`access.rs`); approving a drill or a
+//! run and starting a run answer once the orchestrator recorded them.
 
 use std::collections::HashMap;
 
