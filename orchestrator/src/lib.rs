@@ -14,6 +14,7 @@ pub mod engine;
 pub mod event_loop;
 pub mod failpoint;
 pub mod metrics;
+pub mod notify;
 pub mod probe_runtime;
 pub mod records;
 pub mod serve;

@@ -5,6 +5,7 @@
 pub mod cluster;
 mod drills;
 mod error;
+pub mod notifications;
 mod raw;
 pub mod tsig;
 
@@ -46,6 +47,8 @@ pub struct Config {
     pub connstr: BTreeMap<String, ConnstrTarget>,
     /// `[cluster]`: several instances on etcd; `None` runs single-node on redb.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `[notifications]`: receivers and the outbox's retry policy (none: nobody is paged).
+    pub notifications: notifications::NotificationsConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -264,9 +267,11 @@ impl Loader<'_> {
             .filter_map(|s| s.site.clone())
             .collect();
         let cluster = self.cluster(raw.cluster.as_ref(), &sites, &postgres_sites)?;
+        let notifications = self.notifications(raw.notifications.as_ref())?;
 
         Ok(Config {
             cluster,
+            notifications,
             users_file,
             auth_limits,
             verify_workers,

@@ -4,7 +4,9 @@
 //! - `audit`: u64 seq → `AuditRecordV1`, the hash chain, append-only;
 //! - `status_changes`: u64 seq → `StatusChangeV1`, every service/site status change;
 //! - `probe_history`: (service id, u64 seq) → `ProbeRecordV1`, bounded per service;
-//! - `meta`: `schema_version`.
+//! - `meta`: `schema_version`;
+//! - `notifications`: UUIDv7 id → `NotificationV1`, the outbox (written with the fact it
+//!   announces, then by the delivery worker).
 //!
 //! Every write transaction commits with `Durability::Immediate` (fsync) before the caller acts
 //! on it or acknowledges it. Only the event loop writes; API handlers read concurrently.
@@ -20,8 +22,8 @@ use redb::{
 use super::{AuditEvent, SharedStore};
 use crate::audit::{self, VerifyReport};
 use crate::records::{
-    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION,
-    StandingApprovalV1, StatusChangeV1, check_version,
+    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, NotificationV1, ProbeRecordV1,
+    SCHEMA_VERSION, StandingApprovalV1, StatusChangeV1, check_version,
 };
 
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
@@ -32,6 +34,8 @@ const EXECUTIONS: TableDefinition<&str, &str> = TableDefinition::new("executions
 const DRILL_RUNS: TableDefinition<&str, &str> = TableDefinition::new("drill_runs");
 /// Drill name → JSON list of `StandingApprovalV1`.
 const DRILL_APPROVALS: TableDefinition<&str, &str> = TableDefinition::new("drill_approvals");
+/// The notifications outbox: UUIDv7 id → `NotificationV1`.
+const NOTIFICATIONS: TableDefinition<&str, &str> = TableDefinition::new("notifications");
 
 pub struct RedbStore {
     db: Database,
@@ -85,6 +89,7 @@ impl RedbStore {
             tx.open_table(EXECUTIONS)?;
             tx.open_table(DRILL_RUNS)?;
             tx.open_table(DRILL_APPROVALS)?;
+            tx.open_table(NOTIFICATIONS)?;
         }
         tx.commit()?;
         Ok(())
@@ -214,9 +219,14 @@ impl SharedStore for RedbStore {
         Ok(written)
     }
 
-    /// Write an execution and its audit entries in one fsync'd transaction. Called before the
-    /// effect the new state starts (journal before effect).
-    fn save_execution(&self, rec: &ExecutionRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+    /// Write an execution, its audit entries and its outbox entries in one fsync'd
+    /// transaction. Called before the effect the new state starts (journal before effect).
+    fn save_execution_notifying(
+        &self,
+        rec: &ExecutionRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -224,6 +234,7 @@ impl SharedStore for RedbStore {
             t.insert(rec.id.as_str(), serde_json::to_string(rec)?.as_str())?;
             let mut a = tx.open_table(AUDIT)?;
             append_audit_in(&mut a, audit)?;
+            put_notifications(&mut tx.open_table(NOTIFICATIONS)?, outbox)?;
         }
         tx.commit()?;
         Ok(())
@@ -256,8 +267,13 @@ impl SharedStore for RedbStore {
         }
     }
 
-    /// Write a drill run and its audit entries in one fsync'd transaction.
-    fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+    /// Write a drill run, its audit entries and its outbox entries in one fsync'd transaction.
+    fn save_drill_run_notifying(
+        &self,
+        rec: &DrillRunRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -265,6 +281,7 @@ impl SharedStore for RedbStore {
             t.insert(rec.id.as_str(), serde_json::to_string(rec)?.as_str())?;
             let mut a = tx.open_table(AUDIT)?;
             append_audit_in(&mut a, audit)?;
+            put_notifications(&mut tx.open_table(NOTIFICATIONS)?, outbox)?;
         }
         tx.commit()?;
         Ok(())
@@ -367,6 +384,55 @@ impl SharedStore for RedbStore {
     fn audit_entries(&self) -> Result<Vec<AuditRecordV1>> {
         read_audit(&self.db)
     }
+
+    fn notifications(&self) -> Result<Vec<NotificationV1>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NOTIFICATIONS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            let rec: NotificationV1 = serde_json::from_str(v.value())?;
+            check_version(rec.v, "notification")?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Rewrite one outbox entry with its audit entries in one fsync'd transaction.
+    fn save_notification(&self, n: &NotificationV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            put_notifications(&mut tx.open_table(NOTIFICATIONS)?, std::slice::from_ref(n))?;
+            let mut a = tx.open_table(AUDIT)?;
+            append_audit_in(&mut a, audit)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_notifications(&self, ids: &[String]) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(NOTIFICATIONS)?;
+            for id in ids {
+                t.remove(id.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn put_notifications(
+    t: &mut redb::Table<'_, &str, &str>,
+    outbox: &[NotificationV1],
+) -> Result<()> {
+    for n in outbox {
+        t.insert(n.id.as_str(), serde_json::to_string(n)?.as_str())?;
+    }
+    Ok(())
 }
 
 /// Verify the chain of a store file that no daemon holds open.

@@ -1,0 +1,269 @@
+//! What a commit announces: read from the record as committed and the audit entries of the same
+//! commit (each audit entry is written exactly once, so each fact is found exactly once). Pure:
+//! no I/O; the wording an on-call engineer reads at 03:00 is decided here, and so is what a
+//! PagerDuty incident does (trigger, acknowledge, resolve: see `docs/notifications.md`).
+
+use niledr_runbooks::{Approval, ApprovalPolicy, Status};
+
+use super::EventKind;
+use crate::records::{ApprovalV1, DrillRunRecordV1, ExecutionRecordV1};
+use crate::store::AuditEvent;
+
+/// PagerDuty Events v2 `event_action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Trigger,
+    Acknowledge,
+    Resolve,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Trigger => "trigger",
+            Action::Acknowledge => "acknowledge",
+            Action::Resolve => "resolve",
+        }
+    }
+}
+
+/// One thing worth telling people.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fact {
+    pub kind: EventKind,
+    /// The execution or drill run id.
+    pub subject: String,
+    pub dedup_key: String,
+    pub action: Action,
+    pub severity: &'static str,
+    pub summary: String,
+    pub details: Vec<String>,
+    pub link: Option<String>,
+}
+
+/// The console page of an execution (the console opens `#<id>`).
+pub fn execution_link(console: &str, id: &str) -> String {
+    format!("{}/#{id}", console.trim_end_matches('/'))
+}
+
+/// Facts of one execution commit, in the order of its audit entries.
+pub fn for_execution(rec: &ExecutionRecordV1, audit: &[AuditEvent<'_>], console: &str) -> Vec<Fact> {
+    let mut out = Vec::new();
+    for e in audit {
+        let fact = match e.action {
+            "execution.transition" => {
+                let to = e.detail["to"].as_str().unwrap_or_default();
+                let to = to.split('{').next().unwrap_or_default();
+                transition(rec, to)
+            }
+            "approval.approved" | "approval.break_glass" => Some(approval_given(rec, e.actor)),
+            "step.outcome" => step_failed(rec, &e.detail),
+            "step.awaiting_confirm" => Some(awaiting_confirm(rec, &e.detail)),
+            _ => None,
+        };
+        if let Some(f) = fact {
+            out.push(Fact {
+                link: Some(execution_link(console, &rec.id)),
+                ..f
+            });
+        }
+    }
+    out
+}
+
+fn fact(rec: &ExecutionRecordV1, kind: EventKind, action: Action, severity: &'static str) -> Fact {
+    Fact {
+        kind,
+        subject: rec.id.clone(),
+        dedup_key: rec.id.clone(),
+        action,
+        severity,
+        summary: String::new(),
+        details: Vec::new(),
+        link: None,
+    }
+}
+
+fn transition(rec: &ExecutionRecordV1, to: &str) -> Option<Fact> {
+    let who = format!("{} (execution {})", rec.runbook, rec.id);
+    match to {
+        "awaiting_approval" => {
+            let need = still_needed(rec);
+            let mut f = fact(rec, EventKind::ProposalWaiting, Action::Trigger, "critical");
+            f.summary = format!("niledr: {} waits for approval: {need}", rec.runbook);
+            f.details = vec![
+                format!("Proposed by {}: {}", rec.requester, rec.reason),
+                format!("Still needed: {need}"),
+                format!("Read the plan and approve or reject: {who}"),
+            ];
+            Some(f)
+        }
+        "needs_operator" => {
+            let mut f = fact(rec, EventKind::NeedsOperator, Action::Trigger, "critical");
+            f.summary = format!("niledr: {} stopped and needs an operator", rec.runbook);
+            f.details = vec![
+                rec.needs_operator.clone().unwrap_or_else(|| who.clone()),
+            ];
+            Some(f)
+        }
+        "succeeded" => {
+            let mut f = fact(rec, EventKind::Succeeded, Action::Resolve, "info");
+            f.summary = format!("niledr: {} succeeded", rec.runbook);
+            f.details = vec![format!("{who} finished every step and its verification.")];
+            Some(f)
+        }
+        "failed" | "rolled_back" | "cancelled" | "rejected" | "expired" => Some(ended(rec, to)),
+        _ => None,
+    }
+}
+
+/// A failure or rollback leaves the outage in place: the page stays open (trigger). A person's
+/// cancel or rejection closes it; so does an expiry (the proposal is gone; a trigger that
+/// still sees the outage opens a new proposal, and pages again).
+fn ended(rec: &ExecutionRecordV1, to: &str) -> Fact {
+    let (action, severity, what) = match to {
+        "failed" => (Action::Trigger, "critical", "failed"),
+        "rolled_back" => (Action::Trigger, "error", "failed and was rolled back"),
+        "cancelled" => (Action::Resolve, "info", "was cancelled"),
+        "rejected" => (Action::Resolve, "info", "was rejected"),
+        _ => (Action::Resolve, "warning", "expired without enough approvals"),
+    };
+    let mut f = fact(rec, EventKind::Ended, action, severity);
+    f.summary = format!("niledr: {} {what}", rec.runbook);
+    f.details = vec![format!("Execution {} ended {to}.", rec.id)];
+    if let Some(why) = &rec.needs_operator {
+        f.details.push(why.clone());
+    }
+    f
+}
+
+fn approval_given(rec: &ExecutionRecordV1, approver: &str) -> Fact {
+    let complete = approval_status(rec).is_some_and(|s| matches!(s, Status::Approved { .. }));
+    let need = still_needed(rec);
+    let (action, severity) = if complete {
+        (Action::Acknowledge, "warning")
+    } else {
+        (Action::Trigger, "critical")
+    };
+    let mut f = fact(rec, EventKind::ApprovalGiven, action, severity);
+    f.summary = if complete {
+        format!("niledr: {} approved by {approver}; it starts now", rec.runbook)
+    } else {
+        format!("niledr: {approver} approved {}; {need}", rec.runbook)
+    };
+    f.details = vec![format!("Still needed: {need}")];
+    f
+}
+
+fn step_failed(rec: &ExecutionRecordV1, detail: &serde_json::Value) -> Option<Fact> {
+    let id = detail["step"].as_str()?;
+    let step = rec.steps.iter().find(|s| s.id == id)?;
+    if step.state != "failed" {
+        return None;
+    }
+    let mut f = fact(rec, EventKind::StepFailed, Action::Trigger, "error");
+    f.summary = format!(
+        "niledr: step {id} of {} failed (attempt {})",
+        rec.runbook, step.attempts
+    );
+    f.details = vec![step.error.clone().unwrap_or_else(|| step.detail.clone())];
+    if step.retry_due_at.is_some() {
+        f.details.push("niledr retries it.".into());
+    }
+    Some(f)
+}
+
+fn awaiting_confirm(rec: &ExecutionRecordV1, detail: &serde_json::Value) -> Fact {
+    let step = detail["step"].as_str().unwrap_or("a manual step");
+    let mut f = fact(rec, EventKind::NeedsOperator, Action::Trigger, "critical");
+    f.summary = format!(
+        "niledr: {} waits for an operator to confirm step {step}",
+        rec.runbook
+    );
+    f.details = vec![format!("Confirm with `niledr confirm {} {step}` once done.", rec.id)];
+    f
+}
+
+/// The approval policy (from the stored plan) against the approvals so far; `None` when either
+/// does not decode.
+fn approval_status(rec: &ExecutionRecordV1) -> Option<Status> {
+    let policy: ApprovalPolicy = serde_json::from_value(rec.plan.get("approval")?.clone()).ok()?;
+    let approvals: Vec<Approval> = rec
+        .approvals
+        .iter()
+        .map(ApprovalV1::decode)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // "Now" is the newest decision: every approval given within its lifetime counts.
+    let now = approvals.iter().map(|a| a.at_ms).max().unwrap_or(0);
+    Some(niledr_runbooks::status(&policy, &approvals, &rec.plan_digest, now))
+}
+
+/// Who must still approve, in words: "2 more approvers (incident_commander, engineering_lead);
+/// not khalid (the requester)".
+pub fn still_needed(rec: &ExecutionRecordV1) -> String {
+    match approval_status(rec) {
+        None => "see the console (the approval policy could not be read)".into(),
+        Some(Status::Approved { by, .. }) => format!("nobody (approved by {})", by.join(", ")),
+        Some(Status::Rejected { by, .. }) => format!("nobody (rejected by {by})"),
+        Some(Status::Pending {
+            missing_roles,
+            have,
+            need,
+        }) => {
+            let more = need.saturating_sub(have);
+            let people = if more == 1 { "approver" } else { "approvers" };
+            let roles = if missing_roles.is_empty() {
+                String::new()
+            } else {
+                format!(" with the roles {}", missing_roles.join(" and "))
+            };
+            let given: Vec<String> = rec
+                .approvals
+                .iter()
+                .filter_map(|a| ApprovalV1::decode(a).ok())
+                .map(|a| a.user)
+                .collect();
+            let so_far = if given.is_empty() {
+                String::new()
+            } else {
+                format!("; approved so far by {}", given.join(", "))
+            };
+            format!(
+                "{more} more {people}{roles}, not {} (the requester){so_far}",
+                rec.requester
+            )
+        }
+    }
+}
+
+/// Facts of one drill run commit: its verdict when the run ends.
+pub fn for_drill_run(rec: &DrillRunRecordV1, audit: &[AuditEvent<'_>], console: &str) -> Vec<Fact> {
+    let ends = audit.iter().any(|e| {
+        matches!(
+            e.action,
+            "drill.finished" | "drill.failed" | "drill.interrupted"
+        )
+    });
+    if !ends {
+        return Vec::new();
+    }
+    let verdict = rec.verdict.clone().unwrap_or_else(|| rec.state.clone());
+    let met = verdict == "met";
+    let mut details = vec![format!("Run {} ended {}.", rec.id, rec.state)];
+    if let Some(e) = &rec.error {
+        details.push(e.clone());
+    }
+    vec![Fact {
+        kind: EventKind::DrillVerdict,
+        subject: rec.id.clone(),
+        // One incident per drill: a failed run opens it, the next run that meets every
+        // objective resolves it.
+        dedup_key: format!("drill:{}", rec.drill),
+        action: if met { Action::Resolve } else { Action::Trigger },
+        severity: if met { "info" } else { "warning" },
+        summary: format!("niledr: drill {} verdict: {verdict}", rec.drill),
+        details,
+        link: Some(format!("{}/", console.trim_end_matches('/'))),
+    }]
+}
