@@ -307,3 +307,166 @@ impl Loader<'_> {
         Ok(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const BASE: &str = "[sites.a]\nrole = \"primary\"\ncountry = \"SD\"\n\n";
+
+    fn load(dir: &Path, section: &str) -> Result<super::super::Config, ConfigError> {
+        let text = format!("{BASE}{section}");
+        super::super::parse(&dir.join("niledr.toml"), &text)
+    }
+
+    fn files(dir: &Path) {
+        std::fs::write(dir.join("pd.key"), "R0UT1NGKEY\n").unwrap();
+        std::fs::write(dir.join("hook.secret"), "hmac-s3cret\n").unwrap();
+        std::fs::write(dir.join("slack.url"), "https://hooks.example.sd/services/T0/B0/t0ken\n")
+            .unwrap();
+        std::fs::write(dir.join("empty"), "\n").unwrap();
+    }
+
+    const GOOD: &str = r#"[notifications]
+console_url = "https://niledr.example.sd/"
+max_attempts = 5
+backoff_initial = "1s"
+backoff_max = "1m"
+
+[[notifications.receivers]]
+name = "oncall-chat"
+kind = "webhook"
+url_file = "slack.url"
+secret_file = "hook.secret"
+events = ["proposal_waiting", "needs_operator", "drill_verdict"]
+timeout = "3s"
+
+[[notifications.receivers]]
+name = "pagerduty"
+kind = "pagerduty"
+routing_key_file = "pd.key"
+events = ["proposal_waiting", "approval_given", "step_failed", "needs_operator", "succeeded", "ended"]
+"#;
+
+    #[test]
+    fn receivers_load_with_secrets_from_files_and_never_print_them() {
+        let dir = tempfile::tempdir().unwrap();
+        files(dir.path());
+        let c = load(dir.path(), GOOD).map_err(|e| e.to_string()).unwrap();
+        let n = &c.notifications;
+        assert_eq!(n.console_url.as_deref(), Some("https://niledr.example.sd"));
+        assert_eq!((n.max_attempts, n.backoff_max), (5, Duration::from_secs(60)));
+        let [chat, pd] = &n.receivers[..] else {
+            panic!("{:?}", n.receivers)
+        };
+        assert_eq!(chat.url.path(), "/services/T0/B0/t0ken");
+        assert_eq!(chat.secret.as_deref(), Some("hmac-s3cret"));
+        assert_eq!(pd.url.as_str(), PAGERDUTY_EVENTS_URL);
+        assert_eq!(pd.routing_key.as_deref(), Some("R0UT1NGKEY"));
+        assert_eq!(pd.timeout, DEFAULT_TIMEOUT);
+        assert!(chat.events.contains(&EventKind::DrillVerdict));
+        let shown = format!("{c:?}");
+        for secret in ["t0ken", "hmac-s3cret", "R0UT1NGKEY"] {
+            assert!(!shown.contains(secret), "Debug shows {secret}");
+        }
+        assert_eq!(chat.shown_url(), "https://hooks.example.sd");
+        assert_eq!(
+            chat.redact("POST https://hooks.example.sd/services/T0/B0/t0ken: hmac-s3cret"),
+            "POST https://hooks.example.sd: [redacted]"
+        );
+    }
+
+    /// (replace, with, text on the line the error points at, message fragment)
+    const BAD: &[(&str, &str, &str, &str)] = &[
+        (
+            "\"drill_verdict\"]",
+            "\"drill_verdicts\"]",
+            "events = [\"proposal_waiting\", \"needs_operator\"",
+            "unknown event kind \"drill_verdicts\"; known: proposal_waiting",
+        ),
+        (
+            "url_file = \"slack.url\"",
+            "url = \"hooks.example.sd/x\"",
+            "url = \"hooks",
+            "url must be an http:// or https:// URL",
+        ),
+        (
+            "url_file = \"slack.url\"",
+            "url = \"ftp://hooks.example.sd/x\"",
+            "url = \"ftp",
+            "scheme \"ftp\"",
+        ),
+        (
+            "routing_key_file = \"pd.key\"",
+            "routing_key_file = \"missing.key\"",
+            "routing_key_file = \"missing",
+            "cannot read routing_key_file",
+        ),
+        (
+            "secret_file = \"hook.secret\"",
+            "secret_file = \"empty\"",
+            "secret_file = \"empty\"",
+            "is empty",
+        ),
+        (
+            "routing_key_file = \"pd.key\"\n",
+            "",
+            "[[notifications.receivers]]\nname = \"pagerduty\"",
+            "needs `routing_key_file`",
+        ),
+        (
+            "kind = \"pagerduty\"",
+            "kind = \"email\"",
+            "\"email\"",
+            "unknown variant `email`",
+        ),
+        (
+            "name = \"pagerduty\"",
+            "name = \"oncall-chat\"",
+            "name = \"oncall-chat\"\nkind = \"pagerduty\"",
+            "already defined",
+        ),
+        (
+            "timeout = \"3s\"",
+            "timeout = \"10m\"",
+            "timeout = \"10m\"",
+            "from 100ms to 120s",
+        ),
+        (
+            "max_attempts = 5",
+            "max_attempts = 0",
+            "max_attempts",
+            "from 1 to 100",
+        ),
+        (
+            "events = [\"proposal_waiting\", \"approval_given\", \"step_failed\", \"needs_operator\", \"succeeded\", \"ended\"]",
+            "events = []",
+            "events = []",
+            "events is empty",
+        ),
+    ];
+
+    #[test]
+    fn bad_receivers_are_refused_with_line_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        files(dir.path());
+        for (from, to, needle, fragment) in BAD {
+            assert!(GOOD.contains(from), "case does not apply: {from}");
+            let section = GOOD.replacen(from, to, 1);
+            let text = format!("{BASE}{section}");
+            let err = match load(dir.path(), &section) {
+                Ok(_) => panic!("accepted {to:?}"),
+                Err(e) => e,
+            };
+            let shown = err.to_string();
+            let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in text"));
+            let line = text[..at].matches('\n').count() + 1;
+            assert_eq!(err.line, line, "wrong line for {to:?}: {shown}");
+            assert!(err.column >= 1, "{shown}");
+            assert!(shown.contains(fragment), "{to:?}: {shown}");
+            assert!(!shown.contains("t0ken") && !shown.contains("R0UT1NGKEY"), "{shown}");
+        }
+    }
+}

@@ -267,3 +267,152 @@ pub fn for_drill_run(rec: &DrillRunRecordV1, audit: &[AuditEvent<'_>], console: 
         link: Some(format!("{}/", console.trim_end_matches('/'))),
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    use niledr_runbooks::Decision;
+
+    use super::*;
+
+    fn record() -> ExecutionRecordV1 {
+        let policy = ApprovalPolicy {
+            required: 2,
+            roles: vec!["incident_commander".into(), "engineering_lead".into()],
+            ..ApprovalPolicy::default()
+        };
+        ExecutionRecordV1 {
+            v: 1,
+            id: "exec-1".into(),
+            runbook: "regional-failover".into(),
+            reason: "khartoum is down".into(),
+            requester: "khalid".into(),
+            created_at: "2026-12-01T03:00:00Z".into(),
+            state: "awaiting_approval".into(),
+            machine: serde_json::Value::Null,
+            plan_digest: "d1".into(),
+            plan: serde_json::json!({ "approval": policy }),
+            preconditions: serde_json::Value::Null,
+            approvals: vec![],
+            steps: vec![],
+            timeline: vec![],
+            needs_operator: None,
+            generation: None,
+            past_point_of_no_return: false,
+            expires_at_ms: None,
+        }
+    }
+
+    fn approval(user: &str, role: &str) -> serde_json::Value {
+        ApprovalV1::to_value(&Approval {
+            user: user.into(),
+            roles: vec![role.into()],
+            decision: Decision::Approve,
+            comment: None,
+            at_ms: 1000,
+            digest: "d1".into(),
+            break_glass_reason: None,
+        })
+    }
+
+    fn transition(to: &str) -> AuditEvent<'static> {
+        AuditEvent {
+            actor: "khalid",
+            action: "execution.transition",
+            detail: serde_json::json!({ "id": "exec-1", "from": "proposed", "to": to }),
+        }
+    }
+
+    #[test]
+    fn a_waiting_proposal_says_who_is_still_needed_and_links_the_console() {
+        let rec = record();
+        let f = for_execution(&rec, &[transition("awaiting_approval")], "https://c.example/");
+        let [f] = &f[..] else { panic!("{f:?}") };
+        assert_eq!((f.kind, f.action), (EventKind::ProposalWaiting, Action::Trigger));
+        assert_eq!(f.dedup_key, "exec-1");
+        assert_eq!(f.link.as_deref(), Some("https://c.example/#exec-1"));
+        assert!(
+            f.summary.contains(
+                "2 more approvers with the roles incident_commander and engineering_lead, not khalid (the requester)"
+            ),
+            "{}",
+            f.summary
+        );
+        // One approval in: the next message names the role still missing and who approved.
+        let mut rec = record();
+        rec.approvals.push(approval("amira", "incident_commander"));
+        let given = AuditEvent {
+            actor: "amira",
+            action: "approval.approved",
+            detail: serde_json::json!({ "id": "exec-1" }),
+        };
+        let f = for_execution(&rec, &[given], "https://c.example");
+        assert_eq!((f[0].kind, f[0].action), (EventKind::ApprovalGiven, Action::Trigger));
+        assert!(
+            f[0].summary.contains("amira approved regional-failover; 1 more approver with the roles engineering_lead")
+                && f[0].summary.contains("approved so far by amira"),
+            "{}",
+            f[0].summary
+        );
+        // The second completes the policy: acknowledge (people are on it).
+        rec.approvals.push(approval("omar", "engineering_lead"));
+        let given = AuditEvent {
+            actor: "omar",
+            action: "approval.approved",
+            detail: serde_json::json!({ "id": "exec-1" }),
+        };
+        let f = for_execution(&rec, &[given], "https://c.example");
+        assert_eq!(f[0].action, Action::Acknowledge);
+        assert!(f[0].summary.contains("approved by omar; it starts now"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn endings_map_to_what_an_on_call_engineer_expects() {
+        let rec = record();
+        let cases = [
+            ("succeeded", EventKind::Succeeded, Action::Resolve),
+            ("needs_operator{step: 3}", EventKind::NeedsOperator, Action::Trigger),
+            ("rolled_back", EventKind::Ended, Action::Trigger),
+            ("failed{needs_operator: false}", EventKind::Ended, Action::Trigger),
+            ("cancelled", EventKind::Ended, Action::Resolve),
+            ("rejected", EventKind::Ended, Action::Resolve),
+            ("expired", EventKind::Ended, Action::Resolve),
+        ];
+        for (to, kind, action) in cases {
+            let f = for_execution(&rec, &[transition(to)], "http://c");
+            assert_eq!(f.len(), 1, "{to}");
+            assert_eq!((f[0].kind, f[0].action), (kind, action), "{to}");
+        }
+        // Transitions nobody is paged for, and unrelated audit entries, announce nothing.
+        for to in ["approved", "running{step: 0}", "verifying", "rolling_back{step: 1}"] {
+            assert!(for_execution(&rec, &[transition(to)], "http://c").is_empty(), "{to}");
+        }
+    }
+
+    #[test]
+    fn a_failed_step_is_announced_once_with_its_error() {
+        let mut rec = record();
+        rec.steps.push(crate::records::StepRecordV1 {
+            id: "dns-cutover".into(),
+            state: "failed".into(),
+            attempts: 2,
+            error: Some("TSIG authentication failed".into()),
+            ..Default::default()
+        });
+        let outcome = AuditEvent {
+            actor: "niledr",
+            action: "step.outcome",
+            detail: serde_json::json!({ "id": "exec-1", "step": "dns-cutover" }),
+        };
+        let f = for_execution(&rec, &[outcome], "http://c");
+        assert_eq!(f[0].kind, EventKind::StepFailed);
+        assert!(f[0].summary.contains("step dns-cutover of regional-failover failed (attempt 2)"));
+        assert_eq!(f[0].details[0], "TSIG authentication failed");
+        rec.steps[0].state = "succeeded".into();
+        let outcome = AuditEvent {
+            actor: "niledr",
+            action: "step.outcome",
+            detail: serde_json::json!({ "id": "exec-1", "step": "dns-cutover" }),
+        };
+        assert!(for_execution(&rec, &[outcome], "http://c").is_empty());
+    }
+}

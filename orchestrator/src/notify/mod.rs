@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod facts;
 pub mod payload;
+pub mod view;
 pub mod worker;
 
 use std::sync::{Arc, OnceLock};

@@ -174,3 +174,91 @@ pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     msg.extend_from_slice(body);
     format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &msg))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(action: &str) -> NotificationV1 {
+        NotificationV1 {
+            v: 1,
+            id: "0190-aaaa".into(),
+            receiver: "pd".into(),
+            event: "proposal_waiting".into(),
+            subject: "exec-1".into(),
+            dedup_key: "exec-1".into(),
+            action: action.into(),
+            severity: "critical".into(),
+            summary: "niledr: regional-failover waits for approval: 2 more approvers".into(),
+            details: vec!["Still needed: <2 more>".into()],
+            link: Some("https://niledr.example.sd/#exec-1".into()),
+            created_at: "2026-12-01T03:00:00Z".into(),
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: "2026-12-01T03:00:00Z".into(),
+            last_error: None,
+            delivered_at: None,
+            in_flight_by: None,
+        }
+    }
+
+    #[test]
+    fn slack_body_has_text_and_blocks() {
+        let v = serde_json::to_value(slack(&entry("trigger"))).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert!(text.starts_with("niledr: regional-failover waits for approval"));
+        assert!(text.contains("Still needed: <2 more>"));
+        assert!(text.ends_with("Console: https://niledr.example.sd/#exec-1"));
+        assert_eq!(v["blocks"][0]["type"], "section");
+        assert_eq!(v["blocks"][0]["text"]["type"], "mrkdwn");
+        // mrkdwn escapes Slack's control characters; the link is a Slack link.
+        let section = v["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(section.contains("Still needed: &lt;2 more&gt;"), "{section}");
+        assert_eq!(v["blocks"][1]["type"], "context");
+        let ctx = v["blocks"][1]["elements"][0]["text"].as_str().unwrap();
+        assert!(ctx.starts_with("<https://niledr.example.sd/#exec-1|Open in the niledr console>"));
+        assert!(ctx.contains("delivery 0190-aaaa"), "{ctx}");
+        assert_eq!(v.as_object().unwrap().len(), 2, "only text and blocks: {v}");
+    }
+
+    #[test]
+    fn pagerduty_events_v2_shape() {
+        let v = serde_json::to_value(pagerduty(&entry("trigger"), "KEY")).unwrap();
+        assert_eq!(v["routing_key"], "KEY");
+        assert_eq!(v["event_action"], "trigger");
+        assert_eq!(v["dedup_key"], "exec-1");
+        assert_eq!(v["payload"]["source"], "niledr");
+        assert_eq!(v["payload"]["severity"], "critical");
+        assert_eq!(v["payload"]["timestamp"], "2026-12-01T03:00:00Z");
+        assert!(v["payload"]["summary"].as_str().unwrap().contains("waits for approval"));
+        assert_eq!(v["payload"]["custom_details"]["delivery"], "0190-aaaa");
+        assert_eq!(v["links"][0]["href"], "https://niledr.example.sd/#exec-1");
+        // Acknowledge and resolve carry no payload.
+        let r = serde_json::to_value(pagerduty(&entry("resolve"), "KEY")).unwrap();
+        assert_eq!(r["event_action"], "resolve");
+        assert!(r.get("payload").is_none(), "{r}");
+        let mut long = entry("trigger");
+        long.summary = "x".repeat(2000);
+        assert_eq!(pagerduty(&long, "K").payload.unwrap().summary.len(), 1024);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test cases 2 and 6 (a key longer than the block).
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            hmac_sha256_hex(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            ),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        assert_eq!(
+            signature("s", "1700000000", b"{}"),
+            format!("sha256={}", hmac_sha256_hex(b"s", b"1700000000.{}"))
+        );
+    }
+}

@@ -61,6 +61,7 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/confirm", post(executions::confirm))
         .route("/api/v1/executions/{id}/retry", post(executions::retry))
+        .route("/api/v1/notifications", get(notifications::list))
         .route("/", get(console::index))
         .route("/assets/{*path}", get(console::asset))
         .fallback(not_found)
@@ -191,5 +192,6 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 mod drills;
 mod executions;
+mod notifications;
 #[cfg(test)]
 mod tests;
