@@ -93,15 +93,19 @@ impl FakeReceiver {
                 } else {
                     StatusCode::OK
                 };
-                got.lock().unwrap_or_else(|e| e.into_inner()).push(Received {
-                    path,
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-                        .collect(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                    status: status.as_u16(),
-                });
+                got.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Received {
+                        path,
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                            })
+                            .collect(),
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                        status: status.as_u16(),
+                    });
                 (status, "ok")
             }
         });
@@ -126,9 +130,15 @@ impl FakeReceiver {
     }
 
     /// Wait until `pred` holds for the requests under `prefix`.
-    fn wait(&self, prefix: &str, within: Duration, pred: impl Fn(&[Received]) -> bool) -> Result<Vec<Received>> {
-        wait_until(Instant::now() + within, || Ok(pred(&self.requests(prefix))))
-            .with_context(|| format!("fake receiver under {prefix}: {:#?}", self.requests(prefix)))?;
+    fn wait(
+        &self,
+        prefix: &str,
+        within: Duration,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Result<Vec<Received>> {
+        wait_until(Instant::now() + within, || Ok(pred(&self.requests(prefix)))).with_context(
+            || format!("fake receiver under {prefix}: {:#?}", self.requests(prefix)),
+        )?;
         Ok(self.requests(prefix))
     }
 }
@@ -153,7 +163,14 @@ fn secret_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 
 fn get(w: &World, path: &str, token: &str) -> Result<(u16, String)> {
     let auth = format!("Bearer {token}");
-    let r = http_request(w.niledr.listen, "GET", path, &[("Authorization", &auth)], None, Duration::from_secs(10))?;
+    let r = http_request(
+        w.niledr.listen,
+        "GET",
+        path,
+        &[("Authorization", &auth)],
+        None,
+        Duration::from_secs(10),
+    )?;
     Ok((r.status, r.body))
 }
 
@@ -196,7 +213,11 @@ fn attempts_audited(audit: &[AuditRecordV1], id: &str) -> Vec<(String, u64)> {
 #[test]
 fn pages_say_who_is_needed_survive_failing_receivers_and_are_audited_per_attempt() -> Result<()> {
     let fake = FakeReceiver::start(&[("/hook", 2), ("/pd", 1)])?;
-    let (hook, pd, hang) = (fake.url(&format!("/hook/{URL_TOKEN}")), fake.url("/pd"), fake.url("/hang"));
+    let (hook, pd, hang) = (
+        fake.url(&format!("/hook/{URL_TOKEN}")),
+        fake.url("/pd"),
+        fake.url("/hang"),
+    );
     let w = scenario::start_with(
         |topo, text| {
             let dir = topo.base_dir();
@@ -204,9 +225,17 @@ fn pages_say_who_is_needed_survive_failing_receivers_and_are_audited_per_attempt
             let secret = secret_file(dir, "hook.secret", HOOK_SECRET)?;
             Ok(text
                 + &section(&[
-                    format!("name = \"oncall-chat\"\nkind = \"webhook\"\nurl = \"{hook}\"\nsecret_file = \"{}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\ntimeout = \"3s\"\n", secret.display()),
-                    format!("name = \"pagerduty\"\nkind = \"pagerduty\"\nurl = \"{pd}\"\nrouting_key_file = \"{}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\n", key.display()),
-                    format!("name = \"stuck\"\nkind = \"webhook\"\nurl = \"{hang}\"\nevents = [\"proposal_waiting\"]\ntimeout = \"2s\"\n"),
+                    format!(
+                        "name = \"oncall-chat\"\nkind = \"webhook\"\nurl = \"{hook}\"\nsecret_file = \"{}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\ntimeout = \"3s\"\n",
+                        secret.display()
+                    ),
+                    format!(
+                        "name = \"pagerduty\"\nkind = \"pagerduty\"\nurl = \"{pd}\"\nrouting_key_file = \"{}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\n",
+                        key.display()
+                    ),
+                    format!(
+                        "name = \"stuck\"\nkind = \"webhook\"\nurl = \"{hang}\"\nevents = [\"proposal_waiting\"]\ntimeout = \"2s\"\n"
+                    ),
                 ]))
         },
         &[],
@@ -216,48 +245,121 @@ fn pages_say_who_is_needed_survive_failing_receivers_and_are_audited_per_attempt
     let digest = ex["plan_digest"].as_str().context("digest")?.to_string();
 
     // The chat hook fails twice, then takes the page: three attempts of one delivery id.
-    let got = fake.wait("/hook", Duration::from_secs(30), |r| r.iter().any(|x| x.status == 200))?;
+    let got = fake.wait("/hook", Duration::from_secs(30), |r| {
+        r.iter().any(|x| x.status == 200)
+    })?;
     let first = &got[0];
-    assert!(got[..3].iter().all(|r| r.header("x-niledr-delivery") == first.header("x-niledr-delivery")), "{got:#?}");
-    assert_eq!(got[..3].iter().map(|r| (r.status, r.header("x-niledr-attempt").to_string())).collect::<Vec<_>>(),
-        [(503, "1".into()), (503, "2".into()), (200, "3".into())]);
-    assert_eq!(first.header("idempotency-key"), first.header("x-niledr-delivery"));
+    assert!(
+        got[..3]
+            .iter()
+            .all(|r| r.header("x-niledr-delivery") == first.header("x-niledr-delivery")),
+        "{got:#?}"
+    );
+    assert_eq!(
+        got[..3]
+            .iter()
+            .map(|r| (r.status, r.header("x-niledr-attempt").to_string()))
+            .collect::<Vec<_>>(),
+        [(503, "1".into()), (503, "2".into()), (200, "3".into())]
+    );
+    assert_eq!(
+        first.header("idempotency-key"),
+        first.header("x-niledr-delivery")
+    );
     assert_eq!(first.header("x-niledr-event"), "proposal_waiting");
-    let text = first.json()["text"].as_str().unwrap_or_default().to_string();
-    assert!(text.contains(&format!("{FAILOVER} waits for approval")), "{text}");
+    let text = first.json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        text.contains(&format!("{FAILOVER} waits for approval")),
+        "{text}"
+    );
     assert!(text.contains("2 more approvers with the roles incident_commander and engineering_lead, not khalid (the requester)"), "{text}");
     assert!(text.contains(&format!("{CONSOLE}/#{id}")), "{text}");
     assert!(first.json()["blocks"].is_array(), "{}", first.body);
     // The body is signed with the hook's secret over "<timestamp>.<body>".
     let ts = first.header("x-niledr-timestamp");
-    assert_eq!(first.header("x-niledr-signature"),
-        niledr_orchestrator::notify::payload::signature(HOOK_SECRET, ts, got[2].body.as_bytes()));
+    assert_eq!(
+        first.header("x-niledr-signature"),
+        niledr_orchestrator::notify::payload::signature(HOOK_SECRET, ts, got[2].body.as_bytes())
+    );
 
     // While the stuck receiver hangs, an approval commits and is announced to the others.
-    post(&w, &format!("/api/v1/executions/{id}/approvals"), &w.people.ic,
-        &json!({ "decision": "approve", "comment": "read the plan", "plan_digest": digest }))?;
+    post(
+        &w,
+        &format!("/api/v1/executions/{id}/approvals"),
+        &w.people.ic,
+        &json!({ "decision": "approve", "comment": "read the plan", "plan_digest": digest }),
+    )?;
     let stuck = notifications(&w)?;
     let stuck = entries_of(&stuck, "stuck");
     assert_eq!(stuck.len(), 1, "{stuck:#?}");
-    assert_ne!(stuck[0]["state"], "delivered");
+    // It was being tried (and hanging) while the approval went through.
+    assert!(
+        stuck[0]["attempts"].as_u64() >= Some(1) && stuck[0]["state"] != "delivered",
+        "{stuck:#?}"
+    );
     let got = fake.wait("/hook", Duration::from_secs(30), |r| {
-        r.iter().any(|x| x.status == 200 && x.header("x-niledr-event") == "approval_given")
+        r.iter()
+            .any(|x| x.status == 200 && x.header("x-niledr-event") == "approval_given")
     })?;
-    let approval = got.iter().find(|x| x.header("x-niledr-event") == "approval_given").context("approval")?;
-    let text = approval.json()["text"].as_str().unwrap_or_default().to_string();
-    assert!(text.contains("amira approved") && text.contains("1 more approver with the roles engineering_lead"), "{text}");
+    let approval = got
+        .iter()
+        .find(|x| x.header("x-niledr-event") == "approval_given")
+        .context("approval")?;
+    let text = approval.json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        text.contains("amira approved")
+            && text.contains("1 more approver with the roles engineering_lead"),
+        "{text}"
+    );
 
     // Cancelled: PagerDuty gets trigger, trigger, resolve for one dedup key, in that order.
-    post(&w, &format!("/api/v1/executions/{id}/cancel"), &w.people.operator, &json!({ "comment": "drill over" }))?;
-    let pd_got = fake.wait("/pd", Duration::from_secs(30), |r| r.iter().filter(|x| x.status == 202).count() == 3)?;
-    let accepted: Vec<Value> = pd_got.iter().filter(|x| x.status == 202).map(Received::json).collect();
-    assert_eq!(accepted.iter().map(|v| v["event_action"].as_str().unwrap_or("")).collect::<Vec<_>>(), ["trigger", "trigger", "resolve"]);
+    post(
+        &w,
+        &format!("/api/v1/executions/{id}/cancel"),
+        &w.people.operator,
+        &json!({ "comment": "drill over" }),
+    )?;
+    let pd_got = fake.wait("/pd", Duration::from_secs(30), |r| {
+        r.iter().filter(|x| x.status == 202).count() == 3
+    })?;
+    let accepted: Vec<Value> = pd_got
+        .iter()
+        .filter(|x| x.status == 202)
+        .map(Received::json)
+        .collect();
+    assert_eq!(
+        accepted
+            .iter()
+            .map(|v| v["event_action"].as_str().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["trigger", "trigger", "resolve"]
+    );
     for v in &accepted {
-        assert_eq!((v["dedup_key"].as_str(), v["routing_key"].as_str()), (Some(id.as_str()), Some(ROUTING_KEY)), "{v}");
+        assert_eq!(
+            (v["dedup_key"].as_str(), v["routing_key"].as_str()),
+            (Some(id.as_str()), Some(ROUTING_KEY)),
+            "{v}"
+        );
     }
     assert_eq!(accepted[0]["payload"]["severity"], "critical");
-    assert!(accepted[0]["payload"]["summary"].as_str().unwrap_or("").contains("2 more approvers"), "{}", accepted[0]);
-    assert_eq!(pd_got[0].status, 503, "the first PagerDuty attempt was failed by the fake");
+    assert!(
+        accepted[0]["payload"]["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2 more approvers"),
+        "{}",
+        accepted[0]
+    );
+    assert_eq!(
+        pd_got[0].status, 503,
+        "the first PagerDuty attempt was failed by the fake"
+    );
 
     // The API shows the outbox with its delivery state, and no secret.
     let (status, raw) = get(&w, "/api/v1/notifications", &w.people.viewer)?;
@@ -267,20 +369,73 @@ fn pages_say_who_is_needed_survive_failing_receivers_and_are_audited_per_attempt
     }
     let v: Value = serde_json::from_str(&raw)?;
     let hook_id = first.header("x-niledr-delivery").to_string();
-    let e = v["notifications"].as_array().and_then(|a| a.iter().find(|n| n["id"] == hook_id.as_str())).context("entry")?;
-    assert_eq!((e["state"].as_str(), e["attempts"].as_u64(), e["event"].as_str()), (Some("delivered"), Some(3), Some("proposal_waiting")), "{e:#}");
-    assert!(v["receivers"].as_array().is_some_and(|r| r.iter().any(|r| r["url"] == fake.url(""))), "{v:#}");
+    let e = v["notifications"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["id"] == hook_id.as_str()))
+        .context("entry")?;
+    assert_eq!(
+        (
+            e["state"].as_str(),
+            e["attempts"].as_u64(),
+            e["event"].as_str()
+        ),
+        (Some("delivered"), Some(3), Some("proposal_waiting")),
+        "{e:#}"
+    );
+    assert!(
+        v["receivers"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["url"] == fake.url(""))),
+        "{v:#}"
+    );
     let (status, _) = get(&w, "/api/v1/notifications?limit=0", &w.people.viewer)?;
     assert_eq!(status, 400);
+    let (status, _) = get(&w, "/api/v1/notifications", "ndr_nobody_wrong")?;
+    assert_eq!(status, 401);
+
+    // The hanging receiver's page is given up after max_attempts, visibly.
+    let mut stuck_id = String::new();
+    wait_until(Instant::now() + Duration::from_secs(40), || {
+        let v = notifications(&w)?;
+        let e = entries_of(&v, "stuck");
+        stuck_id = e
+            .first()
+            .and_then(|n| n["id"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok(e.first().is_some_and(|n| {
+            n["state"] == "failed"
+                && n["attempts"] == 4
+                && n["last_error"]
+                    .as_str()
+                    .is_some_and(|x| x.contains("no answer within"))
+        }))
+    })?;
 
     let store = w.topo.base_dir().join("state").join("niledr.redb");
     let log = w.niledr.log.clone();
     let World { niledr, topo, .. } = w;
     scenario::check_and_stop(niledr, &["notification given up"])?;
     let audit = audit_of(&store)?;
-    assert_eq!(attempts_audited(&audit, &hook_id), [
-        ("notification.failed".to_string(), 1), ("notification.failed".to_string(), 2), ("notification.delivered".to_string(), 3)
-    ]);
+    assert_eq!(
+        attempts_audited(&audit, &hook_id),
+        [
+            ("notification.failed".to_string(), 1),
+            ("notification.failed".to_string(), 2),
+            ("notification.delivered".to_string(), 3)
+        ]
+    );
+    let given_up: Vec<(String, u64)> = attempts_audited(&audit, &stuck_id);
+    assert_eq!(
+        given_up.last(),
+        Some(&("notification.given_up".to_string(), 4)),
+        "{given_up:?}"
+    );
+    assert_eq!(
+        given_up.len(),
+        4,
+        "three failures and the give-up: {given_up:?}"
+    );
     let all = serde_json::to_string(&audit)? + &std::fs::read_to_string(&log)?;
     for secret in [URL_TOKEN, ROUTING_KEY, HOOK_SECRET] {
         assert!(!all.contains(secret), "audit or log shows {secret}");
@@ -294,17 +449,44 @@ fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Res
     let fake = FakeReceiver::start(&[])?;
     let hook = fake.url("/hook");
     let w = scenario::start_with(
-        |_, text| Ok(text + &section(&[format!(
-            "name = \"oncall-chat\"\nkind = \"webhook\"\nurl = \"{hook}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\n"
-        )])),
+        |_, text| {
+            Ok(text
+                + &section(&[format!(
+                    "name = \"oncall-chat\"\nkind = \"webhook\"\nurl = \"{hook}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\n"
+                )]))
+        },
         &[],
     )?;
-    let (config, listen, log) = (w.niledr.config.clone(), w.niledr.listen, w.niledr.log.clone());
-    let World { niledr, agent, topo, people, runbooks } = w;
+    let (config, listen, log) = (
+        w.niledr.config.clone(),
+        w.niledr.listen,
+        w.niledr.log.clone(),
+    );
+    let World {
+        niledr,
+        agent,
+        topo,
+        people,
+        runbooks,
+    } = w;
     niledr.stop()?;
-    let armed = Niledr::start_env(&config, listen, &log, &[("NILEDR_FAILPOINTS", "notify_after_send:oncall-chat")], false)?;
-    armed.wait_json("/readyz", Duration::from_secs(30), |v| v["status"] == "ready")?;
-    let mut w = World { niledr: armed, agent, topo, people, runbooks };
+    let armed = Niledr::start_env(
+        &config,
+        listen,
+        &log,
+        &[("NILEDR_FAILPOINTS", "notify_after_send:oncall-chat")],
+        false,
+    )?;
+    armed.wait_json("/readyz", Duration::from_secs(30), |v| {
+        v["status"] == "ready"
+    })?;
+    let mut w = World {
+        niledr: armed,
+        agent,
+        topo,
+        people,
+        runbooks,
+    };
     let ex = scenario::propose(&w.niledr, FAILOVER, &w.people.operator)?;
     let id = ex["id"].as_str().context("id")?.to_string();
     // The receiver takes the page; niledr dies before it marks it delivered.
@@ -323,36 +505,68 @@ fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Res
         let e = entries_of(&v, "oncall-chat");
         Ok(!e.is_empty() && e.iter().all(|n| n["state"] == "delivered"))
     })?;
-    post(&w, &format!("/api/v1/executions/{id}/cancel"), &w.people.operator, &json!({ "comment": "test over" }))?;
+    post(
+        &w,
+        &format!("/api/v1/executions/{id}/cancel"),
+        &w.people.operator,
+        &json!({ "comment": "test over" }),
+    )?;
     wait_until(Instant::now() + Duration::from_secs(30), || {
         let v = notifications(&w)?;
         let e = entries_of(&v, "oncall-chat");
         Ok(e.len() == 2 && e.iter().all(|n| n["state"] == "delivered"))
     })?;
     let outbox = notifications(&w)?;
-    let ids: Vec<String> = entries_of(&outbox, "oncall-chat").iter().filter_map(|n| n["id"].as_str().map(str::to_string)).collect();
+    let ids: Vec<String> = entries_of(&outbox, "oncall-chat")
+        .iter()
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect();
 
     // What a receiver honouring the dedup key keeps: one message per outbox entry, no more.
     let got = fake.requests("/hook");
     let mut by_key: BTreeMap<String, Vec<&Received>> = BTreeMap::new();
     for r in &got {
-        by_key.entry(r.header("x-niledr-delivery").to_string()).or_default().push(r);
+        by_key
+            .entry(r.header("x-niledr-delivery").to_string())
+            .or_default()
+            .push(r);
     }
     let mut want = ids.clone();
     want.sort();
     assert_eq!(by_key.keys().cloned().collect::<Vec<_>>(), want, "{got:#?}");
     let resent = &by_key[&delivery];
-    assert_eq!(resent.iter().map(|r| r.header("x-niledr-attempt")).collect::<Vec<_>>(), ["1", "2"], "the in-doubt entry was sent again, once");
-    assert_eq!(resent[0].json()["text"], resent[1].json()["text"], "the same message");
-    assert!(by_key.iter().filter(|(k, _)| **k != delivery).all(|(_, v)| v.len() == 1), "{by_key:#?}");
+    assert_eq!(
+        resent
+            .iter()
+            .map(|r| r.header("x-niledr-attempt"))
+            .collect::<Vec<_>>(),
+        ["1", "2"],
+        "the in-doubt entry was sent again, once"
+    );
+    assert_eq!(
+        resent[0].json()["text"],
+        resent[1].json()["text"],
+        "the same message"
+    );
+    assert!(
+        by_key
+            .iter()
+            .filter(|(k, _)| **k != delivery)
+            .all(|(_, v)| v.len() == 1),
+        "{by_key:#?}"
+    );
 
     let store = w.topo.base_dir().join("state").join("niledr.redb");
     let World { niledr, topo, .. } = w;
     scenario::check_and_stop(niledr, &[])?;
     let audit = audit_of(&store)?;
-    assert_eq!(attempts_audited(&audit, &delivery), [
-        ("notification.in_doubt".to_string(), 1), ("notification.delivered".to_string(), 2)
-    ]);
+    assert_eq!(
+        attempts_audited(&audit, &delivery),
+        [
+            ("notification.in_doubt".to_string(), 1),
+            ("notification.delivered".to_string(), 2)
+        ]
+    );
     drop(topo);
     Ok(())
 }

@@ -255,7 +255,10 @@ impl Loader<'_> {
         if raw.get_ref().is_empty() {
             return Err(self.err(
                 raw.span(),
-                format!("events is empty; list what this receiver is told about: {}", EventKind::names()),
+                format!(
+                    "events is empty; list what this receiver is told about: {}",
+                    EventKind::names()
+                ),
             ));
         }
         raw.get_ref()
@@ -264,7 +267,11 @@ impl Loader<'_> {
                 EventKind::parse(e.get_ref()).ok_or_else(|| {
                     self.err(
                         e.span(),
-                        format!("unknown event kind {:?}; known: {}", e.get_ref(), EventKind::names()),
+                        format!(
+                            "unknown event kind {:?}; known: {}",
+                            e.get_ref(),
+                            EventKind::names()
+                        ),
                     )
                 })
             })
@@ -324,8 +331,11 @@ mod tests {
     fn files(dir: &Path) {
         std::fs::write(dir.join("pd.key"), "R0UT1NGKEY\n").unwrap();
         std::fs::write(dir.join("hook.secret"), "hmac-s3cret\n").unwrap();
-        std::fs::write(dir.join("slack.url"), "https://hooks.example.sd/services/T0/B0/t0ken\n")
-            .unwrap();
+        std::fs::write(
+            dir.join("slack.url"),
+            "https://hooks.example.sd/services/T0/B0/t0ken\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("empty"), "\n").unwrap();
     }
 
@@ -357,7 +367,10 @@ events = ["proposal_waiting", "approval_given", "step_failed", "needs_operator",
         let c = load(dir.path(), GOOD).map_err(|e| e.to_string()).unwrap();
         let n = &c.notifications;
         assert_eq!(n.console_url.as_deref(), Some("https://niledr.example.sd"));
-        assert_eq!((n.max_attempts, n.backoff_max), (5, Duration::from_secs(60)));
+        assert_eq!(
+            (n.max_attempts, n.backoff_max),
+            (5, Duration::from_secs(60))
+        );
         let [chat, pd] = &n.receivers[..] else {
             panic!("{:?}", n.receivers)
         };
@@ -461,12 +474,17 @@ events = ["proposal_waiting", "approval_given", "step_failed", "needs_operator",
                 Err(e) => e,
             };
             let shown = err.to_string();
-            let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in text"));
+            let at = text
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle:?} not in text"));
             let line = text[..at].matches('\n').count() + 1;
             assert_eq!(err.line, line, "wrong line for {to:?}: {shown}");
             assert!(err.column >= 1, "{shown}");
             assert!(shown.contains(fragment), "{to:?}: {shown}");
-            assert!(!shown.contains("t0ken") && !shown.contains("R0UT1NGKEY"), "{shown}");
+            assert!(
+                !shown.contains("t0ken") && !shown.contains("R0UT1NGKEY"),
+                "{shown}"
+            );
         }
     }
 }

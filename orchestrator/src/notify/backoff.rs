@@ -25,6 +25,9 @@ mod tests {
         assert_eq!(delay(u32::MAX, i, m), m);
         assert_eq!(delay(0, i, m), i);
         let ms = Duration::from_millis(100);
-        assert_eq!(delay(3, ms, Duration::from_secs(1)), Duration::from_millis(400));
+        assert_eq!(
+            delay(3, ms, Duration::from_secs(1)),
+            Duration::from_millis(400)
+        );
     }
 }

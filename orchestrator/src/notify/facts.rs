@@ -47,7 +47,11 @@ pub fn execution_link(console: &str, id: &str) -> String {
 }
 
 /// Facts of one execution commit, in the order of its audit entries.
-pub fn for_execution(rec: &ExecutionRecordV1, audit: &[AuditEvent<'_>], console: &str) -> Vec<Fact> {
+pub fn for_execution(
+    rec: &ExecutionRecordV1,
+    audit: &[AuditEvent<'_>],
+    console: &str,
+) -> Vec<Fact> {
     let mut out = Vec::new();
     for e in audit {
         let fact = match e.action {
@@ -101,9 +105,7 @@ fn transition(rec: &ExecutionRecordV1, to: &str) -> Option<Fact> {
         "needs_operator" => {
             let mut f = fact(rec, EventKind::NeedsOperator, Action::Trigger, "critical");
             f.summary = format!("niledr: {} stopped and needs an operator", rec.runbook);
-            f.details = vec![
-                rec.needs_operator.clone().unwrap_or_else(|| who.clone()),
-            ];
+            f.details = vec![rec.needs_operator.clone().unwrap_or_else(|| who.clone())];
             Some(f)
         }
         "succeeded" => {
@@ -126,7 +128,11 @@ fn ended(rec: &ExecutionRecordV1, to: &str) -> Fact {
         "rolled_back" => (Action::Trigger, "error", "failed and was rolled back"),
         "cancelled" => (Action::Resolve, "info", "was cancelled"),
         "rejected" => (Action::Resolve, "info", "was rejected"),
-        _ => (Action::Resolve, "warning", "expired without enough approvals"),
+        _ => (
+            Action::Resolve,
+            "warning",
+            "expired without enough approvals",
+        ),
     };
     let mut f = fact(rec, EventKind::Ended, action, severity);
     f.summary = format!("niledr: {} {what}", rec.runbook);
@@ -147,7 +153,10 @@ fn approval_given(rec: &ExecutionRecordV1, approver: &str) -> Fact {
     };
     let mut f = fact(rec, EventKind::ApprovalGiven, action, severity);
     f.summary = if complete {
-        format!("niledr: {} approved by {approver}; it starts now", rec.runbook)
+        format!(
+            "niledr: {} approved by {approver}; it starts now",
+            rec.runbook
+        )
     } else {
         format!("niledr: {approver} approved {}; {need}", rec.runbook)
     };
@@ -180,7 +189,10 @@ fn awaiting_confirm(rec: &ExecutionRecordV1, detail: &serde_json::Value) -> Fact
         "niledr: {} waits for an operator to confirm step {step}",
         rec.runbook
     );
-    f.details = vec![format!("Confirm with `niledr confirm {} {step}` once done.", rec.id)];
+    f.details = vec![format!(
+        "Confirm with `niledr confirm {} {step}` once done.",
+        rec.id
+    )];
     f
 }
 
@@ -196,7 +208,12 @@ fn approval_status(rec: &ExecutionRecordV1) -> Option<Status> {
         .ok()?;
     // "Now" is the newest decision: every approval given within its lifetime counts.
     let now = approvals.iter().map(|a| a.at_ms).max().unwrap_or(0);
-    Some(niledr_runbooks::status(&policy, &approvals, &rec.plan_digest, now))
+    Some(niledr_runbooks::status(
+        &policy,
+        &approvals,
+        &rec.plan_digest,
+        now,
+    ))
 }
 
 /// Who must still approve, in words: "2 more approvers (incident_commander, engineering_lead);
@@ -260,7 +277,11 @@ pub fn for_drill_run(rec: &DrillRunRecordV1, audit: &[AuditEvent<'_>], console: 
         // One incident per drill: a failed run opens it, the next run that meets every
         // objective resolves it.
         dedup_key: format!("drill:{}", rec.drill),
-        action: if met { Action::Resolve } else { Action::Trigger },
+        action: if met {
+            Action::Resolve
+        } else {
+            Action::Trigger
+        },
         severity: if met { "info" } else { "warning" },
         summary: format!("niledr: drill {} verdict: {verdict}", rec.drill),
         details,
@@ -325,9 +346,16 @@ mod tests {
     #[test]
     fn a_waiting_proposal_says_who_is_still_needed_and_links_the_console() {
         let rec = record();
-        let f = for_execution(&rec, &[transition("awaiting_approval")], "https://c.example/");
+        let f = for_execution(
+            &rec,
+            &[transition("awaiting_approval")],
+            "https://c.example/",
+        );
         let [f] = &f[..] else { panic!("{f:?}") };
-        assert_eq!((f.kind, f.action), (EventKind::ProposalWaiting, Action::Trigger));
+        assert_eq!(
+            (f.kind, f.action),
+            (EventKind::ProposalWaiting, Action::Trigger)
+        );
         assert_eq!(f.dedup_key, "exec-1");
         assert_eq!(f.link.as_deref(), Some("https://c.example/#exec-1"));
         assert!(
@@ -346,10 +374,14 @@ mod tests {
             detail: serde_json::json!({ "id": "exec-1" }),
         };
         let f = for_execution(&rec, &[given], "https://c.example");
-        assert_eq!((f[0].kind, f[0].action), (EventKind::ApprovalGiven, Action::Trigger));
+        assert_eq!(
+            (f[0].kind, f[0].action),
+            (EventKind::ApprovalGiven, Action::Trigger)
+        );
         assert!(
-            f[0].summary.contains("amira approved regional-failover; 1 more approver with the roles engineering_lead")
-                && f[0].summary.contains("approved so far by amira"),
+            f[0].summary.contains(
+                "amira approved regional-failover; 1 more approver with the roles engineering_lead"
+            ) && f[0].summary.contains("approved so far by amira"),
             "{}",
             f[0].summary
         );
@@ -362,7 +394,11 @@ mod tests {
         };
         let f = for_execution(&rec, &[given], "https://c.example");
         assert_eq!(f[0].action, Action::Acknowledge);
-        assert!(f[0].summary.contains("approved by omar; it starts now"), "{}", f[0].summary);
+        assert!(
+            f[0].summary.contains("approved by omar; it starts now"),
+            "{}",
+            f[0].summary
+        );
     }
 
     #[test]
@@ -370,9 +406,17 @@ mod tests {
         let rec = record();
         let cases = [
             ("succeeded", EventKind::Succeeded, Action::Resolve),
-            ("needs_operator{step: 3}", EventKind::NeedsOperator, Action::Trigger),
+            (
+                "needs_operator{step: 3}",
+                EventKind::NeedsOperator,
+                Action::Trigger,
+            ),
             ("rolled_back", EventKind::Ended, Action::Trigger),
-            ("failed{needs_operator: false}", EventKind::Ended, Action::Trigger),
+            (
+                "failed{needs_operator: false}",
+                EventKind::Ended,
+                Action::Trigger,
+            ),
             ("cancelled", EventKind::Ended, Action::Resolve),
             ("rejected", EventKind::Ended, Action::Resolve),
             ("expired", EventKind::Ended, Action::Resolve),
@@ -383,8 +427,16 @@ mod tests {
             assert_eq!((f[0].kind, f[0].action), (kind, action), "{to}");
         }
         // Transitions nobody is paged for, and unrelated audit entries, announce nothing.
-        for to in ["approved", "running{step: 0}", "verifying", "rolling_back{step: 1}"] {
-            assert!(for_execution(&rec, &[transition(to)], "http://c").is_empty(), "{to}");
+        for to in [
+            "approved",
+            "running{step: 0}",
+            "verifying",
+            "rolling_back{step: 1}",
+        ] {
+            assert!(
+                for_execution(&rec, &[transition(to)], "http://c").is_empty(),
+                "{to}"
+            );
         }
     }
 
@@ -405,7 +457,10 @@ mod tests {
         };
         let f = for_execution(&rec, &[outcome], "http://c");
         assert_eq!(f[0].kind, EventKind::StepFailed);
-        assert!(f[0].summary.contains("step dns-cutover of regional-failover failed (attempt 2)"));
+        assert!(
+            f[0].summary
+                .contains("step dns-cutover of regional-failover failed (attempt 2)")
+        );
         assert_eq!(f[0].details[0], "TSIG authentication failed");
         rec.steps[0].state = "succeeded".into();
         let outcome = AuditEvent {

@@ -131,7 +131,11 @@ fn entries(config: &NotificationsConfig, facts: Vec<Fact>) -> Vec<NotificationV1
     let now = jiff::Timestamp::now().to_string();
     let mut out = Vec::new();
     for f in facts {
-        for r in config.receivers.iter().filter(|r| r.events.contains(&f.kind)) {
+        for r in config
+            .receivers
+            .iter()
+            .filter(|r| r.events.contains(&f.kind))
+        {
             out.push(NotificationV1 {
                 v: 1,
                 id: uuid::Uuid::now_v7().to_string(),

@@ -57,9 +57,7 @@ pub fn slack(n: &NotificationV1) -> SlackMessage {
     SlackMessage {
         text,
         blocks: vec![
-            SlackBlock::Section {
-                text: mrkdwn(body),
-            },
+            SlackBlock::Section { text: mrkdwn(body) },
             SlackBlock::Context {
                 elements: vec![mrkdwn(context)],
             },
@@ -213,7 +211,10 @@ mod tests {
         assert_eq!(v["blocks"][0]["text"]["type"], "mrkdwn");
         // mrkdwn escapes Slack's control characters; the link is a Slack link.
         let section = v["blocks"][0]["text"]["text"].as_str().unwrap();
-        assert!(section.contains("Still needed: &lt;2 more&gt;"), "{section}");
+        assert!(
+            section.contains("Still needed: &lt;2 more&gt;"),
+            "{section}"
+        );
         assert_eq!(v["blocks"][1]["type"], "context");
         let ctx = v["blocks"][1]["elements"][0]["text"].as_str().unwrap();
         assert!(ctx.starts_with("<https://niledr.example.sd/#exec-1|Open in the niledr console>"));
@@ -230,7 +231,12 @@ mod tests {
         assert_eq!(v["payload"]["source"], "niledr");
         assert_eq!(v["payload"]["severity"], "critical");
         assert_eq!(v["payload"]["timestamp"], "2026-12-01T03:00:00Z");
-        assert!(v["payload"]["summary"].as_str().unwrap().contains("waits for approval"));
+        assert!(
+            v["payload"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("waits for approval")
+        );
         assert_eq!(v["payload"]["custom_details"]["delivery"], "0190-aaaa");
         assert_eq!(v["links"][0]["href"], "https://niledr.example.sd/#exec-1");
         // Acknowledge and resolve carry no payload.

@@ -104,9 +104,9 @@ impl Worker {
         let name = r.name.clone();
         let head = self
             .blocking(move |s| {
-                Ok(s.notifications()?
-                    .into_iter()
-                    .find(|n| n.receiver == name && matches!(n.state.as_str(), "pending" | "in_flight")))
+                Ok(s.notifications()?.into_iter().find(|n| {
+                    n.receiver == name && matches!(n.state.as_str(), "pending" | "in_flight")
+                }))
             })
             .await?;
         let Some(mut n) = head else {
@@ -152,7 +152,11 @@ impl Worker {
                 "notification.delivered"
             }
             Outcome::Retry(e) if n.attempts < self.config.max_attempts => {
-                let d = backoff::delay(n.attempts, self.config.backoff_initial, self.config.backoff_max);
+                let d = backoff::delay(
+                    n.attempts,
+                    self.config.backoff_initial,
+                    self.config.backoff_max,
+                );
                 let next = now + jiff::SignedDuration::try_from(d).unwrap_or_default();
                 n.state = "pending".into();
                 n.next_attempt_at = next.to_string();
@@ -285,11 +289,16 @@ async fn send(client: &reqwest::Client, r: &Receiver, n: &NotificationV1) -> Out
     .await;
     match sent {
         Err(_) => Outcome::Retry(format!("no answer within {:?}", r.timeout)),
+        Ok(Err(e)) if e.is_timeout() => Outcome::Retry(format!("no answer within {:?}", r.timeout)),
         Ok(Err(e)) => Outcome::Retry(r.redact(&describe(&e))),
         Ok(Ok((status, _))) if status.is_success() => Outcome::Delivered(status.as_u16()),
         Ok(Ok((status, text))) => {
             let text: String = text.chars().take(200).collect();
-            let msg = r.redact(&format!("{} answered {status}: {}", r.shown_url(), text.trim()));
+            let msg = r.redact(&format!(
+                "{} answered {status}: {}",
+                r.shown_url(),
+                text.trim()
+            ));
             if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
                 Outcome::Retry(msg)
             } else {

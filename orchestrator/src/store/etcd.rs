@@ -494,7 +494,11 @@ impl SharedStore for EtcdStore {
             let resp = kv_txn(
                 &c,
                 Txn::new()
-                    .when([Compare::create_revision(leader_key, CompareOp::Equal, token)])
+                    .when([Compare::create_revision(
+                        leader_key,
+                        CompareOp::Equal,
+                        token,
+                    )])
                     .and_then(ops),
             )
             .await

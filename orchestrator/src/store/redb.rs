@@ -425,10 +425,7 @@ impl SharedStore for RedbStore {
     }
 }
 
-fn put_notifications(
-    t: &mut redb::Table<'_, &str, &str>,
-    outbox: &[NotificationV1],
-) -> Result<()> {
+fn put_notifications(t: &mut redb::Table<'_, &str, &str>, outbox: &[NotificationV1]) -> Result<()> {
     for n in outbox {
         t.insert(n.id.as_str(), serde_json::to_string(n)?.as_str())?;
     }
@@ -558,5 +555,78 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("running niledr"), "{e}");
+    }
+
+    fn note(id: &str) -> NotificationV1 {
+        NotificationV1 {
+            v: 1,
+            id: id.into(),
+            receiver: "pd".into(),
+            event: "proposal_waiting".into(),
+            subject: "e1".into(),
+            dedup_key: "e1".into(),
+            action: "trigger".into(),
+            severity: "critical".into(),
+            summary: "s".into(),
+            details: vec![],
+            link: None,
+            created_at: "t".into(),
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: "t".into(),
+            last_error: None,
+            delivered_at: None,
+            in_flight_by: None,
+        }
+    }
+
+    #[test]
+    fn outbox_is_written_with_its_execution_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let exec: ExecutionRecordV1 = serde_json::from_value(serde_json::json!({
+            "v": 1, "id": "e1", "runbook": "r", "reason": "", "requester": "k",
+            "created_at": "t", "state": "awaiting_approval", "machine": null, "plan_digest": "d",
+            "plan": null, "preconditions": null, "approvals": [], "steps": [], "timeline": [],
+            "needs_operator": null, "generation": null
+        }))
+        .unwrap();
+        {
+            let s = RedbStore::open(&path).unwrap();
+            let audit = vec![AuditEvent {
+                actor: "k",
+                action: "execution.transition",
+                detail: serde_json::json!({ "to": "awaiting_approval" }),
+            }];
+            s.save_execution_notifying(&exec, audit, &[note("01-a"), note("01-b")])
+                .unwrap();
+            let mut n = note("01-a");
+            n.state = "delivered".into();
+            n.attempts = 1;
+            let audit = vec![AuditEvent {
+                actor: "niledr",
+                action: "notification.delivered",
+                detail: serde_json::json!({ "id": "01-a" }),
+            }];
+            s.save_notification(&n, audit).unwrap();
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert!(s.execution("e1").unwrap().is_some());
+        let all = s.notifications().unwrap();
+        let got: Vec<(&str, &str, u32)> = all
+            .iter()
+            .map(|n| (n.id.as_str(), n.state.as_str(), n.attempts))
+            .collect();
+        assert_eq!(got, [("01-a", "delivered", 1), ("01-b", "pending", 0)]);
+        let actions: Vec<String> = s
+            .audit_entries()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(actions, ["execution.transition", "notification.delivered"]);
+        s.delete_notifications(&["01-a".into()]).unwrap();
+        assert_eq!(s.notifications().unwrap().len(), 1);
+        assert_eq!(s.verify_audit().unwrap().broken, None);
     }
 }
