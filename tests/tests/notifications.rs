@@ -570,3 +570,89 @@ fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Res
     drop(topo);
     Ok(())
 }
+
+#[test]
+fn a_hanging_receiver_delays_no_failover_and_pagerduty_follows_the_incident() -> Result<()> {
+    let fake = FakeReceiver::start(&[])?;
+    let (pd, hang) = (fake.url("/pd"), fake.url("/hang"));
+    let all = "[\"proposal_waiting\", \"approval_given\", \"step_failed\", \"needs_operator\", \"succeeded\", \"ended\"]";
+    let w = scenario::start_with(
+        |topo, text| {
+            let key = secret_file(topo.base_dir(), "pd.key", ROUTING_KEY)?;
+            Ok(text
+                + &section(&[
+                    format!(
+                        "name = \"pagerduty\"\nkind = \"pagerduty\"\nurl = \"{pd}\"\nrouting_key_file = \"{}\"\nevents = {all}\n",
+                        key.display()
+                    ),
+                    format!(
+                        "name = \"stuck\"\nkind = \"webhook\"\nurl = \"{hang}\"\nevents = {all}\ntimeout = \"20s\"\n"
+                    ),
+                ]))
+        },
+        &[],
+    )?;
+    scenario::kill_primary_after_writes(&w, 100)?;
+    let ex = scenario::propose(&w.niledr, FAILOVER, &w.people.operator)?;
+    let id = ex["id"].as_str().context("id")?.to_string();
+    let digest = ex["plan_digest"].as_str().context("digest")?.to_string();
+    for token in [&w.people.ic, &w.people.lead] {
+        let (status, body) = scenario::approve(&w.niledr, &id, token, &digest)?;
+        assert_eq!(status, 200, "{body:#}");
+    }
+    let approved = Instant::now();
+    let done = w.niledr.wait_execution(
+        &id,
+        Duration::from_secs(90),
+        &["succeeded", "failed", "rolled_back", "needs_operator"],
+    )?;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    println!(
+        "FIGURE second approval → succeeded with a hanging receiver: {:?}",
+        approved.elapsed()
+    );
+
+    // The whole failover ran while the stuck receiver still hung on its very first message.
+    let v = notifications(&w)?;
+    let stuck = entries_of(&v, "stuck");
+    let oldest = stuck.last().context("stuck entries")?;
+    assert_eq!(
+        (oldest["event"].as_str(), oldest["attempts"].as_u64()),
+        (Some("proposal_waiting"), Some(1)),
+        "{stuck:#?}"
+    );
+    assert_eq!(oldest["state"], "in_flight", "{oldest:#}");
+    assert!(
+        stuck
+            .iter()
+            .filter(|n| n["event"] != "proposal_waiting")
+            .all(|n| n["attempts"] == 0),
+        "later ones wait their turn: {stuck:#?}"
+    );
+
+    // PagerDuty: one incident (dedup key = execution id) opened, updated, acknowledged, resolved.
+    let got = fake.wait("/pd", Duration::from_secs(30), |r| {
+        r.iter().any(|x| x.json()["event_action"] == "resolve")
+    })?;
+    let actions: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["event_action"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["trigger", "trigger", "acknowledge", "resolve"],
+        "{got:#?}"
+    );
+    assert!(got.iter().all(|r| r.json()["dedup_key"] == id.as_str()));
+    assert!(
+        got[2].json().get("payload").is_none(),
+        "acknowledge carries no payload"
+    );
+    let stuck_requests = fake.requests("/hang");
+    assert_eq!(
+        stuck_requests.len(),
+        0,
+        "the fake never answered (and so never recorded) the stuck hook"
+    );
+    scenario::finish(w, &["NEEDS AN OPERATOR"])
+}
