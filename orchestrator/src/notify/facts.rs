@@ -60,7 +60,8 @@ pub fn for_execution(
                 let to = to.split('{').next().unwrap_or_default();
                 transition(rec, to)
             }
-            "approval.approved" | "approval.break_glass" => Some(approval_given(rec, e.actor)),
+            "approval.approved" => Some(approval_given(rec, e.actor)),
+            "approval.break_glass" => Some(break_glass(rec, e.actor, &e.detail)),
             "step.outcome" => step_failed(rec, &e.detail),
             "step.awaiting_confirm" => Some(awaiting_confirm(rec, &e.detail)),
             _ => None,
@@ -161,6 +162,23 @@ fn approval_given(rec: &ExecutionRecordV1, approver: &str) -> Fact {
         format!("niledr: {approver} approved {}; {need}", rec.runbook)
     };
     f.details = vec![format!("Still needed: {need}")];
+    f
+}
+
+/// A single person overrode the two-person rule: loud, whatever it completes.
+fn break_glass(rec: &ExecutionRecordV1, approver: &str, detail: &serde_json::Value) -> Fact {
+    let reason = detail["break_glass_reason"]
+        .as_str()
+        .unwrap_or("no reason given");
+    let mut f = fact(rec, EventKind::ApprovalGiven, Action::Trigger, "critical");
+    f.summary = format!(
+        "niledr: BREAK-GLASS: {approver} approved {} alone: {reason}",
+        rec.runbook
+    );
+    f.details = vec![
+        "The two-person rule was overridden; the approval is audited as approval.break_glass."
+            .into(),
+    ];
     f
 }
 
@@ -438,6 +456,55 @@ mod tests {
                 "{to}"
             );
         }
+    }
+
+    #[test]
+    fn break_glass_is_loud_and_drill_verdicts_share_one_incident_per_drill() {
+        let rec = record();
+        let bg = AuditEvent {
+            actor: "amira",
+            action: "approval.break_glass",
+            detail: serde_json::json!({ "id": "exec-1", "break_glass_reason": "nobody else reachable" }),
+        };
+        let f = for_execution(&rec, &[bg], "http://c");
+        assert_eq!((f[0].action, f[0].severity), (Action::Trigger, "critical"));
+        assert!(
+            f[0].summary.contains(
+                "BREAK-GLASS: amira approved regional-failover alone: nobody else reachable"
+            ),
+            "{}",
+            f[0].summary
+        );
+
+        let mut run: DrillRunRecordV1 = serde_json::from_value(serde_json::json!({
+            "v": 1, "id": "run-1", "drill": "pg-primary-kill", "digest": "d", "trigger": "schedule",
+            "requested_by": "niledr", "state": "finished", "phase": "done", "scheduled_for": null,
+            "started_at": "t", "finished_at": "t", "execution": null, "cleanup_execution": null,
+            "error": null, "verdict": "missed", "report": null, "notes": []
+        }))
+        .unwrap();
+        let end = |a: &'static str| AuditEvent {
+            actor: "niledr",
+            action: a,
+            detail: serde_json::json!({}),
+        };
+        assert!(for_drill_run(&run, &[end("drill.phase")], "http://c").is_empty());
+        let f = for_drill_run(&run, &[end("drill.finished")], "http://c");
+        assert_eq!(
+            (f[0].kind, f[0].action, f[0].dedup_key.as_str()),
+            (
+                EventKind::DrillVerdict,
+                Action::Trigger,
+                "drill:pg-primary-kill"
+            )
+        );
+        assert!(f[0].summary.contains("verdict: missed"));
+        run.verdict = Some("met".into());
+        let f = for_drill_run(&run, &[end("drill.finished")], "http://c");
+        assert_eq!(
+            (f[0].action, f[0].dedup_key.as_str()),
+            (Action::Resolve, "drill:pg-primary-kill")
+        );
     }
 
     #[test]

@@ -71,12 +71,22 @@ impl EventKind {
 
 /// Turns committed facts into outbox entries and wakes the delivery worker. Empty (nothing
 /// enqueued) until `configure` is called with the config's receivers.
-#[derive(Default)]
 pub struct Outbox {
     config: OnceLock<Arc<NotificationsConfig>>,
     /// The console's base URL for links in messages.
     console: OnceLock<String>,
-    wake: tokio::sync::Notify,
+    /// Bumped after every commit that enqueued something: a watch never misses a wake.
+    wake: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            config: OnceLock::new(),
+            console: OnceLock::new(),
+            wake: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Outbox {
@@ -116,13 +126,13 @@ impl Outbox {
     /// Called after a commit that wrote `n` entries.
     pub fn enqueued(&self, n: usize) {
         if n > 0 {
-            self.wake.notify_waiters();
+            self.wake.send_modify(|c| *c = c.wrapping_add(1));
         }
     }
 
-    /// Resolves when entries were enqueued (the worker also polls, so a missed wake only delays).
-    pub async fn woken(&self) {
-        self.wake.notified().await;
+    /// A delivery task's wake-up: `changed()` resolves after the next enqueue.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.wake.subscribe()
     }
 }
 

@@ -20,8 +20,9 @@ use crate::records::NotificationV1;
 use crate::shared::Shared;
 use crate::store::{AuditEvent, Store};
 
-/// How often a receiver's task looks at the outbox when nothing wakes it.
-const POLL: Duration = Duration::from_millis(500);
+/// How often a receiver's task looks at the outbox when nothing wakes it (an enqueue wakes it
+/// at once; a retry's due time is waited for exactly).
+const POLL: Duration = Duration::from_secs(5);
 
 pub struct Worker {
     pub store: Arc<Store>,
@@ -71,6 +72,7 @@ impl Worker {
                 return;
             }
         };
+        let mut wake = self.store.outbox().subscribe();
         while !self.stop.is_cancelled() {
             let wait = if self.shared.acts() {
                 match self.step(&r, &client, &run_id).await {
@@ -85,7 +87,7 @@ impl Worker {
             };
             if let Some(d) = wait {
                 tokio::select! {
-                    _ = self.store.outbox().woken() => {}
+                    _ = wake.changed() => {}
                     _ = tokio::time::sleep(d.min(POLL)) => {}
                     _ = self.stop.cancelled() => {}
                 }
