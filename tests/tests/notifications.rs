@@ -656,3 +656,151 @@ fn a_hanging_receiver_delays_no_failover_and_pagerduty_follows_the_incident() ->
     );
     scenario::finish(w, &["NEEDS AN OPERATOR"])
 }
+
+fn etcdctl(etcd: &niledr_tests::etcd::EtcdCluster, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(etcd.endpoints().join(","))
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn outbox_entry(id: &str) -> niledr_orchestrator::records::NotificationV1 {
+    serde_json::from_value(json!({
+        "v": 1, "id": id, "receiver": "pagerduty", "event": "proposal_waiting", "subject": "e1",
+        "dedup_key": "e1", "action": "trigger", "severity": "critical", "summary": "s",
+        "details": [], "link": null, "created_at": "t", "state": "pending", "attempts": 0,
+        "next_attempt_at": "t", "last_error": null, "delivered_at": null, "in_flight_by": null
+    }))
+    .unwrap_or_else(|e| panic!("outbox entry: {e}"))
+}
+
+/// Cluster mode keeps the outbox in etcd: written in the execution's guarded transaction,
+/// rewritten only by the leader (a deposed leader's mark applies nothing).
+#[test]
+fn the_cluster_outbox_lives_in_etcd_and_only_the_leader_writes_it() -> Result<()> {
+    use niledr_orchestrator::cluster::Cluster;
+    use niledr_orchestrator::config::cluster::ClusterConfig;
+    use niledr_orchestrator::records::ExecutionRecordV1;
+    use niledr_orchestrator::store::etcd::EtcdStore;
+    use niledr_orchestrator::store::{AuditEvent, NotLeader};
+
+    let dir = tempfile::tempdir()?;
+    let etcd = niledr_tests::etcd::EtcdCluster::start(
+        dir.path(),
+        &[("solo", std::net::Ipv4Addr::LOCALHOST, None)],
+    )?;
+    let config = ClusterConfig {
+        name: "khartoum-1".into(),
+        site: "khartoum".into(),
+        endpoints: etcd.endpoints(),
+        advertise: "http://127.0.0.1:1".into(),
+        prefix: "/niledr".into(),
+        lease_ttl: Duration::from_secs(3),
+        tls: None,
+        auth: None,
+        self_fence: Default::default(),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let cluster = rt.block_on(Cluster::connect(config))?;
+    let store = EtcdStore::open(
+        cluster.clients(),
+        cluster.handle(),
+        "/niledr",
+        cluster.leadership.clone(),
+    )?;
+    etcdctl(
+        &etcd,
+        &["put", "/niledr/leader", r#"{"name":"khartoum-1"}"#],
+    )?;
+    let got: Value =
+        serde_json::from_str(&etcdctl(&etcd, &["get", "/niledr/leader", "-w", "json"])?)?;
+    cluster
+        .leadership
+        .set(got["kvs"][0]["create_revision"].as_i64());
+
+    let exec: ExecutionRecordV1 = serde_json::from_value(json!({
+        "v": 1, "id": "e1", "runbook": "r", "reason": "", "requester": "k", "created_at": "t",
+        "state": "awaiting_approval", "machine": null, "plan_digest": "d", "plan": null,
+        "preconditions": null, "approvals": [], "steps": [], "timeline": [],
+        "needs_operator": null, "generation": null
+    }))?;
+    let transition = || AuditEvent {
+        actor: "k",
+        action: "execution.transition",
+        detail: json!({ "to": "awaiting_approval" }),
+    };
+    store.save_execution_notifying(
+        &exec,
+        vec![transition()],
+        &[outbox_entry("01-a"), outbox_entry("01-b")],
+    )?;
+    let keys: Vec<String> = etcd
+        .get_prefix("/niledr/notifications/")?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        ["/niledr/notifications/01-a", "/niledr/notifications/01-b"]
+    );
+    let mut a = outbox_entry("01-a");
+    a.state = "delivered".into();
+    a.attempts = 1;
+    store.save_notification(
+        &a,
+        vec![AuditEvent {
+            actor: "niledr",
+            action: "notification.delivered",
+            detail: json!({ "id": "01-a" }),
+        }],
+    )?;
+    let listed: Vec<(String, String)> = store
+        .notifications()?
+        .into_iter()
+        .map(|n| (n.id, n.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("01-a".to_string(), "delivered".to_string()),
+            ("01-b".to_string(), "pending".to_string())
+        ]
+    );
+    store.delete_notifications(&["01-a".to_string()])?;
+    assert_eq!(store.notifications()?.len(), 1);
+
+    // Deposed: marking an entry applies nothing, not even its audit entry.
+    etcdctl(&etcd, &["del", "/niledr/leader"])?;
+    etcdctl(
+        &etcd,
+        &["put", "/niledr/leader", r#"{"name":"port-sudan-1"}"#],
+    )?;
+    let audit_before = etcd.get_prefix("/niledr/audit/")?.len();
+    let mut b = outbox_entry("01-b");
+    b.state = "delivered".into();
+    let e = store
+        .save_notification(
+            &b,
+            vec![AuditEvent {
+                actor: "niledr",
+                action: "notification.delivered",
+                detail: json!({ "id": "01-b" }),
+            }],
+        )
+        .expect_err("a deposed leader marked a notification");
+    assert!(e.downcast_ref::<NotLeader>().is_some(), "{e:#}");
+    assert_eq!(store.notifications()?[0].state, "pending");
+    assert_eq!(etcd.get_prefix("/niledr/audit/")?.len(), audit_before);
+    assert!(store.delete_notifications(&["01-b".to_string()]).is_err());
+    assert_eq!(store.notifications()?.len(), 1);
+    cluster.shutdown();
+    Ok(())
+}

@@ -64,6 +64,7 @@ pub fn for_execution(
             "approval.break_glass" => Some(break_glass(rec, e.actor, &e.detail)),
             "step.outcome" => step_failed(rec, &e.detail),
             "step.awaiting_confirm" => Some(awaiting_confirm(rec, &e.detail)),
+            "execution.record_unreadable" => Some(unreadable(rec)),
             _ => None,
         };
         if let Some(f) = fact {
@@ -162,6 +163,17 @@ fn approval_given(rec: &ExecutionRecordV1, approver: &str) -> Fact {
         format!("niledr: {approver} approved {}; {need}", rec.runbook)
     };
     f.details = vec![format!("Still needed: {need}")];
+    f
+}
+
+/// A journal record that does not decode stops its execution for a person.
+fn unreadable(rec: &ExecutionRecordV1) -> Fact {
+    let mut f = fact(rec, EventKind::NeedsOperator, Action::Trigger, "critical");
+    f.summary = format!(
+        "niledr: the journal record of {} does not decode; it needs an operator",
+        rec.runbook
+    );
+    f.details = rec.needs_operator.iter().cloned().collect();
     f
 }
 
@@ -444,6 +456,16 @@ mod tests {
             assert_eq!(f.len(), 1, "{to}");
             assert_eq!((f[0].kind, f[0].action), (kind, action), "{to}");
         }
+        let unreadable = AuditEvent {
+            actor: "niledr",
+            action: "execution.record_unreadable",
+            detail: serde_json::json!({ "id": "exec-1", "field": "plan" }),
+        };
+        let f = for_execution(&rec, &[unreadable], "http://c");
+        assert_eq!(
+            (f[0].kind, f[0].action),
+            (EventKind::NeedsOperator, Action::Trigger)
+        );
         // Transitions nobody is paged for, and unrelated audit entries, announce nothing.
         for to in [
             "approved",
