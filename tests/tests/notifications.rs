@@ -448,12 +448,21 @@ fn pages_say_who_is_needed_survive_failing_receivers_and_are_audited_per_attempt
 fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Result<()> {
     let fake = FakeReceiver::start(&[])?;
     let hook = fake.url("/hook");
+    // A receiver the config drops before the restart: its message must not wait forever.
+    let gone = format!(
+        "name = \"gone\"\nkind = \"webhook\"\nurl = \"{}\"\nevents = [\"proposal_waiting\"]\n",
+        fake.url("/hang")
+    );
+    let gone_section = format!("\n[[notifications.receivers]]\n{gone}");
     let w = scenario::start_with(
         |_, text| {
             Ok(text
-                + &section(&[format!(
-                    "name = \"oncall-chat\"\nkind = \"webhook\"\nurl = \"{hook}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\n"
-                )]))
+                + &section(&[
+                    format!(
+                        "name = \"oncall-chat\"\nkind = \"webhook\"\nurl = \"{hook}\"\nevents = [\"proposal_waiting\", \"approval_given\", \"ended\"]\n"
+                    ),
+                    gone.clone(),
+                ]))
         },
         &[],
     )?;
@@ -499,6 +508,9 @@ fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Res
     let delivery = before[0].header("x-niledr-delivery").to_string();
 
     // After the restart the entry is in doubt: sent again under the same dedup key.
+    let text = std::fs::read_to_string(&config)?;
+    assert!(text.contains(&gone_section), "{text}");
+    std::fs::write(&config, text.replace(&gone_section, ""))?;
     w.niledr = Niledr::start(&config, listen, &log)?;
     wait_until(Instant::now() + Duration::from_secs(30), || {
         let v = notifications(&w)?;
@@ -517,6 +529,15 @@ fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Res
         Ok(e.len() == 2 && e.iter().all(|n| n["state"] == "delivered"))
     })?;
     let outbox = notifications(&w)?;
+    let orphan = entries_of(&outbox, "gone");
+    assert_eq!(orphan.len(), 1, "{outbox:#}");
+    assert_eq!(orphan[0]["state"], "failed", "{outbox:#}");
+    assert!(
+        orphan[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer configured")),
+        "{outbox:#}"
+    );
     let ids: Vec<String> = entries_of(&outbox, "oncall-chat")
         .iter()
         .filter_map(|n| n["id"].as_str().map(str::to_string))
@@ -558,8 +579,15 @@ fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Res
 
     let store = w.topo.base_dir().join("state").join("niledr.redb");
     let World { niledr, topo, .. } = w;
-    scenario::check_and_stop(niledr, &[])?;
+    scenario::check_and_stop(niledr, &["is no longer configured"])?;
     let audit = audit_of(&store)?;
+    let orphan_id = orphan[0]["id"].as_str().context("orphan id")?;
+    assert_eq!(
+        attempts_audited(&audit, orphan_id)
+            .last()
+            .map(|a| a.0.as_str()),
+        Some("notification.given_up")
+    );
     assert_eq!(
         attempts_audited(&audit, &delivery),
         [

@@ -46,12 +46,13 @@ impl Worker {
         let me = Arc::new(self);
         // One id per daemon run: an entry in flight under another id is in doubt.
         let run_id = uuid::Uuid::now_v7().to_string();
-        let tasks: Vec<_> = me
+        let mut tasks: Vec<_> = me
             .config
             .receivers
             .iter()
             .map(|r| tokio::spawn(me.clone().receiver(r.clone(), run_id.clone())))
             .collect();
+        tasks.push(tokio::spawn(me.clone().orphans()));
         for t in tasks {
             if let Err(e) = t.await {
                 tracing::error!("a notification delivery task ended abnormally: {e}");
@@ -92,6 +93,45 @@ impl Worker {
                     _ = self.stop.cancelled() => {}
                 }
             }
+        }
+    }
+
+    /// Entries left for a receiver the config no longer has would wait forever: once this
+    /// instance acts, they are given up (audited, visible) so nobody believes they went out.
+    async fn orphans(self: Arc<Self>) {
+        while !self.shared.acts() {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = self.stop.cancelled() => return,
+            }
+        }
+        let known: Vec<String> = self
+            .config
+            .receivers
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        let r = self
+            .blocking(move |s| {
+                for mut n in s.notifications()? {
+                    if known.contains(&n.receiver) || matches!(n.state.as_str(), "delivered" | "failed") {
+                        continue;
+                    }
+                    tracing::error!(receiver = %n.receiver, id = %n.id, "notification given up: its receiver is no longer configured ({})", n.summary);
+                    n.state = "failed".into();
+                    n.in_flight_by = None;
+                    n.last_error = Some(format!("receiver {:?} is no longer configured", n.receiver));
+                    let detail = serde_json::json!({
+                        "id": n.id, "receiver": n.receiver, "event": n.event, "subject": n.subject,
+                        "dedup_key": n.dedup_key, "attempt": n.attempts, "error": n.last_error,
+                    });
+                    s.save_notification(&n, vec![AuditEvent { actor: "niledr", action: "notification.given_up", detail }])?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!("notification outbox: {e:#}");
         }
     }
 
