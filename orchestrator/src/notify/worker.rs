@@ -113,21 +113,11 @@ impl Worker {
             .collect();
         let r = self
             .blocking(move |s| {
-                for mut n in s.notifications()? {
-                    if known.contains(&n.receiver) || matches!(n.state.as_str(), "delivered" | "failed") {
-                        continue;
-                    }
-                    tracing::error!(receiver = %n.receiver, id = %n.id, "notification given up: its receiver is no longer configured ({})", n.summary);
-                    n.state = "failed".into();
-                    n.in_flight_by = None;
-                    n.last_error = Some(format!("receiver {:?} is no longer configured", n.receiver));
-                    let detail = serde_json::json!({
-                        "id": n.id, "receiver": n.receiver, "event": n.event, "subject": n.subject,
-                        "dedup_key": n.dedup_key, "attempt": n.attempts, "error": n.last_error,
-                    });
-                    s.save_notification(&n, vec![AuditEvent { actor: "niledr", action: "notification.given_up", detail }])?;
-                }
-                Ok(())
+                s.notifications()?
+                    .into_iter()
+                    .filter(|n| !known.contains(&n.receiver))
+                    .filter(|n| !matches!(n.state.as_str(), "delivered" | "failed"))
+                    .try_for_each(|n| give_up_orphan(s, n))
             })
             .await;
         if let Err(e) = r {
@@ -279,6 +269,23 @@ impl Worker {
             .await
             .context("store task")?
     }
+}
+
+fn give_up_orphan(s: &Store, mut n: NotificationV1) -> Result<()> {
+    tracing::error!(receiver = %n.receiver, id = %n.id, "notification given up: its receiver is no longer configured ({})", n.summary);
+    n.state = "failed".into();
+    n.in_flight_by = None;
+    n.last_error = Some(format!("receiver {:?} is no longer configured", n.receiver));
+    let detail = serde_json::json!({
+        "id": n.id, "receiver": n.receiver, "event": n.event, "subject": n.subject,
+        "dedup_key": n.dedup_key, "attempt": n.attempts, "error": n.last_error,
+    });
+    let audit = vec![AuditEvent {
+        actor: "niledr",
+        action: "notification.given_up",
+        detail,
+    }];
+    s.save_notification(&n, audit)
 }
 
 /// What the audit says about an entry (never a secret: the URL is shown as its origin).
