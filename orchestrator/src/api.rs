@@ -431,6 +431,10 @@ impl Backend for DaemonBackend {
         }
     }
 
+    fn notifications(&self, limit: usize) -> Result<NotificationsView, ApiError> {
+        crate::notify::view::notifications_view(&self.config.notifications, &self.store, limit)
+    }
+
     fn cluster(&self) -> ClusterView {
         match &self.cluster {
             Some(c) => crate::cluster::view::cluster_view(c),

@@ -3,6 +3,8 @@
 //! - `after_intent:STEP`, `after_action:STEP`, `before_outcome:STEP`, `retry_scheduled:STEP`
 //!   (a retry's due time is journaled, its timer not yet armed): the daemon SIGKILLs itself
 //!   when it reaches that point;
+//! - `notify_after_send:RECEIVER`: a notification was sent to RECEIVER (answered) and its
+//!   outcome not yet committed: SIGKILL (the in-doubt resend test);
 //! - `delay:STEP`: the step waits `NILEDR_FAILPOINT_DELAY_MS` (default 3000) before acting,
 //!   so a test can break something for real in between (stop the DNS servers);
 //! - `panic:STEP`: the step's task panics (supervision test);

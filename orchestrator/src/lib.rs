@@ -17,6 +17,7 @@ pub mod event_loop;
 pub mod failpoint;
 pub mod hooks;
 pub mod metrics;
+pub mod notify;
 pub mod platform;
 pub mod probe_runtime;
 pub mod records;

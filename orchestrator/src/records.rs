@@ -395,3 +395,44 @@ mod snapshot_tests {
         assert!(ApprovalV1::decode(&bad).is_err());
     }
 }
+
+/// One message in the notifications outbox: what to tell one receiver, and how its delivery
+/// went. Written in the same store transaction as the fact it announces (an execution's
+/// transition, an approval, a drill's verdict), then only by the delivery worker.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NotificationV1 {
+    pub v: u32,
+    /// UUIDv7 (sorts by creation time): also the dedup key a webhook receiver sees.
+    pub id: String,
+    /// The configured receiver's name.
+    pub receiver: String,
+    /// `proposal_waiting`, `approval_given`, `step_failed`, `needs_operator`, `succeeded`,
+    /// `ended`, `drill_verdict`.
+    pub event: String,
+    /// The execution or drill run it is about.
+    pub subject: String,
+    /// PagerDuty `dedup_key` (the execution id; `drill:<name>` for drill verdicts).
+    pub dedup_key: String,
+    /// PagerDuty `event_action`: `trigger`, `acknowledge` or `resolve`.
+    pub action: String,
+    /// `critical`, `error`, `warning` or `info`.
+    pub severity: String,
+    /// One line: what happened and what is needed.
+    pub summary: String,
+    /// More lines (who is still needed, the error, the link).
+    pub details: Vec<String>,
+    /// Where a person acts on it (the console).
+    pub link: Option<String>,
+    pub created_at: String,
+    /// `pending`, `in_flight`, `delivered`, `failed` (given up after the last attempt).
+    pub state: String,
+    /// Attempts started so far (an attempt is counted before it is sent).
+    pub attempts: u32,
+    /// Not before this time (RFC 3339).
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+    /// While `in_flight`: the delivery worker (one per daemon run) sending it. An entry in
+    /// flight for a worker that no longer runs is in doubt: resent with the same dedup key.
+    pub in_flight_by: Option<String>,
+}

@@ -59,6 +59,15 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot listen on {} (daemon.listen)", config.listen))?;
     let listen = listener.local_addr()?;
+    // Facts committed from now on are announced to the configured receivers.
+    store.outbox().configure(
+        Arc::new(config.notifications.clone()),
+        config
+            .notifications
+            .console_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{listen}")),
+    );
 
     // Audit before acting: the config we run with and the start itself.
     store.append_audit(vec![
@@ -267,6 +276,16 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         store.clone(),
         engine_tx.clone(),
     ));
+    // Notifications are delivered here, never on the event loop.
+    let notifier = tokio::spawn(
+        crate::notify::worker::Worker {
+            store: store.clone(),
+            shared: shared.clone(),
+            config: Arc::new(config.notifications.clone()),
+            stop: shutdown.clone(),
+        }
+        .run(),
+    );
     let backend = Arc::new(DaemonBackend {
         config: config.clone(),
         shared,
@@ -332,6 +351,8 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let _ = metrics_upkeep.await;
     let _ = drill_scheduler.await;
     let _ = platform_watch.await;
+    // An attempt cut short stays in flight: it is in doubt at the next start, and sent again.
+    let _ = tokio::time::timeout(Duration::from_secs(2), notifier).await;
     let _ = tx.send(Event::Shutdown).await;
     drop(tx);
     let loop_result = tokio::task::spawn_blocking(move || loop_thread.join())

@@ -215,6 +215,12 @@ pub trait Backend: Send + Sync + 'static {
             )))
         })
     }
+    /// `GET /api/v1/notifications`: receivers and the newest `limit` outbox entries.
+    fn notifications(&self, _limit: usize) -> Result<types::NotificationsView, ApiError> {
+        Err(ApiError::NotFound(
+            "this daemon keeps no notifications outbox".into(),
+        ))
+    }
     /// Cluster mode: whether this instance answers `method path` itself or forwards it.
     fn forward(&self, _method: &str, _path: &str) -> forward::Forward {
         forward::Forward::Local

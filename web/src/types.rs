@@ -565,3 +565,47 @@ pub struct SessionView {
 // Pager hooks (`/api/v1/hooks/*`): their payloads and answers, in `types/hooks.rs`.
 mod hooks;
 pub use hooks::*;
+
+/// `GET /api/v1/notifications`: the configured receivers and the outbox, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct NotificationsView {
+    pub receivers: Vec<NotificationReceiverView>,
+    pub notifications: Vec<NotificationView>,
+}
+
+/// A receiver as the API shows it: its URL as an origin only (a path may carry a token).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct NotificationReceiverView {
+    pub name: String,
+    /// `webhook` or `pagerduty`.
+    pub kind: String,
+    pub url: String,
+    pub events: Vec<String>,
+}
+
+/// One outbox entry and how its delivery went.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct NotificationView {
+    /// Also the `Idempotency-Key` / `X-Niledr-Delivery` a webhook receiver sees.
+    pub id: String,
+    pub receiver: String,
+    pub event: String,
+    /// The execution or drill run.
+    pub subject: String,
+    /// PagerDuty's `dedup_key` and `event_action`.
+    pub dedup_key: String,
+    pub action: String,
+    pub severity: String,
+    pub summary: String,
+    pub details: Vec<String>,
+    pub link: Option<String>,
+    pub created_at: String,
+    /// `pending`, `in_flight`, `delivered` or `failed` (given up).
+    pub state: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// While pending: not before this time.
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}

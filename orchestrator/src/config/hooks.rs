@@ -237,27 +237,13 @@ impl Loader<'_> {
     /// Read a secret file: one secret per non-empty line, each at least `MIN_SECRET_LEN`.
     fn secret_file(&self, f: &Spanned<String>, key: &str) -> Result<Secrets, ConfigError> {
         let path = self.resolve(f.get_ref());
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            self.err(
-                f.span(),
-                format!("cannot read {key} {}: {e}", path.display()),
-            )
-        })?;
+        let text = self.secret_text(f, key)?;
         let secrets: Vec<Vec<u8>> = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .map(|l| l.as_bytes().to_vec())
             .collect();
-        if secrets.is_empty() {
-            return Err(self.err(
-                f.span(),
-                format!(
-                    "{key} {} is empty: put the secret on its first line",
-                    path.display()
-                ),
-            ));
-        }
         if secrets.iter().any(|s| s.len() < MIN_SECRET_LEN) {
             return Err(self.err(
                 f.span(),

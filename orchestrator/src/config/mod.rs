@@ -6,6 +6,7 @@ pub mod cluster;
 mod drills;
 mod error;
 pub mod hooks;
+pub mod notifications;
 mod raw;
 mod sessions;
 pub mod tsig;
@@ -54,6 +55,8 @@ pub struct Config {
     pub metrics_public: bool,
     /// `[hooks]`: pager tooling in (Alertmanager, PagerDuty, generic) and its matchers.
     pub hooks: hooks::HooksConfig,
+    /// `[notifications]`: receivers and the outbox's retry policy (none: nobody is paged).
+    pub notifications: notifications::NotificationsConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -183,6 +186,25 @@ impl Loader<'_> {
         Ok(format!("{}.{zone}", r.get_ref()))
     }
 
+    /// A secret read from the file `f` names (relative to the config), trimmed; the file must
+    /// exist and hold something. Never echoes the content.
+    fn secret_text(&self, f: &toml::Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let p = self.resolve(f.get_ref());
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| self.err(f.span(), format!("cannot read {key} {}: {e}", p.display())))?;
+        let text = text.trim().to_string();
+        if text.is_empty() {
+            return Err(self.err(
+                f.span(),
+                format!(
+                    "{key} {} is empty: put the secret on its first line",
+                    p.display()
+                ),
+            ));
+        }
+        Ok(text)
+    }
+
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -307,6 +329,8 @@ impl Loader<'_> {
         let cluster = self.cluster(raw.cluster.as_ref(), &sites, &postgres_sites)?;
         let hooks = self.hooks(raw.hooks.as_ref(), &services)?;
 
+        let notifications = self.notifications(raw.notifications.as_ref())?;
+
         Ok(Config {
             cluster,
             metrics_public: raw
@@ -315,6 +339,7 @@ impl Loader<'_> {
                 .and_then(|a| a.metrics_public)
                 .unwrap_or(true),
             hooks,
+            notifications,
             users_file,
             auth_limits,
             verify_workers,

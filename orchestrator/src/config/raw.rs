@@ -25,6 +25,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub connstr: BTreeMap<Spanned<String>, Spanned<RawConnstr>>,
     pub cluster: Option<Spanned<super::cluster::RawCluster>>,
+    pub notifications: Option<Spanned<super::notifications::RawNotifications>>,
     pub hooks: Option<super::hooks::RawHooks>,
     pub api: Option<RawApi>,
 }

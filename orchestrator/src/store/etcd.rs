@@ -2,6 +2,8 @@
 //! - `executions/<id>`, `drill_runs/<id>`, `drill_approvals/<drill>`: versioned JSON records;
 //! - `meta/<key>`: `schema_version`, `generation` (the failover fencing token), triggers' and
 //!   the drill scheduler's state;
+//! - `notifications/<id>`: the outbox (`NotificationV1`), put in the same transaction as the
+//!   execution or drill run it announces; only the leader delivers and rewrites it;
 //! - `audit/<seq, 20 digits>`: the hash chain, appended with a compare on the next key's
 //!   absence so two instances can never write the same link.
 //!
@@ -23,8 +25,8 @@ use crate::audit;
 use crate::cluster::Leadership;
 use crate::cluster::clients::EtcdClients;
 use crate::records::{
-    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, SCHEMA_VERSION, StandingApprovalV1,
-    check_version,
+    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, NotificationV1, SCHEMA_VERSION,
+    StandingApprovalV1, check_version,
 };
 
 /// How long a caller waits for etcd before the call fails (the etcd client's own request
@@ -312,9 +314,15 @@ impl SharedStore for EtcdStore {
         self.commit(vec![], events, false)
     }
 
-    fn save_execution(&self, rec: &ExecutionRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
-        let put = (self.key("executions", &rec.id), serde_json::to_string(rec)?);
-        self.commit(vec![put], audit, true).map(drop)
+    fn save_execution_notifying(
+        &self,
+        rec: &ExecutionRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()> {
+        let mut puts = vec![(self.key("executions", &rec.id), serde_json::to_string(rec)?)];
+        puts.extend(self.notification_puts(outbox)?);
+        self.commit(puts, audit, true).map(drop)
     }
 
     fn executions(&self) -> Result<Vec<ExecutionRecordV1>> {
@@ -333,9 +341,15 @@ impl SharedStore for EtcdStore {
         Ok(r)
     }
 
-    fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
-        let put = (self.key("drill_runs", &rec.id), serde_json::to_string(rec)?);
-        self.commit(vec![put], audit, true).map(drop)
+    fn save_drill_run_notifying(
+        &self,
+        rec: &DrillRunRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()> {
+        let mut puts = vec![(self.key("drill_runs", &rec.id), serde_json::to_string(rec)?)];
+        puts.extend(self.notification_puts(outbox)?);
+        self.commit(puts, audit, true).map(drop)
     }
 
     fn drill_runs(&self) -> Result<Vec<DrillRunRecordV1>> {
@@ -448,6 +462,63 @@ impl SharedStore for EtcdStore {
             check_version(r.v, "audit")?;
         }
         Ok(list)
+    }
+
+    fn notifications(&self) -> Result<Vec<NotificationV1>> {
+        let list: Vec<NotificationV1> = self.list_json("notifications")?;
+        for r in &list {
+            check_version(r.v, "notification")?;
+        }
+        Ok(list)
+    }
+
+    fn save_notification(&self, n: &NotificationV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        let puts = self.notification_puts(std::slice::from_ref(n))?;
+        self.commit(puts, audit, true).map(drop)
+    }
+
+    /// Guarded by the leader token like every other write.
+    fn delete_notifications(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let token = self
+            .leadership
+            .token()
+            .ok_or_else(|| NotLeader("this instance does not lead".into()))?;
+        let leader_key = format!("{}/leader", self.prefix);
+        let keys: Vec<String> = ids.iter().map(|id| self.key("notifications", id)).collect();
+        let c = self.clients.clone();
+        let r = self.block(async move {
+            let ops: Vec<TxnOp> = keys.into_iter().map(|k| TxnOp::delete(k, None)).collect();
+            let resp = kv_txn(
+                &c,
+                Txn::new()
+                    .when([Compare::create_revision(
+                        leader_key,
+                        CompareOp::Equal,
+                        token,
+                    )])
+                    .and_then(ops),
+            )
+            .await
+            .context("etcd: pruning the outbox")?;
+            if resp.succeeded() {
+                Ok(())
+            } else {
+                Err(NotLeader("the leader key changed".into()).into())
+            }
+        });
+        self.deposed_on_refusal(r)
+    }
+}
+
+impl EtcdStore {
+    fn notification_puts(&self, outbox: &[NotificationV1]) -> Result<Vec<(String, String)>> {
+        outbox
+            .iter()
+            .map(|n| Ok((self.key("notifications", &n.id), serde_json::to_string(n)?)))
+            .collect()
     }
 }
 

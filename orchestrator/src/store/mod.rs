@@ -15,8 +15,8 @@ use anyhow::Result;
 
 use crate::audit::VerifyReport;
 use crate::records::{
-    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, ProbeRecordV1, StandingApprovalV1,
-    StatusChangeV1,
+    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, NotificationV1, ProbeRecordV1,
+    StandingApprovalV1, StatusChangeV1,
 };
 pub use redb::{RedbStore, verify_file};
 
@@ -40,11 +40,29 @@ pub trait SharedStore: Send + Sync {
     /// Append audit entries in one transaction; returns them as written.
     fn append_audit(&self, events: Vec<AuditEvent<'_>>) -> Result<Vec<AuditRecordV1>>;
     /// Write an execution and its audit entries in one transaction (journal before effect).
-    fn save_execution(&self, rec: &ExecutionRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()>;
+    fn save_execution(&self, rec: &ExecutionRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        self.save_execution_notifying(rec, audit, &[])
+    }
+    /// `save_execution` plus the outbox entries announcing it, in the same transaction.
+    fn save_execution_notifying(
+        &self,
+        rec: &ExecutionRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()>;
     /// Every execution, oldest first (ids are UUIDv7, so they sort by creation time).
     fn executions(&self) -> Result<Vec<ExecutionRecordV1>>;
     fn execution(&self, id: &str) -> Result<Option<ExecutionRecordV1>>;
-    fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()>;
+    fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        self.save_drill_run_notifying(rec, audit, &[])
+    }
+    /// `save_drill_run` plus the outbox entries announcing it, in the same transaction.
+    fn save_drill_run_notifying(
+        &self,
+        rec: &DrillRunRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()>;
     /// Every drill run, oldest first.
     fn drill_runs(&self) -> Result<Vec<DrillRunRecordV1>>;
     fn drill_run(&self, id: &str) -> Result<Option<DrillRunRecordV1>>;
@@ -61,6 +79,13 @@ pub trait SharedStore: Send + Sync {
     /// Take the next failover generation (fencing token), durably.
     fn next_generation(&self) -> Result<u64>;
     fn audit_entries(&self) -> Result<Vec<AuditRecordV1>>;
+    /// The notifications outbox, oldest first.
+    fn notifications(&self) -> Result<Vec<NotificationV1>>;
+    /// Rewrite one outbox entry (its delivery state) with its audit entries, in one
+    /// transaction; in etcd only while this instance leads.
+    fn save_notification(&self, n: &NotificationV1, audit: Vec<AuditEvent<'_>>) -> Result<()>;
+    /// Remove outbox entries (finished ones beyond what is kept).
+    fn delete_notifications(&self, ids: &[String]) -> Result<()>;
 }
 
 /// The daemon's store: local redb plus the shared part (the same redb when single-node).
@@ -68,6 +93,7 @@ pub struct Store {
     local: Arc<RedbStore>,
     shared: Arc<dyn SharedStore>,
     clustered: bool,
+    outbox: crate::notify::Outbox,
 }
 
 impl Store {
@@ -78,6 +104,7 @@ impl Store {
             shared: local.clone(),
             local,
             clustered: false,
+            outbox: Default::default(),
         })
     }
 
@@ -87,6 +114,7 @@ impl Store {
             local: Arc::new(RedbStore::open(path)?),
             shared,
             clustered: true,
+            outbox: Default::default(),
         })
     }
 
@@ -125,12 +153,17 @@ impl Store {
         self.shared.append_audit(events)
     }
 
+    /// The execution, its audit entries and the notifications they announce (if any receiver
+    /// wants them), in one transaction.
     pub fn save_execution(
         &self,
         rec: &ExecutionRecordV1,
         audit: Vec<AuditEvent<'_>>,
     ) -> Result<()> {
-        self.shared.save_execution(rec, audit)
+        let outbox = self.outbox.for_execution(rec, &audit);
+        self.shared.save_execution_notifying(rec, audit, &outbox)?;
+        self.outbox.enqueued(outbox.len());
+        Ok(())
     }
 
     pub fn executions(&self) -> Result<Vec<ExecutionRecordV1>> {
@@ -142,7 +175,27 @@ impl Store {
     }
 
     pub fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
-        self.shared.save_drill_run(rec, audit)
+        let outbox = self.outbox.for_drill_run(rec, &audit);
+        self.shared.save_drill_run_notifying(rec, audit, &outbox)?;
+        self.outbox.enqueued(outbox.len());
+        Ok(())
+    }
+
+    /// What turns committed facts into outbox entries (set once at start by `serve`).
+    pub fn outbox(&self) -> &crate::notify::Outbox {
+        &self.outbox
+    }
+
+    pub fn notifications(&self) -> Result<Vec<NotificationV1>> {
+        self.shared.notifications()
+    }
+
+    pub fn save_notification(&self, n: &NotificationV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        self.shared.save_notification(n, audit)
+    }
+
+    pub fn delete_notifications(&self, ids: &[String]) -> Result<()> {
+        self.shared.delete_notifications(ids)
     }
 
     pub fn drill_runs(&self) -> Result<Vec<DrillRunRecordV1>> {

@@ -4,7 +4,9 @@
 //! - `audit`: u64 seq → `AuditRecordV1`, the hash chain, append-only;
 //! - `status_changes`: u64 seq → `StatusChangeV1`, every service/site status change;
 //! - `probe_history`: (service id, u64 seq) → `ProbeRecordV1`, bounded per service;
-//! - `meta`: `schema_version`.
+//! - `meta`: `schema_version`;
+//! - `notifications`: UUIDv7 id → `NotificationV1`, the outbox (written with the fact it
+//!   announces, then by the delivery worker).
 //!
 //! Every write transaction commits with `Durability::Immediate` (fsync) before the caller acts
 //! on it or acknowledges it. Only the event loop writes; API handlers read concurrently.
@@ -20,8 +22,8 @@ use redb::{
 use super::{AuditEvent, SharedStore};
 use crate::audit::{self, VerifyReport};
 use crate::records::{
-    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, ProbeRecordV1, SCHEMA_VERSION,
-    StandingApprovalV1, StatusChangeV1, check_version,
+    AuditRecordV1, DrillRunRecordV1, ExecutionRecordV1, NotificationV1, ProbeRecordV1,
+    SCHEMA_VERSION, StandingApprovalV1, StatusChangeV1, check_version,
 };
 
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
@@ -32,6 +34,8 @@ const EXECUTIONS: TableDefinition<&str, &str> = TableDefinition::new("executions
 const DRILL_RUNS: TableDefinition<&str, &str> = TableDefinition::new("drill_runs");
 /// Drill name → JSON list of `StandingApprovalV1`.
 const DRILL_APPROVALS: TableDefinition<&str, &str> = TableDefinition::new("drill_approvals");
+/// The notifications outbox: UUIDv7 id → `NotificationV1`.
+const NOTIFICATIONS: TableDefinition<&str, &str> = TableDefinition::new("notifications");
 
 pub struct RedbStore {
     db: Database,
@@ -85,6 +89,7 @@ impl RedbStore {
             tx.open_table(EXECUTIONS)?;
             tx.open_table(DRILL_RUNS)?;
             tx.open_table(DRILL_APPROVALS)?;
+            tx.open_table(NOTIFICATIONS)?;
         }
         tx.commit()?;
         Ok(())
@@ -214,9 +219,14 @@ impl SharedStore for RedbStore {
         Ok(written)
     }
 
-    /// Write an execution and its audit entries in one fsync'd transaction. Called before the
-    /// effect the new state starts (journal before effect).
-    fn save_execution(&self, rec: &ExecutionRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+    /// Write an execution, its audit entries and its outbox entries in one fsync'd
+    /// transaction. Called before the effect the new state starts (journal before effect).
+    fn save_execution_notifying(
+        &self,
+        rec: &ExecutionRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -224,6 +234,7 @@ impl SharedStore for RedbStore {
             t.insert(rec.id.as_str(), serde_json::to_string(rec)?.as_str())?;
             let mut a = tx.open_table(AUDIT)?;
             append_audit_in(&mut a, audit)?;
+            put_notifications(&mut tx.open_table(NOTIFICATIONS)?, outbox)?;
         }
         tx.commit()?;
         Ok(())
@@ -256,8 +267,13 @@ impl SharedStore for RedbStore {
         }
     }
 
-    /// Write a drill run and its audit entries in one fsync'd transaction.
-    fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+    /// Write a drill run, its audit entries and its outbox entries in one fsync'd transaction.
+    fn save_drill_run_notifying(
+        &self,
+        rec: &DrillRunRecordV1,
+        audit: Vec<AuditEvent<'_>>,
+        outbox: &[NotificationV1],
+    ) -> Result<()> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
         {
@@ -265,6 +281,7 @@ impl SharedStore for RedbStore {
             t.insert(rec.id.as_str(), serde_json::to_string(rec)?.as_str())?;
             let mut a = tx.open_table(AUDIT)?;
             append_audit_in(&mut a, audit)?;
+            put_notifications(&mut tx.open_table(NOTIFICATIONS)?, outbox)?;
         }
         tx.commit()?;
         Ok(())
@@ -367,6 +384,52 @@ impl SharedStore for RedbStore {
     fn audit_entries(&self) -> Result<Vec<AuditRecordV1>> {
         read_audit(&self.db)
     }
+
+    fn notifications(&self) -> Result<Vec<NotificationV1>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NOTIFICATIONS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (_, v) = item?;
+            let rec: NotificationV1 = serde_json::from_str(v.value())?;
+            check_version(rec.v, "notification")?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Rewrite one outbox entry with its audit entries in one fsync'd transaction.
+    fn save_notification(&self, n: &NotificationV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            put_notifications(&mut tx.open_table(NOTIFICATIONS)?, std::slice::from_ref(n))?;
+            let mut a = tx.open_table(AUDIT)?;
+            append_audit_in(&mut a, audit)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_notifications(&self, ids: &[String]) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(NOTIFICATIONS)?;
+            for id in ids {
+                t.remove(id.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn put_notifications(t: &mut redb::Table<'_, &str, &str>, outbox: &[NotificationV1]) -> Result<()> {
+    for n in outbox {
+        t.insert(n.id.as_str(), serde_json::to_string(n)?.as_str())?;
+    }
+    Ok(())
 }
 
 /// Verify the chain of a store file that no daemon holds open.
@@ -492,5 +555,78 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("running niledr"), "{e}");
+    }
+
+    fn note(id: &str) -> NotificationV1 {
+        NotificationV1 {
+            v: 1,
+            id: id.into(),
+            receiver: "pd".into(),
+            event: "proposal_waiting".into(),
+            subject: "e1".into(),
+            dedup_key: "e1".into(),
+            action: "trigger".into(),
+            severity: "critical".into(),
+            summary: "s".into(),
+            details: vec![],
+            link: None,
+            created_at: "t".into(),
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: "t".into(),
+            last_error: None,
+            delivered_at: None,
+            in_flight_by: None,
+        }
+    }
+
+    #[test]
+    fn outbox_is_written_with_its_execution_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let exec: ExecutionRecordV1 = serde_json::from_value(serde_json::json!({
+            "v": 1, "id": "e1", "runbook": "r", "reason": "", "requester": "k",
+            "created_at": "t", "state": "awaiting_approval", "machine": null, "plan_digest": "d",
+            "plan": null, "preconditions": null, "approvals": [], "steps": [], "timeline": [],
+            "needs_operator": null, "generation": null
+        }))
+        .unwrap();
+        {
+            let s = RedbStore::open(&path).unwrap();
+            let audit = vec![AuditEvent {
+                actor: "k",
+                action: "execution.transition",
+                detail: serde_json::json!({ "to": "awaiting_approval" }),
+            }];
+            s.save_execution_notifying(&exec, audit, &[note("01-a"), note("01-b")])
+                .unwrap();
+            let mut n = note("01-a");
+            n.state = "delivered".into();
+            n.attempts = 1;
+            let audit = vec![AuditEvent {
+                actor: "niledr",
+                action: "notification.delivered",
+                detail: serde_json::json!({ "id": "01-a" }),
+            }];
+            s.save_notification(&n, audit).unwrap();
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert!(s.execution("e1").unwrap().is_some());
+        let all = s.notifications().unwrap();
+        let got: Vec<(&str, &str, u32)> = all
+            .iter()
+            .map(|n| (n.id.as_str(), n.state.as_str(), n.attempts))
+            .collect();
+        assert_eq!(got, [("01-a", "delivered", 1), ("01-b", "pending", 0)]);
+        let actions: Vec<String> = s
+            .audit_entries()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(actions, ["execution.transition", "notification.delivered"]);
+        s.delete_notifications(&["01-a".into()]).unwrap();
+        assert_eq!(s.notifications().unwrap().len(), 1);
+        assert_eq!(s.verify_audit().unwrap().broken, None);
     }
 }

@@ -360,6 +360,16 @@ pub fn docs() -> Vec<RouteDoc> {
                 one::<HookAnswerView>,
             )
         },
+        with_query(
+            get(
+                "/api/v1/notifications",
+                "notifications",
+                "Receivers and the outbox, newest first, with each message's delivery state",
+                Json(one::<NotificationsView>),
+                &[404],
+            ),
+            &[("limit", Integer, "at most this many (1 to 1000)")],
+        ),
         get(
             "/api/v1/session",
             "auth",

@@ -105,6 +105,9 @@ pub fn routes() -> &'static [RouteSpec] {
         RouteSpec::new(M::POST, "/api/v1/executions/{id}/retry", Write, |m| {
             on(m, executions::retry)
         }),
+        RouteSpec::new(M::GET, "/api/v1/notifications", Read, |m| {
+            on(m, notifications::list)
+        }),
         // Pager hooks authenticate themselves (bearer token or HMAC signature, `[hooks]`).
         RouteSpec::new(M::POST, "/api/v1/hooks/alertmanager", Public, |m| {
             on(m, hooks::alertmanager)
@@ -304,6 +307,7 @@ mod audit;
 mod drills;
 pub(crate) mod executions;
 mod hooks;
+mod notifications;
 pub(crate) mod session;
 mod sse_executions;
 #[cfg(test)]

@@ -1095,3 +1095,41 @@ async fn hooks_answer_404_until_the_backend_configures_them() {
         assert!(body.contains(&format!("[hooks.{source}]")), "{uri}: {body}");
     }
 }
+
+#[tokio::test]
+async fn notifications_need_a_principal_and_a_sane_limit() {
+    let cases: &[(&str, Option<&str>, StatusCode, &str)] = &[
+        (
+            "/api/v1/notifications",
+            None,
+            StatusCode::UNAUTHORIZED,
+            "missing token",
+        ),
+        (
+            "/api/v1/notifications?limit=5000",
+            Some("Bearer good"),
+            StatusCode::BAD_REQUEST,
+            "limit must be a whole number from 1 to 1000",
+        ),
+        // The fixture keeps no outbox: the trait's default answers for it.
+        (
+            "/api/v1/notifications",
+            Some("Bearer good"),
+            StatusCode::NOT_FOUND,
+            "keeps no notifications outbox",
+        ),
+    ];
+    for (uri, auth, want, fragment) in cases {
+        let mut req = Request::get(*uri);
+        if let Some(a) = auth {
+            req = req.header("authorization", *a);
+        }
+        let (status, _, body) = send(
+            Arc::new(FixtureBackend::new(true)),
+            req.body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, *want, "{uri}: {body}");
+        assert!(body.contains(fragment), "{uri}: {body}");
+    }
+}

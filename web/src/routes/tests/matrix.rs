@@ -95,6 +95,13 @@ const TABLE: &[(&str, &str, &str, &str, [Class; 5])] = &[
     ),
     ("GET", "/api/v1/docs", "/api/v1/docs", "", PUBLIC),
     ("GET", "/api/v1/session", "/api/v1/session", "", SESSION),
+    (
+        "GET",
+        "/api/v1/notifications",
+        "/api/v1/notifications",
+        "",
+        READ,
+    ),
     // Hooks check their own credentials; the fixture configures none: 404 whoever asks.
     (
         "POST",
