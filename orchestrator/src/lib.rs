@@ -19,5 +19,6 @@ pub mod records;
 pub mod serve;
 pub mod shared;
 pub mod store;
+pub mod topology;
 pub mod util;
 pub mod world;

@@ -102,6 +102,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         // With nothing to probe there is nothing to wait for.
         ready: AtomicBool::new(config.services.is_empty()),
         cluster: cluster.clone(),
+        topology: Default::default(),
     });
     let (events_tx, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel::<Event>(4096);
@@ -138,6 +139,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .map(|(n, l)| (n.clone(), l.runbook.clone()))
         .collect();
     let drills = crate::drills::load_drills(&config, &catalog, &runbook_infos)?;
+    event_loop = event_loop.with_topology(crate::topology::Tracker::new(
+        &config,
+        runbook_defs.clone(),
+        crate::topology::tracker::restore_drills(drills.values().map(|d| &d.drill)),
+    ));
     if !drills.is_empty() {
         tracing::info!(count = drills.len(), "drills loaded");
     }
@@ -184,6 +190,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     // cannot delay them.
     let probes = crate::probe_runtime::ProbeRuntime::start(
         config.services.values().map(|s| s.target()).collect(),
+        tx.clone(),
+        shutdown.clone(),
+    )?;
+    // The cold sites' backup directories, read on a thread of their own.
+    let backups = crate::topology::backups::spawn_watcher(
+        crate::topology::backups::watched(&config),
         tx.clone(),
         shutdown.clone(),
     )?;
@@ -286,6 +298,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     shutdown.cancel();
     tracing::info!("shutting down: probes, event loop, store");
     probes.shutdown().await;
+    if let Some(b) = backups {
+        let _ = tokio::task::spawn_blocking(move || b.join()).await;
+    }
     auditor_stop.cancel();
     let _ = auth_auditor.await;
     let _ = drill_scheduler.await;

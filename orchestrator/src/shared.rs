@@ -12,6 +12,8 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Cluster mode: leadership and what this instance knows of the other members.
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// The live topology, cold-site freshness and maintenance mode (`crate::topology`).
+    pub topology: crate::topology::Published,
 }
 
 impl Shared {

@@ -2,6 +2,7 @@
 //! unknown keys, unknown sites or services, bad durations or addresses, naming file, line and
 //! column and what to fix.
 
+mod backups;
 pub mod cluster;
 mod drills;
 mod error;
@@ -74,6 +75,8 @@ pub struct Site {
     pub description: Option<String>,
     pub backup_dir: Option<PathBuf>,
     pub wal_archive: Option<PathBuf>,
+    /// Cold-site backup objectives (`crate::topology::backups`).
+    pub backups: crate::topology::backups::Objectives,
 }
 
 #[derive(Clone, Debug)]
@@ -196,6 +199,7 @@ impl Loader<'_> {
                     description: s.description.clone(),
                     backup_dir: s.backup_dir.as_deref().map(|p| self.resolve(p)),
                     wal_archive: s.wal_archive.as_deref().map(|p| self.resolve(p)),
+                    backups: self.backup_objectives(s)?,
                 },
             );
         }

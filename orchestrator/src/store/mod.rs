@@ -58,6 +58,8 @@ pub trait SharedStore: Send + Sync {
     ) -> Result<()>;
     fn meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// Write a meta key and its audit entries in one transaction.
+    fn set_meta_audited(&self, key: &str, value: &str, audit: Vec<AuditEvent<'_>>) -> Result<()>;
     /// Take the next failover generation (fencing token), durably.
     fn next_generation(&self) -> Result<u64>;
     fn audit_entries(&self) -> Result<Vec<AuditRecordV1>>;
@@ -68,6 +70,9 @@ pub struct Store {
     local: Arc<RedbStore>,
     shared: Arc<dyn SharedStore>,
     clustered: bool,
+    /// Bumped by every execution and drill-run write through this handle, so readers that
+    /// fold the journal (the live topology) re-read it only when it changed.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -78,6 +83,7 @@ impl Store {
             shared: local.clone(),
             local,
             clustered: false,
+            writes: Default::default(),
         })
     }
 
@@ -87,6 +93,7 @@ impl Store {
             local: Arc::new(RedbStore::open(path)?),
             shared,
             clustered: true,
+            writes: Default::default(),
         })
     }
 
@@ -130,6 +137,7 @@ impl Store {
         rec: &ExecutionRecordV1,
         audit: Vec<AuditEvent<'_>>,
     ) -> Result<()> {
+        self.bump();
         self.shared.save_execution(rec, audit)
     }
 
@@ -142,6 +150,7 @@ impl Store {
     }
 
     pub fn save_drill_run(&self, rec: &DrillRunRecordV1, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        self.bump();
         self.shared.save_drill_run(rec, audit)
     }
 
@@ -172,6 +181,25 @@ impl Store {
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.shared.set_meta(key, value)
+    }
+
+    pub fn set_meta_audited(
+        &self,
+        key: &str,
+        value: &str,
+        audit: Vec<AuditEvent<'_>>,
+    ) -> Result<()> {
+        self.shared.set_meta_audited(key, value, audit)
+    }
+
+    /// Changes whenever this handle wrote an execution or a drill run.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// This instance's own state (never shared): e.g. its self-fence.

@@ -61,6 +61,13 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/confirm", post(executions::confirm))
         .route("/api/v1/executions/{id}/retry", post(executions::retry))
+        .route("/api/v1/topology", get(topology::topology))
+        .route("/api/v1/primary", get(topology::primary))
+        .route("/api/v1/sites/{site}/health", get(topology::site_health))
+        .route("/api/v1/services/{id}/health", get(topology::service_health))
+        .route("/api/v1/triggers", get(topology::triggers))
+        .route("/api/v1/triggers/pause", post(topology::pause))
+        .route("/api/v1/triggers/resume", post(topology::resume))
         .route("/", get(console::index))
         .route("/assets/{*path}", get(console::asset))
         .fallback(not_found)
@@ -191,5 +198,6 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 mod drills;
 mod executions;
+mod topology;
 #[cfg(test)]
 mod tests;
