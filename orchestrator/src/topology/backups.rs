@@ -249,3 +249,82 @@ pub fn spawn_watcher(
         })?;
     Ok(Some(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().expect("test timestamp")
+    }
+
+    #[test]
+    fn judge_table() {
+        let now = ts("2026-12-01T12:00:00Z");
+        let base = |at: &str| Some(Ok(Some((PathBuf::from("/b"), ts(at)))));
+        let wal = |at: &str| Some(Ok(Some(("000000010000000000000003".to_string(), ts(at)))));
+        let obj = Objectives {
+            max_base_backup_age: Some(Duration::from_secs(3600)),
+            max_wal_archive_age: Some(Duration::from_secs(60)),
+            max_restore_test_age: None,
+        };
+        let restore = RestoreTest {
+            run: "r".into(),
+            drill: "d".into(),
+            at: ts("2026-11-30T12:00:00Z"),
+            verdict: Some("met".into()),
+        };
+        // (case, scan, restore, objectives, status, reason contains)
+        let rows: Vec<(&str, Scan, Option<&RestoreTest>, Objectives, Status, &str)> = vec![
+            ("fresh", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: wal("2026-12-01T11:59:30Z") },
+             None, obj, Status::Up, "base backup 30m old"),
+            ("old base backup", Scan { base_backup: base("2026-12-01T09:00:00Z"), wal_segment: wal("2026-12-01T11:59:30Z") },
+             None, obj, Status::Degraded, "over max_base_backup_age 1h"),
+            ("old WAL archive", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: wal("2026-12-01T11:50:00Z") },
+             None, obj, Status::Degraded, "last archived WAL segment is 10m old, over max_wal_archive_age 1m"),
+            ("no objectives: shown, never degraded", Scan { base_backup: base("2026-01-01T00:00:00Z"), wal_segment: None },
+             None, Objectives::default(), Status::Up, "base backup"),
+            ("no base backup", Scan { base_backup: Some(Ok(None)), wal_segment: wal("2026-12-01T11:59:30Z") },
+             None, obj, Status::Down, "no base backup"),
+            ("unreadable archive", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: Some(Err("cannot read /w: denied".into())) },
+             None, obj, Status::Down, "cannot read /w"),
+            ("empty archive", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: Some(Ok(None)) },
+             None, obj, Status::Degraded, "holds no segment"),
+            ("restore never tested", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: None },
+             None, Objectives { max_restore_test_age: Some(Duration::from_secs(86_400 * 35)), ..obj }, Status::Degraded, "no restore drill"),
+            ("restore tested too long ago", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: None },
+             Some(&restore), Objectives { max_restore_test_age: Some(Duration::from_secs(3600)), ..obj }, Status::Degraded, "over max_restore_test_age 1h"),
+            ("restore tested recently", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: None },
+             Some(&restore), Objectives { max_restore_test_age: Some(Duration::from_secs(86_400 * 35)), ..obj }, Status::Up, "last restore drill 1day old"),
+        ];
+        for (case, scan, restore, obj, status, text) in rows {
+            let (st, why) = judge(now, &scan, restore, &obj);
+            assert_eq!(st, status, "{case}: {why}");
+            assert!(why.contains(text), "{case}: {why:?} lacks {text:?}");
+        }
+    }
+
+    #[test]
+    fn scan_finds_the_newest_backup_and_segment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backups = dir.path().join("backups");
+        let archive = dir.path().join("archive");
+        std::fs::create_dir_all(backups.join("2026-12-01T10")).expect("mkdir");
+        std::fs::create_dir_all(&archive).expect("mkdir");
+        let empty = scan(Some(&backups), Some(&archive));
+        assert_eq!(empty.base_backup, Some(Ok(None)));
+        assert_eq!(empty.wal_segment, Some(Ok(None)));
+        std::fs::write(backups.join("2026-12-01T10").join("backup_label"), "x").expect("write");
+        for name in ["000000010000000000000001", "00000002.history", "000000010000000000000001.00000028.backup", "README"] {
+            std::fs::write(archive.join(name), "x").expect("write");
+        }
+        let s = scan(Some(&backups), Some(&archive));
+        let (path, _) = s.base_backup.clone().and_then(Result::ok).flatten().expect("a base backup");
+        assert!(path.ends_with("2026-12-01T10"), "{path:?}");
+        let (seg, _) = s.wal_segment.clone().and_then(Result::ok).flatten().expect("a segment");
+        assert_eq!(seg, "000000010000000000000001");
+        let missing = scan(Some(&dir.path().join("nope")), None);
+        assert!(matches!(missing.base_backup, Some(Err(ref e)) if e.contains("cannot read")));
+        assert_eq!(missing.wal_segment, None);
+    }
+}
