@@ -387,7 +387,9 @@ impl Backend for DaemonBackend {
     }
 
     fn topology(&self) -> TopologyView {
-        self.with_model(|m| crate::topology::views::topology(&self.config, &self.shared.topology, m))
+        self.with_model(|m| {
+            crate::topology::views::topology(&self.config, &self.shared.topology, m)
+        })
     }
 
     fn primary_health(&self) -> LbHealthView {
@@ -395,7 +397,9 @@ impl Backend for DaemonBackend {
     }
 
     fn site_health(&self, site: &str) -> Option<LbHealthView> {
-        self.with_model(|m| crate::topology::views::site(&self.config, &self.shared.topology, m, site))
+        self.with_model(|m| {
+            crate::topology::views::site(&self.config, &self.shared.topology, m, site)
+        })
     }
 
     fn service_health(&self, id: &str) -> Option<LbHealthView> {

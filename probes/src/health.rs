@@ -486,17 +486,23 @@ mod evidence_tests {
         let mut m = HealthModel::new(["cold".to_string()], [], now);
         assert_eq!(m.sites["cold"].status, Status::Unknown);
         let c = m.set_evidence("cold", Some((Status::Degraded, "backups: old".into())), now);
-        assert_eq!(c.map(|c| (c.from, c.to)), Some((Status::Unknown, Status::Degraded)));
+        assert_eq!(
+            c.map(|c| (c.from, c.to)),
+            Some((Status::Unknown, Status::Degraded))
+        );
         assert_eq!(m.sites["cold"].reason, "backups: old");
-        assert!(m.set_evidence("cold", Some((Status::Degraded, "backups: older".into())), now).is_none());
+        assert!(
+            m.set_evidence(
+                "cold",
+                Some((Status::Degraded, "backups: older".into())),
+                now
+            )
+            .is_none()
+        );
         let c = m.set_evidence("cold", Some((Status::Up, "backups: fresh".into())), now);
         assert_eq!(c.map(|c| c.to), Some(Status::Up));
         // With a critical service up, evidence that is worse wins; equal joins the reasons.
-        let (st, why) = derive_site_with(
-            "s",
-            &[],
-            Some(&(Status::Down, "no base backup".into())),
-        );
+        let (st, why) = derive_site_with("s", &[], Some(&(Status::Down, "no base backup".into())));
         assert_eq!((st, why.as_str()), (Status::Down, "no base backup"));
     }
 }

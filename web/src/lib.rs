@@ -173,7 +173,11 @@ pub trait Backend: Send + Sync + 'static {
         _pause: bool,
         _request: types::TriggersRequest,
     ) -> BoxFuture<'_, Result<types::TriggersView, ApiError>> {
-        Box::pin(async { Err(ApiError::Unavailable("maintenance mode is not available".into())) })
+        Box::pin(async {
+            Err(ApiError::Unavailable(
+                "maintenance mode is not available".into(),
+            ))
+        })
     }
 }
 

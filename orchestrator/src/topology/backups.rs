@@ -58,9 +58,7 @@ impl Freshness {
 }
 
 fn age(now: jiff::Timestamp, then: jiff::Timestamp) -> Duration {
-    Duration::from_millis(
-        u64::try_from(now.as_millisecond() - then.as_millisecond()).unwrap_or(0),
-    )
+    Duration::from_millis(u64::try_from(now.as_millisecond() - then.as_millisecond()).unwrap_or(0))
 }
 
 fn mtime(p: &Path) -> Option<jiff::Timestamp> {
@@ -155,7 +153,11 @@ pub fn judge(
     let check = |what: &str, at: jiff::Timestamp, max: Option<Duration>, key: &str| {
         let a = age(now, at);
         match max {
-            Some(m) if a > m => Err(format!("{what} is {} old, over {key} {}", human(a), human(m))),
+            Some(m) if a > m => Err(format!(
+                "{what} is {} old, over {key} {}",
+                human(a),
+                human(m)
+            )),
             _ => Ok(format!("{what} {} old", human(a))),
         }
     };
@@ -183,9 +185,15 @@ pub fn judge(
         )),
     }
     match (restore, obj.max_restore_test_age) {
-        (Some(r), max) => verdicts.push(check("last restore drill", r.at, max, "max_restore_test_age")),
-        (None, Some(_)) => degraded
-            .push("no restore drill has finished yet (max_restore_test_age)".to_string()),
+        (Some(r), max) => verdicts.push(check(
+            "last restore drill",
+            r.at,
+            max,
+            "max_restore_test_age",
+        )),
+        (None, Some(_)) => {
+            degraded.push("no restore drill has finished yet (max_restore_test_age)".to_string())
+        }
         (None, None) => {}
     }
     for v in verdicts {
@@ -276,26 +284,125 @@ mod tests {
         };
         // (case, scan, restore, objectives, status, reason contains)
         let rows: Vec<(&str, Scan, Option<&RestoreTest>, Objectives, Status, &str)> = vec![
-            ("fresh", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: wal("2026-12-01T11:59:30Z") },
-             None, obj, Status::Up, "base backup 30m old"),
-            ("old base backup", Scan { base_backup: base("2026-12-01T09:00:00Z"), wal_segment: wal("2026-12-01T11:59:30Z") },
-             None, obj, Status::Degraded, "over max_base_backup_age 1h"),
-            ("old WAL archive", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: wal("2026-12-01T11:50:00Z") },
-             None, obj, Status::Degraded, "last archived WAL segment is 10m old, over max_wal_archive_age 1m"),
-            ("no objectives: shown, never degraded", Scan { base_backup: base("2026-01-01T00:00:00Z"), wal_segment: None },
-             None, Objectives::default(), Status::Up, "base backup"),
-            ("no base backup", Scan { base_backup: Some(Ok(None)), wal_segment: wal("2026-12-01T11:59:30Z") },
-             None, obj, Status::Down, "no base backup"),
-            ("unreadable archive", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: Some(Err("cannot read /w: denied".into())) },
-             None, obj, Status::Down, "cannot read /w"),
-            ("empty archive", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: Some(Ok(None)) },
-             None, obj, Status::Degraded, "holds no segment"),
-            ("restore never tested", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: None },
-             None, Objectives { max_restore_test_age: Some(Duration::from_secs(86_400 * 35)), ..obj }, Status::Degraded, "no restore drill"),
-            ("restore tested too long ago", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: None },
-             Some(&restore), Objectives { max_restore_test_age: Some(Duration::from_secs(3600)), ..obj }, Status::Degraded, "over max_restore_test_age 1h"),
-            ("restore tested recently", Scan { base_backup: base("2026-12-01T11:30:00Z"), wal_segment: None },
-             Some(&restore), Objectives { max_restore_test_age: Some(Duration::from_secs(86_400 * 35)), ..obj }, Status::Up, "last restore drill 1day old"),
+            (
+                "fresh",
+                Scan {
+                    base_backup: base("2026-12-01T11:30:00Z"),
+                    wal_segment: wal("2026-12-01T11:59:30Z"),
+                },
+                None,
+                obj,
+                Status::Up,
+                "base backup 30m old",
+            ),
+            (
+                "old base backup",
+                Scan {
+                    base_backup: base("2026-12-01T09:00:00Z"),
+                    wal_segment: wal("2026-12-01T11:59:30Z"),
+                },
+                None,
+                obj,
+                Status::Degraded,
+                "over max_base_backup_age 1h",
+            ),
+            (
+                "old WAL archive",
+                Scan {
+                    base_backup: base("2026-12-01T11:30:00Z"),
+                    wal_segment: wal("2026-12-01T11:50:00Z"),
+                },
+                None,
+                obj,
+                Status::Degraded,
+                "last archived WAL segment is 10m old, over max_wal_archive_age 1m",
+            ),
+            (
+                "no objectives: shown, never degraded",
+                Scan {
+                    base_backup: base("2026-01-01T00:00:00Z"),
+                    wal_segment: None,
+                },
+                None,
+                Objectives::default(),
+                Status::Up,
+                "base backup",
+            ),
+            (
+                "no base backup",
+                Scan {
+                    base_backup: Some(Ok(None)),
+                    wal_segment: wal("2026-12-01T11:59:30Z"),
+                },
+                None,
+                obj,
+                Status::Down,
+                "no base backup",
+            ),
+            (
+                "unreadable archive",
+                Scan {
+                    base_backup: base("2026-12-01T11:30:00Z"),
+                    wal_segment: Some(Err("cannot read /w: denied".into())),
+                },
+                None,
+                obj,
+                Status::Down,
+                "cannot read /w",
+            ),
+            (
+                "empty archive",
+                Scan {
+                    base_backup: base("2026-12-01T11:30:00Z"),
+                    wal_segment: Some(Ok(None)),
+                },
+                None,
+                obj,
+                Status::Degraded,
+                "holds no segment",
+            ),
+            (
+                "restore never tested",
+                Scan {
+                    base_backup: base("2026-12-01T11:30:00Z"),
+                    wal_segment: None,
+                },
+                None,
+                Objectives {
+                    max_restore_test_age: Some(Duration::from_secs(86_400 * 35)),
+                    ..obj
+                },
+                Status::Degraded,
+                "no restore drill",
+            ),
+            (
+                "restore tested too long ago",
+                Scan {
+                    base_backup: base("2026-12-01T11:30:00Z"),
+                    wal_segment: None,
+                },
+                Some(&restore),
+                Objectives {
+                    max_restore_test_age: Some(Duration::from_secs(3600)),
+                    ..obj
+                },
+                Status::Degraded,
+                "over max_restore_test_age 1h",
+            ),
+            (
+                "restore tested recently",
+                Scan {
+                    base_backup: base("2026-12-01T11:30:00Z"),
+                    wal_segment: None,
+                },
+                Some(&restore),
+                Objectives {
+                    max_restore_test_age: Some(Duration::from_secs(86_400 * 35)),
+                    ..obj
+                },
+                Status::Up,
+                "last restore drill 1day old",
+            ),
         ];
         for (case, scan, restore, obj, status, text) in rows {
             let (st, why) = judge(now, &scan, restore, &obj);
@@ -315,13 +422,28 @@ mod tests {
         assert_eq!(empty.base_backup, Some(Ok(None)));
         assert_eq!(empty.wal_segment, Some(Ok(None)));
         std::fs::write(backups.join("2026-12-01T10").join("backup_label"), "x").expect("write");
-        for name in ["000000010000000000000001", "00000002.history", "000000010000000000000001.00000028.backup", "README"] {
+        for name in [
+            "000000010000000000000001",
+            "00000002.history",
+            "000000010000000000000001.00000028.backup",
+            "README",
+        ] {
             std::fs::write(archive.join(name), "x").expect("write");
         }
         let s = scan(Some(&backups), Some(&archive));
-        let (path, _) = s.base_backup.clone().and_then(Result::ok).flatten().expect("a base backup");
+        let (path, _) = s
+            .base_backup
+            .clone()
+            .and_then(Result::ok)
+            .flatten()
+            .expect("a base backup");
         assert!(path.ends_with("2026-12-01T10"), "{path:?}");
-        let (seg, _) = s.wal_segment.clone().and_then(Result::ok).flatten().expect("a segment");
+        let (seg, _) = s
+            .wal_segment
+            .clone()
+            .and_then(Result::ok)
+            .flatten()
+            .expect("a segment");
         assert_eq!(seg, "000000010000000000000001");
         let missing = scan(Some(&dir.path().join("nope")), None);
         assert!(matches!(missing.base_backup, Some(Err(ref e)) if e.contains("cannot read")));

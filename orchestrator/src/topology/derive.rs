@@ -86,7 +86,9 @@ impl Layout {
     }
 
     fn has_postgres(&self, site: &str) -> bool {
-        self.postgres.values().any(|(s, _)| s.as_deref() == Some(site))
+        self.postgres
+            .values()
+            .any(|(s, _)| s.as_deref() == Some(site))
     }
 }
 
@@ -260,8 +262,16 @@ pub fn derive(
         .primary_site
         .clone()
         .filter(|_| intent.postgres_primary.is_none() || seen_primary_lost(seen, intent))
-        .or_else(|| postgres_primary.as_deref().and_then(|s| layout.site_of_service(s)))
-        .or_else(|| redis_master.as_deref().and_then(|s| layout.site_of_service(s)))
+        .or_else(|| {
+            postgres_primary
+                .as_deref()
+                .and_then(|s| layout.site_of_service(s))
+        })
+        .or_else(|| {
+            redis_master
+                .as_deref()
+                .and_then(|s| layout.site_of_service(s))
+        })
         .or_else(|| layout.configured_primary_site().cloned());
     let roles = layout
         .sites

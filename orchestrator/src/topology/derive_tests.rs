@@ -23,11 +23,18 @@ fn layout() -> Layout {
     ] {
         l.sites.insert(site.into(), (role.into(), Some(ip(addr))));
     }
-    l.postgres.insert("alpha-pg".into(), (Some("alpha".into()), ip("10.0.1.1")));
-    l.postgres.insert("beta-pg".into(), (Some("beta".into()), ip("10.0.2.1")));
-    l.redis.insert("alpha-kv".into(), (Some("alpha".into()), ip("10.0.1.1")));
-    l.redis.insert("beta-kv".into(), (Some("beta".into()), ip("10.0.2.1")));
-    l.dns.insert("db.example.".into(), ("name-db".into(), vec![ip("10.0.1.1")]));
+    l.postgres
+        .insert("alpha-pg".into(), (Some("alpha".into()), ip("10.0.1.1")));
+    l.postgres
+        .insert("beta-pg".into(), (Some("beta".into()), ip("10.0.2.1")));
+    l.redis
+        .insert("alpha-kv".into(), (Some("alpha".into()), ip("10.0.1.1")));
+    l.redis
+        .insert("beta-kv".into(), (Some("beta".into()), ip("10.0.2.1")));
+    l.dns.insert(
+        "db.example.".into(),
+        ("name-db".into(), vec![ip("10.0.1.1")]),
+    );
     l
 }
 
@@ -52,7 +59,10 @@ fn failed_over() -> Intent {
 }
 
 fn roles(t: &LiveTopology) -> Vec<(&str, &str)> {
-    t.roles.iter().map(|(s, r)| (s.as_str(), r.as_str())).collect()
+    t.roles
+        .iter()
+        .map(|(s, r)| (s.as_str(), r.as_str()))
+        .collect()
 }
 
 const CONFIGURED: &[(&str, &str)] = &[
@@ -95,53 +105,164 @@ fn table() {
         Option<&'a str>,
     );
     let rows: Vec<Row<'_>> = vec![
-        ("nothing seen yet: the config", Intent::default(), Observed::default(), None,
-         Some("alpha-pg"), Some("alpha-kv"), CONFIGURED, "10.0.1.1", None),
-        ("healthy as configured", Intent::default(),
-         seen(&[("alpha-pg", true), ("beta-pg", false)], &[("alpha-kv", true), ("beta-kv", false)], Some("10.0.1.1")),
-         None, Some("alpha-pg"), Some("alpha-kv"), CONFIGURED, "10.0.1.1", Some("alpha")),
-        ("after a failover: the fenced old primary still answers as a primary", failed_over(),
-         seen(&[("alpha-pg", true), ("beta-pg", true)], &[("alpha-kv", true), ("beta-kv", true)], Some("10.0.2.1")),
-         None, Some("beta-pg"), Some("beta-kv"), SWAPPED, "10.0.2.1", Some("beta")),
-        ("after a failover, the new primary unreachable: the journal holds", failed_over(),
-         seen(&[("alpha-pg", true)], &[], None),
-         None, Some("beta-pg"), Some("beta-kv"), SWAPPED, "10.0.2.1", None),
-        ("DNS not cut over yet: expectation follows the journal, the answer shows alpha", failed_over(),
-         seen(&[("beta-pg", true)], &[("beta-kv", true)], Some("10.0.1.1")),
-         None, Some("beta-pg"), Some("beta-kv"), SWAPPED, "10.0.2.1", Some("alpha")),
-        ("promoted by hand (no journal): the sole writer", Intent::default(),
-         seen(&[("beta-pg", true)], &[("beta-kv", true)], None),
-         None, Some("beta-pg"), Some("beta-kv"), SWAPPED, "10.0.1.1", None),
-        ("two writers, no journal: what was persisted", Intent::default(),
-         seen(&[("alpha-pg", true), ("beta-pg", true)], &[("alpha-kv", true), ("beta-kv", true)], None),
-         Some(&beta_persisted), Some("beta-pg"), Some("beta-kv"), SWAPPED, "10.0.1.1", None),
-        ("two writers, nothing persisted: the config", Intent::default(),
-         seen(&[("alpha-pg", true), ("beta-pg", true)], &[], None),
-         None, Some("alpha-pg"), Some("alpha-kv"), CONFIGURED, "10.0.1.1", None),
-        ("no writer at all: the journal beats the persisted", failed_over(),
-         seen(&[("alpha-pg", false), ("beta-pg", false)], &[], None),
-         Some(&alpha_persisted),
-         Some("beta-pg"), Some("beta-kv"), SWAPPED, "10.0.2.1", None),
-        ("cold site activated: traffic cut over to a site with no PostgreSQL service", cold,
-         seen(&[], &[], Some("10.0.3.1")),
-         None, Some("alpha-pg"), Some("alpha-kv"),
-         &[("alpha", "hot_standby"), ("beta", "hot_standby"), ("gamma", "primary")], "10.0.3.1", Some("gamma")),
+        (
+            "nothing seen yet: the config",
+            Intent::default(),
+            Observed::default(),
+            None,
+            Some("alpha-pg"),
+            Some("alpha-kv"),
+            CONFIGURED,
+            "10.0.1.1",
+            None,
+        ),
+        (
+            "healthy as configured",
+            Intent::default(),
+            seen(
+                &[("alpha-pg", true), ("beta-pg", false)],
+                &[("alpha-kv", true), ("beta-kv", false)],
+                Some("10.0.1.1"),
+            ),
+            None,
+            Some("alpha-pg"),
+            Some("alpha-kv"),
+            CONFIGURED,
+            "10.0.1.1",
+            Some("alpha"),
+        ),
+        (
+            "after a failover: the fenced old primary still answers as a primary",
+            failed_over(),
+            seen(
+                &[("alpha-pg", true), ("beta-pg", true)],
+                &[("alpha-kv", true), ("beta-kv", true)],
+                Some("10.0.2.1"),
+            ),
+            None,
+            Some("beta-pg"),
+            Some("beta-kv"),
+            SWAPPED,
+            "10.0.2.1",
+            Some("beta"),
+        ),
+        (
+            "after a failover, the new primary unreachable: the journal holds",
+            failed_over(),
+            seen(&[("alpha-pg", true)], &[], None),
+            None,
+            Some("beta-pg"),
+            Some("beta-kv"),
+            SWAPPED,
+            "10.0.2.1",
+            None,
+        ),
+        (
+            "DNS not cut over yet: expectation follows the journal, the answer shows alpha",
+            failed_over(),
+            seen(&[("beta-pg", true)], &[("beta-kv", true)], Some("10.0.1.1")),
+            None,
+            Some("beta-pg"),
+            Some("beta-kv"),
+            SWAPPED,
+            "10.0.2.1",
+            Some("alpha"),
+        ),
+        (
+            "promoted by hand (no journal): the sole writer",
+            Intent::default(),
+            seen(&[("beta-pg", true)], &[("beta-kv", true)], None),
+            None,
+            Some("beta-pg"),
+            Some("beta-kv"),
+            SWAPPED,
+            "10.0.1.1",
+            None,
+        ),
+        (
+            "two writers, no journal: what was persisted",
+            Intent::default(),
+            seen(
+                &[("alpha-pg", true), ("beta-pg", true)],
+                &[("alpha-kv", true), ("beta-kv", true)],
+                None,
+            ),
+            Some(&beta_persisted),
+            Some("beta-pg"),
+            Some("beta-kv"),
+            SWAPPED,
+            "10.0.1.1",
+            None,
+        ),
+        (
+            "two writers, nothing persisted: the config",
+            Intent::default(),
+            seen(&[("alpha-pg", true), ("beta-pg", true)], &[], None),
+            None,
+            Some("alpha-pg"),
+            Some("alpha-kv"),
+            CONFIGURED,
+            "10.0.1.1",
+            None,
+        ),
+        (
+            "no writer at all: the journal beats the persisted",
+            failed_over(),
+            seen(&[("alpha-pg", false), ("beta-pg", false)], &[], None),
+            Some(&alpha_persisted),
+            Some("beta-pg"),
+            Some("beta-kv"),
+            SWAPPED,
+            "10.0.2.1",
+            None,
+        ),
+        (
+            "cold site activated: traffic cut over to a site with no PostgreSQL service",
+            cold,
+            seen(&[], &[], Some("10.0.3.1")),
+            None,
+            Some("alpha-pg"),
+            Some("alpha-kv"),
+            &[
+                ("alpha", "hot_standby"),
+                ("beta", "hot_standby"),
+                ("gamma", "primary"),
+            ],
+            "10.0.3.1",
+            Some("gamma"),
+        ),
     ];
     for (case, intent, observed, persisted, pg, kv, want_roles, expect, answer_site) in rows {
         let t = derive(&layout(), &intent, &observed, persisted);
-        assert_eq!(t.postgres_primary.as_deref(), pg, "{case}: postgres primary");
+        assert_eq!(
+            t.postgres_primary.as_deref(),
+            pg,
+            "{case}: postgres primary"
+        );
         assert_eq!(t.redis_master.as_deref(), kv, "{case}: redis master");
         assert_eq!(roles(&t), want_roles, "{case}: roles");
         let db = &t.dns["db.example."];
         assert_eq!(db.expect, vec![ip(expect)], "{case}: db expectation");
-        assert_eq!(db.answer_site.as_deref(), answer_site, "{case}: db answer site");
-        assert_eq!(t.dns_expect("db.example."), Some(&[ip(expect)][..]), "{case}");
+        assert_eq!(
+            db.answer_site.as_deref(),
+            answer_site,
+            "{case}: db answer site"
+        );
+        assert_eq!(
+            t.dns_expect("db.example."),
+            Some(&[ip(expect)][..]),
+            "{case}"
+        );
     }
 }
 
 #[test]
 fn same_inputs_same_topology() {
-    let o = seen(&[("alpha-pg", true), ("beta-pg", true)], &[], Some("10.0.2.1"));
+    let o = seen(
+        &[("alpha-pg", true), ("beta-pg", true)],
+        &[],
+        Some("10.0.2.1"),
+    );
     let a = derive(&layout(), &failed_over(), &o, None);
     let b = derive(&layout(), &failed_over(), &o, Some(&a));
     assert_eq!(a, b);
@@ -204,16 +325,40 @@ fn catalog() -> Catalog {
         .with_site("alpha", SiteRole::Primary, "SD")
         .with_site("beta", SiteRole::HotStandby, "SD")
         .with_site("gamma", SiteRole::ColdStandby, "SD");
-    for (site, addr) in [("alpha", "10.0.1.1"), ("beta", "10.0.2.1"), ("gamma", "10.0.3.1")] {
+    for (site, addr) in [
+        ("alpha", "10.0.1.1"),
+        ("beta", "10.0.2.1"),
+        ("gamma", "10.0.3.1"),
+    ] {
         if let Some(s) = c.sites.get_mut(site) {
             s.address = Some(addr.into());
         }
     }
-    c.with_service("alpha-pg", ServiceKind::Postgres, Some("alpha"), Some("10.0.1.1:5432"))
-        .with_service("beta-pg", ServiceKind::Postgres, Some("beta"), Some("10.0.2.1:5432"))
-        .with_service("alpha-kv", ServiceKind::Redis, Some("alpha"), Some("10.0.1.1:6379"))
-        .with_service("beta-kv", ServiceKind::Redis, Some("beta"), Some("10.0.2.1:6379"))
-        .with_dns_service("name-db", "db.example.")
+    c.with_service(
+        "alpha-pg",
+        ServiceKind::Postgres,
+        Some("alpha"),
+        Some("10.0.1.1:5432"),
+    )
+    .with_service(
+        "beta-pg",
+        ServiceKind::Postgres,
+        Some("beta"),
+        Some("10.0.2.1:5432"),
+    )
+    .with_service(
+        "alpha-kv",
+        ServiceKind::Redis,
+        Some("alpha"),
+        Some("10.0.1.1:6379"),
+    )
+    .with_service(
+        "beta-kv",
+        ServiceKind::Redis,
+        Some("beta"),
+        Some("10.0.2.1:6379"),
+    )
+    .with_dns_service("name-db", "db.example.")
 }
 
 fn record(state: &str, pponr: bool, done: &[(&str, &str)]) -> ExecutionRecordV1 {
@@ -245,22 +390,65 @@ fn intent_from_the_journal() {
         ("cutover", "succeeded"),
     ];
     // (case, journal, pg primary, redis master, db answer, alpha-pg fenced)
-    let rows: Vec<(&str, Vec<ExecutionRecordV1>, Option<&str>, Option<&str>, Option<&str>, bool)> = vec![
+    let rows: Vec<(
+        &str,
+        Vec<ExecutionRecordV1>,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        bool,
+    )> = vec![
         ("empty journal", vec![], None, None, None, false),
-        ("succeeded", vec![record("succeeded", true, all_done)], Some("beta-pg"), Some("beta-kv"), Some("10.0.2.1"), true),
-        ("rolled back before the point of no return counts for nothing",
-         vec![record("rolled_back", false, &[("fence", "rolled_back")])], None, None, None, false),
-        ("stopped for an operator after the promotion: what succeeded counts",
-         vec![record("needs_operator", true, &[("fence", "succeeded"), ("promote", "succeeded"), ("kv-promote", "failed")])],
-         Some("beta-pg"), None, None, true),
-        ("a proposal never approved", vec![record("awaiting_approval", false, &[])], None, None, None, false),
+        (
+            "succeeded",
+            vec![record("succeeded", true, all_done)],
+            Some("beta-pg"),
+            Some("beta-kv"),
+            Some("10.0.2.1"),
+            true,
+        ),
+        (
+            "rolled back before the point of no return counts for nothing",
+            vec![record("rolled_back", false, &[("fence", "rolled_back")])],
+            None,
+            None,
+            None,
+            false,
+        ),
+        (
+            "stopped for an operator after the promotion: what succeeded counts",
+            vec![record(
+                "needs_operator",
+                true,
+                &[
+                    ("fence", "succeeded"),
+                    ("promote", "succeeded"),
+                    ("kv-promote", "failed"),
+                ],
+            )],
+            Some("beta-pg"),
+            None,
+            None,
+            true,
+        ),
+        (
+            "a proposal never approved",
+            vec![record("awaiting_approval", false, &[])],
+            None,
+            None,
+            None,
+            false,
+        ),
     ];
     for (case, journal, pg, kv, db, fenced) in rows {
         let i = intent(&journal, |n| runbooks.get(n), &layout());
         assert_eq!(i.postgres_primary.as_deref(), pg, "{case}");
         assert_eq!(i.redis_master.as_deref(), kv, "{case}");
         assert_eq!(
-            i.dns.get("db.example.").map(|a| a[0].to_string()).as_deref(),
+            i.dns
+                .get("db.example.")
+                .map(|a| a[0].to_string())
+                .as_deref(),
             db,
             "{case}"
         );

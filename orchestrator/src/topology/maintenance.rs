@@ -38,8 +38,9 @@ impl PauseV1 {
 pub fn load(store: &Store) -> anyhow::Result<PauseV1> {
     match store.meta(KEY)? {
         None => Ok(PauseV1::default()),
-        Some(v) => serde_json::from_str(&v)
-            .map_err(|e| anyhow::anyhow!("the stored maintenance state ({KEY}) does not decode: {e}")),
+        Some(v) => serde_json::from_str(&v).map_err(|e| {
+            anyhow::anyhow!("the stored maintenance state ({KEY}) does not decode: {e}")
+        }),
     }
 }
 
@@ -52,7 +53,11 @@ pub fn set(
     pause: bool,
     reason: &str,
 ) -> Result<PauseV1, ApiError> {
-    let what = if pause { "pause the triggers" } else { "resume the triggers" };
+    let what = if pause {
+        "pause the triggers"
+    } else {
+        "resume the triggers"
+    };
     crate::engine::require(who, crate::engine::Need::Operator, what)?;
     let reason = reason.trim();
     if reason.is_empty() {
@@ -82,7 +87,11 @@ pub fn set(
         reason: Some(reason.to_string()),
     };
     let value = serde_json::to_string(&next).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let action = if pause { "triggers.paused" } else { "triggers.resumed" };
+    let action = if pause {
+        "triggers.paused"
+    } else {
+        "triggers.resumed"
+    };
     store
         .set_meta_audited(
             KEY,

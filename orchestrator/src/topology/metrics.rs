@@ -38,7 +38,10 @@ pub fn roles(live: &LiveTopology) {
 
 pub fn backups(f: &Freshness) {
     describe();
-    for (what, age) in [("base_backup", f.base_backup_age()), ("wal_archive", f.wal_archive_age())] {
+    for (what, age) in [
+        ("base_backup", f.base_backup_age()),
+        ("wal_archive", f.wal_archive_age()),
+    ] {
         if let Some(a) = age {
             gauge!("niledr_cold_backup_age_seconds", "site" => f.site.clone(), "what" => what)
                 .set(a.as_secs_f64());

@@ -213,7 +213,10 @@ impl Tracker {
             p.roles != live.roles
                 || p.postgres_primary != live.postgres_primary
                 || p.redis_master != live.redis_master
-                || p.dns.iter().map(|(n, d)| (n, &d.expect)).ne(live.dns.iter().map(|(n, d)| (n, &d.expect)))
+                || p.dns
+                    .iter()
+                    .map(|(n, d)| (n, &d.expect))
+                    .ne(live.dns.iter().map(|(n, d)| (n, &d.expect)))
         });
         let audit = if news {
             tracing::info!("live topology: {detail}");
@@ -339,7 +342,9 @@ fn read_persisted(store: &Store) -> Option<LiveTopology> {
         Ok(Some(v)) => match serde_json::from_str(&v) {
             Ok(t) => Some(t),
             Err(e) => {
-                tracing::error!("the persisted live topology ({KEY}) does not decode ({e}); deriving it from the journal and the probes");
+                tracing::error!(
+                    "the persisted live topology ({KEY}) does not decode ({e}); deriving it from the journal and the probes"
+                );
                 None
             }
         },

@@ -15,8 +15,18 @@ fn secs(d: Option<std::time::Duration>) -> Option<u64> {
 }
 
 pub fn freshness_view(f: &Freshness) -> BackupFreshnessView {
-    let base = f.scan.base_backup.as_ref().and_then(|r| r.as_ref().ok()).and_then(|o| o.as_ref());
-    let wal = f.scan.wal_segment.as_ref().and_then(|r| r.as_ref().ok()).and_then(|o| o.as_ref());
+    let base = f
+        .scan
+        .base_backup
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|o| o.as_ref());
+    let wal = f
+        .scan
+        .wal_segment
+        .as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|o| o.as_ref());
     BackupFreshnessView {
         status: f.status.to_string(),
         reason: f.reason.clone(),
@@ -68,7 +78,10 @@ pub fn topology(config: &Config, published: &Published, model: &HealthModel) -> 
                 service: d.service.clone(),
                 expect: d.expect.iter().map(|a| a.to_string()).collect(),
                 expect_site: d.expect_site.clone(),
-                answers: d.answers.as_ref().map(|a| a.iter().map(|x| x.to_string()).collect()),
+                answers: d
+                    .answers
+                    .as_ref()
+                    .map(|a| a.iter().map(|x| x.to_string()).collect()),
                 answer_site: d.answer_site.clone(),
                 matches: d.answers.as_ref() == Some(&d.expect),
             })
@@ -116,13 +129,21 @@ pub fn primary(published: &Published, model: &HealthModel) -> LbHealthView {
         role: Some("primary".into()),
         reason: match (up, svc) {
             (true, Some(s)) => s.reason.clone(),
-            (false, Some(s)) => format!("{id} (the primary) is not writable now: {} ({})", s.status, s.reason),
+            (false, Some(s)) => format!(
+                "{id} (the primary) is not writable now: {} ({})",
+                s.status, s.reason
+            ),
             _ => format!("{id} is not a probed service"),
         },
     }
 }
 
-pub fn site(config: &Config, published: &Published, model: &HealthModel, id: &str) -> Option<LbHealthView> {
+pub fn site(
+    config: &Config,
+    published: &Published,
+    model: &HealthModel,
+    id: &str,
+) -> Option<LbHealthView> {
     let h = model.sites.get(id)?;
     Some(LbHealthView {
         status: h.status.to_string(),

@@ -64,7 +64,10 @@ pub fn router(backend: SharedBackend) -> Router {
         .route("/api/v1/topology", get(topology::topology))
         .route("/api/v1/primary", get(topology::primary))
         .route("/api/v1/sites/{site}/health", get(topology::site_health))
-        .route("/api/v1/services/{id}/health", get(topology::service_health))
+        .route(
+            "/api/v1/services/{id}/health",
+            get(topology::service_health),
+        )
         .route("/api/v1/triggers", get(topology::triggers))
         .route("/api/v1/triggers/pause", post(topology::pause))
         .route("/api/v1/triggers/resume", post(topology::resume))
@@ -198,6 +201,6 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 mod drills;
 mod executions;
-mod topology;
 #[cfg(test)]
 mod tests;
+mod topology;
