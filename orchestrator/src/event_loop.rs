@@ -93,7 +93,10 @@ impl EventLoop {
         }
     }
 
-    pub fn with_topology(mut self, tracker: crate::topology::Tracker) -> Self {
+    /// Track the live topology; its persisted state is published at once, before the API
+    /// answers anything.
+    pub fn with_topology(mut self, mut tracker: crate::topology::Tracker) -> Self {
+        tracker.start(&self.store, &self.shared);
         self.topology = Some(tracker);
         self
     }
@@ -169,9 +172,6 @@ impl EventLoop {
     /// Run until `Shutdown` or until every sender is gone. Blocking: runs on its own thread so
     /// fsyncs never stall the async runtime.
     pub fn run(mut self, mut rx: mpsc::Receiver<Event>) -> anyhow::Result<()> {
-        if let Some(t) = self.topology.as_mut() {
-            t.start(&self.store, &self.shared);
-        }
         if self.cluster.is_none() {
             self.start_engine()?;
         }

@@ -416,6 +416,34 @@ impl Niledr {
         Ok((status, json))
     }
 
+    /// GET a JSON endpoint as the holder of `token` (`None`: anonymous, for the endpoints
+    /// load balancers call); returns (status, JSON body).
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> Result<(u16, serde_json::Value)> {
+        let mut s = TcpStream::connect(self.listen)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
+            self.listen
+        )?;
+        let mut raw = String::new();
+        std::io::Read::read_to_string(&mut s, &mut raw)?;
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("GET {path}: no header end in {raw:?}"))?;
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("GET {path}: bad status line"))?;
+        let json = serde_json::from_str(body)
+            .with_context(|| format!("GET {path}: body is not JSON: {body:?}"))?;
+        Ok((status, json))
+    }
+
     /// Wait until execution `id` is in one of `states`; returns its view.
     pub fn wait_execution(
         &self,
