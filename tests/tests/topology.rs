@@ -124,8 +124,11 @@ fn after_a_real_failover_the_live_topology_follows_and_survives_a_restart() -> R
     assert_eq!(status, 503);
     let (status, _) = lb(&w, "/api/v1/sites/khartoum/health")?;
     assert_eq!(status, 503);
-    let (status, _) = lb(&w, "/api/v1/services/port-sudan-postgres/health")?;
-    assert_eq!(status, 200, "the standby is fine");
+    let (status, _) = lb(&w, "/api/v1/services/port-sudan-api/health")?;
+    assert_eq!(status, 200, "port-sudan's API is fine");
+    // Strict: the standby that lost its WAL stream is degraded, not up.
+    let (status, s) = lb(&w, "/api/v1/services/port-sudan-postgres/health")?;
+    assert_eq!((status, &s["status"]), (503, &json!("degraded")), "{s:#}");
 
     // A real failover with two approvals.
     let ex = scenario::propose(&w.niledr, FAILOVER, &w.people.operator)?;
@@ -201,7 +204,14 @@ fn after_a_real_failover_the_live_topology_follows_and_survives_a_restart() -> R
             pg["replication"]["upstream_error"].is_null(),
             "{when}: {pg:#}"
         );
-        let (_, t) = get(w, "/api/v1/topology")?;
+        // Derived on the next tick (500 ms) from the answers the probes just saw.
+        let t = wait(w, "/api/v1/topology", Duration::from_secs(10), |t| {
+            t["dns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["matches"] == true)
+        })?;
         assert_eq!(
             t["postgres_primary"]["service"], "port-sudan-postgres",
             "{when}: {t:#}"
