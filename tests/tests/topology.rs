@@ -390,16 +390,6 @@ fn maintenance_mode_keeps_a_trigger_quiet_until_resumed_and_is_audited() -> Resu
     let text = std::fs::read_to_string(&file)?;
     assert!(text.contains("for = \"30s\""));
     std::fs::write(&file, text.replacen("for = \"30s\"", "for = \"2s\"", 1))?;
-    let w = restart(w)?;
-    w.niledr
-        .wait_json("/readyz", Duration::from_secs(30), |v| {
-            v["status"] == "ready"
-        })?;
-    w.niledr
-        .wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
-            s["replication"]["lag_bytes"] == 0
-        })?;
-
     // Who may pause, and what it takes.
     let pause = "/api/v1/triggers/pause";
     let (status, body) = w.niledr.post(
@@ -447,6 +437,28 @@ fn maintenance_mode_keeps_a_trigger_quiet_until_resumed_and_is_audited() -> Resu
         metrics.lines().any(|l| l == "niledr_triggers_paused 1"),
         "gauge set"
     );
+
+    // Paused before the restart: it survives it (store meta), and the engine keeps quiet.
+    let w = restart(w)?;
+    w.niledr
+        .wait_json("/readyz", Duration::from_secs(30), |v| {
+            v["status"] == "ready"
+        })?;
+    let (_, t) = get(&w, "/api/v1/triggers")?;
+    assert_eq!(
+        (&t["paused"], &t["by"]),
+        (&json!(true), &json!("khalid")),
+        "after the restart: {t:#}"
+    );
+    let (_, metrics) = w.niledr.get_text("/metrics")?;
+    assert!(
+        metrics.lines().any(|l| l == "niledr_triggers_paused 1"),
+        "gauge set at start"
+    );
+    w.niledr
+        .wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
+            s["replication"]["lag_bytes"] == 0
+        })?;
 
     // The primary dies and stays down well past the trigger's 2 s: no proposal.
     w.topo.postgres_primary().kill()?;
