@@ -90,12 +90,10 @@ pub fn newest_base_backup(dir: &Path) -> Result<Option<(PathBuf, jiff::Timestamp
     let mut best = backup_time(dir);
     for e in entries.filter_map(Result::ok) {
         let p = e.path();
-        if p.is_dir() {
-            if let Some(found) = backup_time(&p) {
-                if best.as_ref().is_none_or(|(_, t)| found.1 > *t) {
-                    best = Some(found);
-                }
-            }
+        if let Some(found) = backup_time(&p).filter(|_| p.is_dir())
+            && best.as_ref().is_none_or(|(_, t)| found.1 > *t)
+        {
+            best = Some(found);
         }
     }
     Ok(best)
@@ -283,7 +281,15 @@ mod tests {
             verdict: Some("met".into()),
         };
         // (case, scan, restore, objectives, status, reason contains)
-        let rows: Vec<(&str, Scan, Option<&RestoreTest>, Objectives, Status, &str)> = vec![
+        type Row<'a> = (
+            &'a str,
+            Scan,
+            Option<&'a RestoreTest>,
+            Objectives,
+            Status,
+            &'a str,
+        );
+        let rows: Vec<Row<'_>> = vec![
             (
                 "fresh",
                 Scan {

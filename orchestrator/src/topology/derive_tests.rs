@@ -390,14 +390,15 @@ fn intent_from_the_journal() {
         ("cutover", "succeeded"),
     ];
     // (case, journal, pg primary, redis master, db answer, alpha-pg fenced)
-    let rows: Vec<(
-        &str,
+    type Row<'a> = (
+        &'a str,
         Vec<ExecutionRecordV1>,
-        Option<&str>,
-        Option<&str>,
-        Option<&str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
         bool,
-    )> = vec![
+    );
+    let rows: Vec<Row<'_>> = vec![
         ("empty journal", vec![], None, None, None, false),
         (
             "succeeded",

@@ -259,10 +259,10 @@ impl Tracker {
         let Ok(live) = shared.topology.live.read() else {
             return;
         };
-        if let Some(expect) = live.dns_expect(&d.name) {
-            if expect != d.expected.as_slice() {
-                d.rejudge(expect);
-            }
+        if let Some(expect) = live.dns_expect(&d.name)
+            && expect != d.expected.as_slice()
+        {
+            d.rejudge(expect);
         }
     }
 
