@@ -243,6 +243,7 @@ fn after_a_real_failover_the_live_topology_follows_and_survives_a_restart() -> R
 
     // `niledr status`, like `patronictl list`.
     let r = niledr_cli(&w.niledr.url(), Some(&w.people.viewer), &["status"])?.ok()?;
+    println!("niledr status after the failover:\n{}", r.stdout);
     let line = |site: &str| {
         r.stdout
             .lines()

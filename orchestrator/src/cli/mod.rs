@@ -1,6 +1,6 @@
 //! `niledr` subcommands that talk to a running daemon over its HTTP API: plan, runbooks,
 //! executions, execution, propose, approve, reject, cancel, pause, resume, confirm, retry, and the
-//! `drill` group (see `drill`).
+//! `drill` group (see `drill`), `status`, `pause-triggers` and `resume-triggers` (see `status`).
 //! Each takes `--url` / `NILEDR_URL` and `--token-file` / `NILEDR_TOKEN` (see `conn`).
 //! Exit codes: 0 done, 1 the daemon refused or could not be reached, 2 bad usage, 3 a drill
 //! run that did not meet its objectives (`drill run`).

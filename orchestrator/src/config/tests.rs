@@ -281,14 +281,36 @@ fn cold_site_objectives_parse_and_refuse_nonsense() {
     let o = c.sites["dr-cold"].backups;
     assert_eq!(o.max_base_backup_age, Some(Duration::from_secs(7200)));
     assert_eq!(o.max_wal_archive_age, Some(Duration::from_secs(300)));
-    assert_eq!(o.max_restore_test_age, Some(Duration::from_secs(35 * 86_400)));
-    assert_eq!(c.sites["dr-cold"].backup_dir.as_deref(), Some(Path::new("/etc/niledr/b")));
+    assert_eq!(
+        o.max_restore_test_age,
+        Some(Duration::from_secs(35 * 86_400))
+    );
+    assert_eq!(
+        c.sites["dr-cold"].backup_dir.as_deref(),
+        Some(Path::new("/etc/niledr/b"))
+    );
     // (extra lines, the line the error must point at, message fragment)
     let bad = [
-        ("max_wal_archive_age = \"5m\"\n", "max_wal_archive_age", "needs wal_archive"),
-        ("backup_dir = \"b\"\nmax_base_backup_age = \"0s\"\n", "max_base_backup_age", "more than 0"),
-        ("max_base_backup_age = \"2h\"\n", "max_base_backup_age", "needs backup_dir"),
-        ("max_restore_test_age = \"soon\"\n", "max_restore_test_age", "bad duration"),
+        (
+            "max_wal_archive_age = \"5m\"\n",
+            "max_wal_archive_age",
+            "needs wal_archive",
+        ),
+        (
+            "backup_dir = \"b\"\nmax_base_backup_age = \"0s\"\n",
+            "max_base_backup_age",
+            "more than 0",
+        ),
+        (
+            "max_base_backup_age = \"2h\"\n",
+            "max_base_backup_age",
+            "needs backup_dir",
+        ),
+        (
+            "max_restore_test_age = \"soon\"\n",
+            "max_restore_test_age",
+            "bad duration",
+        ),
     ];
     for (extra, needle, fragment) in bad {
         let text = format!("{VALID}\n{cold}{extra}");

@@ -296,6 +296,31 @@ pub fn derive(
     }
 }
 
+impl LiveTopology {
+    /// Whether `other` differs in what is decided (roles, primary, master, expectations), not
+    /// merely in what the DNS servers answered last.
+    pub fn decided_differs(&self, other: &LiveTopology) -> bool {
+        self.roles != other.roles
+            || self.postgres_primary != other.postgres_primary
+            || self.redis_master != other.redis_master
+            || self
+                .dns
+                .iter()
+                .map(|(n, d)| (n, &d.expect))
+                .ne(other.dns.iter().map(|(n, d)| (n, &d.expect)))
+    }
+
+    /// Fill in what the DNS servers answer from this member's own probes (a member that does
+    /// not act adopts the decided part from the leader).
+    pub fn with_answers(mut self, layout: &Layout, seen: &Observed) -> Self {
+        for (name, d) in self.dns.iter_mut() {
+            d.answers = seen.dns.get(name).cloned().flatten();
+            d.answer_site = d.answers.as_deref().and_then(|a| layout.site_of(a));
+        }
+        self
+    }
+}
+
 /// A cold site activated after the journal's last promotion: no configured PostgreSQL server
 /// answers as the writer any more.
 fn seen_primary_lost(seen: &Observed, intent: &Intent) -> bool {

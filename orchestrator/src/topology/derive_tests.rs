@@ -457,3 +457,33 @@ fn intent_from_the_journal() {
         assert_eq!(i.demoted.contains("alpha-kv"), kv.is_some(), "{case}");
     }
 }
+
+#[test]
+fn answers_are_not_decisions() {
+    let a = derive(
+        &layout(),
+        &failed_over(),
+        &seen(&[("beta-pg", true)], &[], Some("10.0.2.1")),
+        None,
+    );
+    let b = derive(
+        &layout(),
+        &failed_over(),
+        &seen(&[("beta-pg", true)], &[], None),
+        None,
+    );
+    assert_ne!(a, b);
+    assert!(!a.decided_differs(&b), "only the answers moved");
+    let moved = derive(&layout(), &Intent::default(), &Observed::default(), None);
+    assert!(a.decided_differs(&moved));
+    // A member that does not act: the leader's decisions, its own answers.
+    let mine = b
+        .clone()
+        .with_answers(&layout(), &seen(&[], &[], Some("10.0.1.1")));
+    assert_eq!(
+        mine.dns["db.example."].answer_site.as_deref(),
+        Some("alpha")
+    );
+    assert_eq!(mine.dns["db.example."].expect, vec![ip("10.0.2.1")]);
+    assert!(!mine.decided_differs(&b));
+}

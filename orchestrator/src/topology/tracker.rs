@@ -193,11 +193,17 @@ impl Tracker {
         if shared.topology.live() != live {
             self.publish(shared, live.clone());
         }
-        if self.persisted.as_ref() != Some(&live) {
+        // Only what is decided is persisted; answers are probe data, seen again each probe.
+        if self
+            .persisted
+            .as_ref()
+            .is_none_or(|p| p.decided_differs(&live))
+        {
             self.persist(store, &live);
         }
     }
 
+    /// A change of roles or expectations: persisted with its audit entry.
     fn persist(&mut self, store: &Store, live: &LiveTopology) {
         let Ok(value) = serde_json::to_string(live) else {
             return;
@@ -208,46 +214,39 @@ impl Tracker {
             "redis_master": live.redis_master,
             "dns_expect": live.dns.iter().map(|(n, d)| (n.clone(), d.expect_site.clone())).collect::<BTreeMap<_, _>>(),
         });
-        // Only a change of roles or expectations is news; answers moving are probe data.
-        let news = self.persisted.as_ref().is_none_or(|p| {
-            p.roles != live.roles
-                || p.postgres_primary != live.postgres_primary
-                || p.redis_master != live.redis_master
-                || p.dns
-                    .iter()
-                    .map(|(n, d)| (n, &d.expect))
-                    .ne(live.dns.iter().map(|(n, d)| (n, &d.expect)))
-        });
-        let audit = if news {
-            tracing::info!("live topology: {detail}");
-            vec![AuditEvent {
-                actor: "niledr",
-                action: "topology.changed",
-                detail,
-            }]
-        } else {
-            Vec::new()
-        };
+        tracing::info!("live topology: {detail}");
+        let audit = vec![AuditEvent {
+            actor: "niledr",
+            action: "topology.changed",
+            detail,
+        }];
         match store.set_meta_audited(KEY, &value, audit) {
             Ok(()) => self.persisted = Some(live.clone()),
             Err(e) => tracing::warn!("persisting the live topology failed: {e:#}"),
         }
     }
 
-    /// A member that does not act shows what the acting one persisted.
+    /// A member that does not act shows what the acting one decided (re-read every
+    /// `FOLLOW_EVERY`), with the DNS answers its own probes see.
     fn follow(&mut self, store: &Store, shared: &Shared) {
-        if self.followed_at.is_some_and(|t| t.elapsed() < FOLLOW_EVERY) {
-            return;
-        }
-        self.followed_at = Some(Instant::now());
-        if let Some(p) = read_persisted(store) {
-            if shared.topology.live() != p {
-                self.publish(shared, p.clone());
+        if self.followed_at.is_none_or(|t| t.elapsed() >= FOLLOW_EVERY) {
+            self.followed_at = Some(Instant::now());
+            if let Some(p) = read_persisted(store) {
+                self.persisted = Some(p);
             }
-            self.persisted = Some(p);
+            if let Ok(p) = super::maintenance::load(store) {
+                shared.topology.set_paused(p);
+            }
         }
-        if let Ok(p) = super::maintenance::load(store) {
-            shared.topology.set_paused(p);
+        let Some(decided) = self.persisted.clone() else {
+            return;
+        };
+        let live = match shared.model.read() {
+            Ok(m) => decided.with_answers(&self.layout, &observed(&m)),
+            Err(_) => return,
+        };
+        if shared.topology.live() != live {
+            self.publish(shared, live);
         }
     }
 
