@@ -98,7 +98,7 @@ impl DaemonBackend {
             Some(Observation::Redis(r)) => (
                 Some(ReplicationView {
                     role: r.role.clone(),
-                    upstream,
+                    upstream: upstream.filter(|_| r.role != "master"),
                     lag_bytes: r.offset_lag,
                     repl_offset: r.repl_offset,
                     master_link_up: r.master_link_up,

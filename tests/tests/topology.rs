@@ -205,6 +205,10 @@ fn after_a_real_failover_the_live_topology_follows_and_survives_a_restart() -> R
             "{when}: {pg:#}"
         );
         // Derived on the next tick (500 ms) from the answers the probes just saw.
+        let kv = w.niledr.service("port-sudan-redis")?;
+        assert_eq!(kv["replication"]["role"], "master", "{when}: {kv:#}");
+        assert!(kv["replication"]["lag_bytes"].is_null(), "{when}: {kv:#}");
+        assert!(kv["replication"]["upstream"].is_null(), "{when}: {kv:#}");
         let t = wait(w, "/api/v1/topology", Duration::from_secs(10), |t| {
             t["dns"]
                 .as_array()

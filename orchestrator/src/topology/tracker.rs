@@ -171,6 +171,9 @@ impl Tracker {
 
     /// On every flush tick.
     pub fn tick(&mut self, store: &Store, shared: &Shared) {
+        // Gauges set again each tick: the recorder may be installed after the first ones.
+        super::metrics::paused(shared.topology.triggers_paused());
+        super::metrics::roles(&shared.topology.live());
         let acts = shared.acts();
         if !acts {
             self.acting = false;
