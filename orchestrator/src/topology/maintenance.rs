@@ -106,3 +106,59 @@ pub fn set(
     tracing::warn!(by = %who.name, "{action}: {reason}");
     Ok(next)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(name: &str, role: &str) -> PrincipalView {
+        PrincipalView {
+            name: name.into(),
+            role: role.into(),
+            tags: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pause_and_resume_are_checked_stored_and_audited_together() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("s.redb")).expect("store");
+        assert!(!load(&store).expect("empty").paused);
+        let refused = |r: Result<PauseV1, ApiError>| match r {
+            Err(ApiError::Forbidden(_)) => "403",
+            Err(ApiError::BadRequest(_)) => "400",
+            Err(ApiError::Conflict(_)) => "409",
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(refused(set(&store, &who("v", "viewer"), true, "x")), "403");
+        assert_eq!(
+            refused(set(&store, &who("o", "operator"), true, "  ")),
+            "400"
+        );
+        assert_eq!(
+            refused(set(&store, &who("o", "operator"), false, "x")),
+            "409"
+        );
+        let p = set(&store, &who("o", "operator"), true, "patching").expect("paused");
+        assert!(p.paused && p.by.as_deref() == Some("o"));
+        assert_eq!(load(&store).expect("stored"), p);
+        assert_eq!(
+            refused(set(&store, &who("a", "admin"), true, "again")),
+            "409"
+        );
+        let r = set(&store, &who("a", "approver"), false, "done").expect("resumed");
+        assert!(!r.paused);
+        let audit = store.audit_entries().expect("audit");
+        let actions: Vec<(&str, &str)> = audit
+            .iter()
+            .map(|a| (a.actor.as_str(), a.action.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [("o", "triggers.paused"), ("a", "triggers.resumed")]
+        );
+        // A stored state that does not decode is an error, never "not paused".
+        store.set_meta(KEY, "{\"paused\": 1}").expect("meta");
+        assert!(load(&store).is_err());
+    }
+}
