@@ -83,6 +83,16 @@ impl DaemonBackend {
                 .into_iter()
                 .map(|s| self.service_view(s))
                 .collect(),
+            current_role: crate::topology::views::current_role(
+                &self.shared.topology.live(),
+                &self.config,
+                &site.id,
+            ),
+            backups: self
+                .shared
+                .topology
+                .freshness(&site.id)
+                .map(|f| crate::topology::views::freshness_view(&f)),
         })
     }
 
@@ -96,7 +106,8 @@ impl DaemonBackend {
             Some(Observation::Postgres(pg)) => (
                 Some(ReplicationView {
                     role: if pg.in_recovery { "standby" } else { "primary" }.into(),
-                    upstream,
+                    // A primary (a promoted standby too) replicates from nobody.
+                    upstream: upstream.filter(|_| pg.in_recovery),
                     timeline: pg.timeline,
                     current_lsn: pg.current_lsn.map(format_lsn),
                     replay_lsn: pg.replay_lsn.map(format_lsn),
@@ -112,7 +123,7 @@ impl DaemonBackend {
             Some(Observation::Redis(r)) => (
                 Some(ReplicationView {
                     role: r.role.clone(),
-                    upstream,
+                    upstream: upstream.filter(|_| r.role != "master"),
                     lag_bytes: r.offset_lag,
                     repl_offset: r.repl_offset,
                     master_link_up: r.master_link_up,
@@ -468,6 +479,51 @@ impl Backend for DaemonBackend {
             Some(c) => crate::cluster::view::forward(c, method, path),
             None => niledr_web::forward::Forward::Local,
         }
+    }
+
+    fn topology(&self) -> TopologyView {
+        self.with_model(|m| {
+            crate::topology::views::topology(&self.config, &self.shared.topology, m)
+        })
+    }
+
+    fn primary_health(&self) -> LbHealthView {
+        self.with_model(|m| crate::topology::views::primary(&self.shared.topology, m))
+    }
+
+    fn site_health(&self, site: &str) -> Option<LbHealthView> {
+        self.with_model(|m| {
+            crate::topology::views::site(&self.config, &self.shared.topology, m, site)
+        })
+    }
+
+    fn service_health(&self, id: &str) -> Option<LbHealthView> {
+        self.with_model(|m| crate::topology::views::service(m, id))
+    }
+
+    fn triggers(&self) -> Result<TriggersView, ApiError> {
+        crate::topology::maintenance::load(&self.store)
+            .map(|p| p.view())
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))
+    }
+
+    fn set_triggers(
+        &self,
+        who: PrincipalView,
+        pause: bool,
+        request: TriggersRequest,
+    ) -> BoxFuture<'_, Result<TriggersView, ApiError>> {
+        let store = self.store.clone();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let next = tokio::task::spawn_blocking(move || {
+                crate::topology::maintenance::set(&store, &who, pause, &request.reason)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            shared.topology.set_paused(next.clone());
+            Ok(next.view())
+        })
     }
 
     fn command(

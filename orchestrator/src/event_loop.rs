@@ -29,6 +29,8 @@ pub enum Event {
     EngineTask(u64, Box<crate::engine::EngineEvent>),
     /// Cluster mode: this instance took the leader key (`Some`) or lost it (`None`).
     Leadership(Option<crate::cluster::LeaderInfo>),
+    /// The cold sites' backup directories as just read (site, scan).
+    Backups(Vec<(String, crate::topology::backups::Scan)>),
     /// Stop: flush, audit the stop, exit.
     Shutdown,
 }
@@ -64,6 +66,8 @@ pub struct EventLoop {
     epoch: u64,
     tx: mpsc::Sender<Event>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The live topology and cold-site backups (`crate::topology`).
+    topology: Option<crate::topology::Tracker>,
 }
 
 impl EventLoop {
@@ -85,7 +89,16 @@ impl EventLoop {
             epoch: 0,
             tx,
             cluster: None,
+            topology: None,
         }
+    }
+
+    /// Track the live topology; its persisted state is published at once, before the API
+    /// answers anything.
+    pub fn with_topology(mut self, mut tracker: crate::topology::Tracker) -> Self {
+        tracker.start(&self.store, &self.shared);
+        self.topology = Some(tracker);
+        self
     }
 
     /// Executions run: from the start single-node, while leading in cluster mode.
@@ -165,7 +178,10 @@ impl EventLoop {
         }
         while let Some(ev) = rx.blocking_recv() {
             match ev {
-                Event::Probe(r) => {
+                Event::Probe(mut r) => {
+                    if let Some(t) = &self.topology {
+                        t.rejudge(&self.shared, &mut r);
+                    }
                     let writable_primary = r.ok
                         && matches!(&r.observation, Observation::Postgres(pg) if !pg.in_recovery);
                     let id = r.target.clone();
@@ -178,6 +194,9 @@ impl EventLoop {
                 }
                 Event::Flush => {
                     self.flush()?;
+                    if let Some(t) = self.topology.as_mut() {
+                        t.tick(&self.store, &self.shared);
+                    }
                     if let Some(engine) = self.engine.as_mut() {
                         let r = engine.tick();
                         self.engine_result(r)?;
@@ -198,6 +217,7 @@ impl EventLoop {
                     _ => tracing::warn!(epoch, "dropped an event of a stopped engine: {ev:?}"),
                 },
                 Event::Leadership(info) => self.on_leadership(info)?,
+                Event::Backups(scans) => self.on_backups(scans)?,
                 Event::Shutdown => {
                     self.drain(&mut rx)?;
                     break;
@@ -292,6 +312,39 @@ impl EventLoop {
         for c in written {
             tracing::info!(scope = %c.scope, id = %c.id, from = %c.from, to = %c.to, "status changed: {}", c.reason);
             metrics::status_changed(&c);
+            let _ = self.events.send(event_view(&c));
+        }
+        Ok(())
+    }
+
+    /// Cold-site backups judged: each site's status follows them, committed like any change.
+    fn on_backups(
+        &mut self,
+        scans: Vec<(String, crate::topology::backups::Scan)>,
+    ) -> anyhow::Result<()> {
+        let Some(t) = self.topology.as_mut() else {
+            return Ok(());
+        };
+        let evidence = t.backups(&self.store, &self.shared, scans);
+        let mut model = self
+            .shared
+            .model
+            .write()
+            .map_err(|_| anyhow::anyhow!("health model lock poisoned"))?;
+        let at = jiff::Timestamp::now();
+        let changes: Vec<StatusChange> = evidence
+            .into_iter()
+            .filter_map(|(site, e)| model.set_evidence(&site, Some(e), at))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .store
+            .record_status_changes(changes.iter().map(status_record).collect())?;
+        drop(model);
+        for c in written {
+            tracing::info!(scope = %c.scope, id = %c.id, from = %c.from, to = %c.to, "status changed: {}", c.reason);
             let _ = self.events.send(event_view(&c));
         }
         Ok(())

@@ -25,5 +25,6 @@ pub mod redact;
 pub mod serve;
 pub mod shared;
 pub mod store;
+pub mod topology;
 pub mod util;
 pub mod world;

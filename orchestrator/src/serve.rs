@@ -115,6 +115,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         cluster: cluster.clone(),
         platform: Default::default(),
         alerts: Default::default(),
+        topology: Default::default(),
     });
     let platform_watch = {
         let (shared, dns, stop) = (shared.clone(), config.dns.clone(), shutdown.clone());
@@ -164,6 +165,11 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .map(|(n, l)| (n.clone(), l.runbook.clone()))
         .collect();
     let drills = crate::drills::load_drills(&config, &catalog, &runbook_infos)?;
+    event_loop = event_loop.with_topology(crate::topology::Tracker::new(
+        &config,
+        runbook_defs.clone(),
+        crate::topology::tracker::restore_drills(drills.values().map(|d| &d.drill)),
+    ));
     if !drills.is_empty() {
         tracing::info!(count = drills.len(), "drills loaded");
     }
@@ -212,6 +218,12 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     // cannot delay them.
     let probes = crate::probe_runtime::ProbeRuntime::start(
         config.services.values().map(|s| s.target()).collect(),
+        tx.clone(),
+        shutdown.clone(),
+    )?;
+    // The cold sites' backup directories, read on a thread of their own.
+    let backups = crate::topology::backups::spawn_watcher(
+        crate::topology::backups::watched(&config),
         tx.clone(),
         shutdown.clone(),
     )?;
@@ -345,6 +357,9 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     shutdown.cancel();
     tracing::info!("shutting down: probes, event loop, store");
     probes.shutdown().await;
+    if let Some(b) = backups {
+        let _ = tokio::task::spawn_blocking(move || b.join()).await;
+    }
     auditor_stop.cancel();
     let _ = auth_auditor.await;
     metrics_stop.cancel();

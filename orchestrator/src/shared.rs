@@ -17,6 +17,8 @@ pub struct Shared {
     /// Firing pager alerts per service (written by the engine, `engine/hooks.rs`).
     pub alerts:
         RwLock<std::collections::BTreeMap<String, Vec<niledr_web::types::AlertEvidenceView>>>,
+    /// The live topology, cold-site freshness and maintenance mode (`crate::topology`).
+    pub topology: crate::topology::Published,
 }
 
 impl Shared {

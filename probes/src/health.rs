@@ -204,6 +204,35 @@ pub struct SiteHealth {
     pub since: jiff::Timestamp,
 }
 
+/// Site status from its critical services and, when there is some, evidence about the site
+/// from outside its probes (a cold site's backups): the worse of the two (down, unknown,
+/// degraded, up); evidence alone when the site has no critical services.
+pub fn derive_site_with(
+    id: &str,
+    services: &[&ServiceHealth],
+    evidence: Option<&(Status, String)>,
+) -> (Status, String) {
+    let Some((ev, why)) = evidence else {
+        return derive_site(id, services);
+    };
+    if !services.iter().any(|s| s.critical) {
+        return (*ev, why.clone());
+    }
+    let (st, reason) = derive_site(id, services);
+    let rank = |s: Status| match s {
+        Status::Down => 0,
+        Status::Unknown => 1,
+        Status::Degraded => 2,
+        Status::Up => 3,
+    };
+    match (rank(st).cmp(&rank(*ev)), st, *ev) {
+        (_, Status::Up, Status::Up) => (Status::Up, format!("{reason}; {why}")),
+        (std::cmp::Ordering::Greater, _, _) => (*ev, why.clone()),
+        (std::cmp::Ordering::Less, _, _) => (st, reason),
+        (std::cmp::Ordering::Equal, _, _) => (st, format!("{reason}; {why}")),
+    }
+}
+
 /// Site status from its critical services: any down → down; else any unknown → unknown;
 /// else any degraded → degraded; else up.
 pub fn derive_site(id: &str, services: &[&ServiceHealth]) -> (Status, String) {
@@ -238,6 +267,8 @@ pub fn derive_site(id: &str, services: &[&ServiceHealth]) -> (Status, String) {
 pub struct HealthModel {
     pub services: BTreeMap<String, ServiceHealth>,
     pub sites: BTreeMap<String, SiteHealth>,
+    /// Site → evidence from outside its probes (status, reason), folded into its status.
+    pub evidence: BTreeMap<String, (Status, String)>,
 }
 
 impl HealthModel {
@@ -249,6 +280,7 @@ impl HealthModel {
         let mut model = HealthModel {
             services: services.into_iter().map(|s| (s.id.clone(), s)).collect(),
             sites: BTreeMap::new(),
+            evidence: BTreeMap::new(),
         };
         for id in sites {
             let (status, reason) = derive_site(&id, &model.site_services(&id));
@@ -281,23 +313,46 @@ impl HealthModel {
         let site = svc.site.clone();
         let mut changes: Vec<StatusChange> = svc.apply(result).into_iter().collect();
         if let Some(site) = site {
-            let (status, reason) = derive_site(&site, &self.site_services(&site));
-            if let Some(sh) = self.sites.get_mut(&site) {
-                sh.reason = reason.clone();
-                if sh.status != status {
-                    changes.push(StatusChange {
-                        scope: Scope::Site { id: site.clone() },
-                        from: sh.status,
-                        to: status,
-                        reason,
-                        at,
-                    });
-                    sh.status = status;
-                    sh.since = at;
-                }
-            }
+            changes.extend(self.rederive_site(&site, at));
         }
         changes
+    }
+
+    /// Set (or clear) the evidence about `site` from outside its probes; returns the site's
+    /// change of status, if any.
+    pub fn set_evidence(
+        &mut self,
+        site: &str,
+        evidence: Option<(Status, String)>,
+        at: jiff::Timestamp,
+    ) -> Option<StatusChange> {
+        match evidence {
+            Some(e) => self.evidence.insert(site.to_string(), e),
+            None => self.evidence.remove(site),
+        };
+        self.rederive_site(site, at)
+    }
+
+    fn rederive_site(&mut self, site: &str, at: jiff::Timestamp) -> Option<StatusChange> {
+        let (status, reason) =
+            derive_site_with(site, &self.site_services(site), self.evidence.get(site));
+        let sh = self.sites.get_mut(site)?;
+        sh.reason = reason.clone();
+        if sh.status == status {
+            return None;
+        }
+        let change = StatusChange {
+            scope: Scope::Site {
+                id: site.to_string(),
+            },
+            from: sh.status,
+            to: status,
+            reason,
+            at,
+        };
+        sh.status = status;
+        sh.since = at;
+        Some(change)
     }
 }
 
@@ -418,5 +473,36 @@ mod tests {
         let (st, why) = derive_site("dr-cold", &[]);
         assert_eq!(st, Status::Unknown);
         assert!(why.contains("no critical services"));
+    }
+}
+
+#[cfg(test)]
+mod evidence_tests {
+    use super::*;
+
+    #[test]
+    fn evidence_sets_a_site_without_services_and_worsens_one_with() {
+        let now = jiff::Timestamp::now();
+        let mut m = HealthModel::new(["cold".to_string()], [], now);
+        assert_eq!(m.sites["cold"].status, Status::Unknown);
+        let c = m.set_evidence("cold", Some((Status::Degraded, "backups: old".into())), now);
+        assert_eq!(
+            c.map(|c| (c.from, c.to)),
+            Some((Status::Unknown, Status::Degraded))
+        );
+        assert_eq!(m.sites["cold"].reason, "backups: old");
+        assert!(
+            m.set_evidence(
+                "cold",
+                Some((Status::Degraded, "backups: older".into())),
+                now
+            )
+            .is_none()
+        );
+        let c = m.set_evidence("cold", Some((Status::Up, "backups: fresh".into())), now);
+        assert_eq!(c.map(|c| c.to), Some(Status::Up));
+        // With a critical service up, evidence that is worse wins; equal joins the reasons.
+        let (st, why) = derive_site_with("s", &[], Some(&(Status::Down, "no base backup".into())));
+        assert_eq!((st, why.as_str()), (Status::Down, "no base backup"));
     }
 }

@@ -170,6 +170,29 @@ pub struct DnsServerAnswer {
 }
 
 impl DnsObservation {
+    /// Compare the answers again with `expected` (the live topology's expectation, which
+    /// follows executed cutovers): every server must have answered exactly that set.
+    pub fn rejudge(&mut self, expected: &[Ipv4Addr]) {
+        let mut expected = expected.to_vec();
+        expected.sort();
+        expected.dedup();
+        self.matches_expected = self
+            .servers
+            .iter()
+            .all(|s| s.error.is_none() && s.answers == expected);
+        self.expected = expected;
+    }
+
+    /// The answer set every server agreed on; `None` when any failed or they differ.
+    pub fn agreed(&self) -> Option<&[Ipv4Addr]> {
+        let first = self.servers.first()?;
+        let same = self
+            .servers
+            .iter()
+            .all(|s| s.error.is_none() && s.answers == first.answers);
+        same.then_some(first.answers.as_slice())
+    }
+
     pub fn summary(&self) -> String {
         let per: Vec<String> = self
             .servers

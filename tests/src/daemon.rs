@@ -483,6 +483,15 @@ impl Niledr {
         Ok((status, json))
     }
 
+    /// GET a JSON endpoint as the holder of `token` (`None`: anonymous, for the endpoints
+    /// load balancers call); returns (status, JSON body).
+    pub fn get_json_as(&self, path: &str, token: Option<&str>) -> Result<(u16, serde_json::Value)> {
+        let r = self.get_as(path, token)?;
+        let json = serde_json::from_str(&r.body)
+            .with_context(|| format!("GET {path}: body is not JSON: {:?}", r.body))?;
+        Ok((r.status, json))
+    }
+
     /// Wait until execution `id` is in one of `states`; returns its view.
     pub fn wait_execution(
         &self,

@@ -194,6 +194,24 @@ fn a_leader_killed_mid_failover_is_replaced_and_the_execution_finishes_exactly_o
                 .is_some_and(|m| m.len() == 3),
         )
     })?;
+    // One live topology on every member (the leader decides; the restarted one adopts it).
+    for i in &w.instances {
+        wait_until(Instant::now() + Duration::from_secs(15), || {
+            let (_, t) = i
+                .niledr
+                .get_json_as("/api/v1/topology", Some(&w.people.viewer))?;
+            let roles: Vec<(String, String)> = t["sites"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| (s["site"].to_string(), s["current_role"].to_string()))
+                .collect();
+            Ok(t["postgres_primary"]["service"] == "port-sudan-postgres"
+                && roles.contains(&("\"port-sudan\"".into(), "\"primary\"".into()))
+                && roles.contains(&("\"khartoum\"".into(), "\"hot_standby\"".into())))
+        })
+        .map_err(|_| anyhow::anyhow!("{} disagrees on the live topology", i.name))?;
+    }
     Ok(())
 }
 

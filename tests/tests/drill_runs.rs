@@ -272,6 +272,28 @@ fn cold_site_restore_drill_reports_activation_and_freshness() -> Result<()> {
         assert_eq!(w.topo.dig_a(&format!("db.{ZONE}"), server)?, vec![khartoum]);
     }
     assert!(!w.topo.postgres_primary().is_in_recovery()?);
+    // The finished run is dr-cold's last restore test; the roles are back as configured.
+    let mut sites = serde_json::Value::Null;
+    niledr_tests::wait_until(Instant::now() + Duration::from_secs(40), || {
+        sites = w
+            .niledr
+            .get_json_as("/api/v1/sites", Some(&w.people.viewer))?
+            .1;
+        Ok(sites
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["id"] == "dr-cold" && s["backups"]["restore_drill_run"] == id.as_str()))
+    })
+    .with_context(|| format!("dr-cold's restore test is not run {id}: {sites:#}"))?;
+    for s in sites.as_array().into_iter().flatten() {
+        assert_eq!(s["current_role"], s["role"], "{s:#}");
+        if s["id"] == "dr-cold" {
+            let b = &s["backups"];
+            assert_eq!(b["restore_drill"], drill, "{b:#}");
+            assert_eq!(b["restore_tested_at"], run["finished_at"], "{b:#}");
+        }
+    }
     scenario::finish(w, ALLOWED_ERRORS)
 }
 

@@ -594,6 +594,30 @@ fn failback_restores_khartoum_as_primary_with_port_sudan_replicating() -> Result
         total.as_secs_f64() * 1000.0
     );
     print_steps("FAILBACK", &done);
+    // The live topology followed both executions back: Khartoum holds the primary again and
+    // every DNS name is expected (and seen) there.
+    let mut t = Value::Null;
+    wait_until(Instant::now() + Duration::from_secs(10), || {
+        t = w
+            .niledr
+            .get_json_as("/api/v1/topology", Some(&w.people.viewer))?
+            .1;
+        Ok(t["dns"]
+            .as_array()
+            .is_some_and(|d| d.iter().all(|d| d["matches"] == true)))
+    })
+    .context("the live topology did not settle back at khartoum")?;
+    assert_eq!(
+        t["postgres_primary"]["service"], "khartoum-postgres",
+        "{t:#}"
+    );
+    assert_eq!(t["redis_master"]["service"], "khartoum-redis", "{t:#}");
+    for d in t["dns"].as_array().into_iter().flatten() {
+        assert_eq!(d["expect_site"], "khartoum", "{d:#}");
+    }
+    for s in t["sites"].as_array().into_iter().flatten() {
+        assert_eq!(s["current_role"], s["role"], "back as configured: {s:#}");
+    }
     finish(w)
 }
 

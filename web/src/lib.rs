@@ -225,6 +225,44 @@ pub trait Backend: Send + Sync + 'static {
     fn forward(&self, _method: &str, _path: &str) -> forward::Forward {
         forward::Forward::Local
     }
+    /// `GET /api/v1/topology`: the live topology.
+    fn topology(&self) -> types::TopologyView {
+        types::TopologyView::default()
+    }
+    /// `GET /api/v1/primary`: where the writable PostgreSQL primary is now (`status` `up`) or
+    /// why there is none.
+    fn primary_health(&self) -> types::LbHealthView {
+        types::LbHealthView {
+            status: "unknown".into(),
+            reason: "no live topology".into(),
+            ..Default::default()
+        }
+    }
+    /// `GET /api/v1/sites/{site}/health`; `None` for an unknown site.
+    fn site_health(&self, _site: &str) -> Option<types::LbHealthView> {
+        None
+    }
+    /// `GET /api/v1/services/{id}/health`; `None` for an unknown service.
+    fn service_health(&self, _id: &str) -> Option<types::LbHealthView> {
+        None
+    }
+    /// `GET /api/v1/triggers`: maintenance mode.
+    fn triggers(&self) -> Result<types::TriggersView, ApiError> {
+        Ok(types::TriggersView::default())
+    }
+    /// Pause (`pause`) or resume the runbook triggers; answers once committed and audited.
+    fn set_triggers(
+        &self,
+        _who: PrincipalView,
+        _pause: bool,
+        _request: types::TriggersRequest,
+    ) -> BoxFuture<'_, Result<types::TriggersView, ApiError>> {
+        Box::pin(async {
+            Err(ApiError::Unavailable(
+                "maintenance mode is not available".into(),
+            ))
+        })
+    }
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -94,6 +94,8 @@ pub struct RouteDoc {
     pub answer: Answer,
     /// Statuses the handler itself answers besides the authentication ones.
     pub errors: &'static [u16],
+    /// Statuses answered with the success body rather than an error (load-balancer 503s).
+    pub same_body: &'static [u16],
 }
 
 /// The whole document.
@@ -234,7 +236,11 @@ fn operation(
         ),
         Answer::Empty => ok,
     };
-    op = op.response(doc.ok.to_string(), ok.build());
+    let ok = ok.build();
+    for status in doc.same_body {
+        op = op.response(status.to_string(), ok.clone());
+    }
+    op = op.response(doc.ok.to_string(), ok);
     for status in error_statuses(doc, access) {
         op = op.response(
             status.to_string(),

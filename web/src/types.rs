@@ -14,6 +14,13 @@ pub struct SiteView {
     pub reason: String,
     pub since: String,
     pub services: Vec<ServiceView>,
+    /// The role the site holds now (`primary`, `hot_standby`, `cold_standby`), from the live
+    /// topology; `role` stays the configured one.
+    #[serde(default)]
+    pub current_role: String,
+    /// A site with backups configured (a cold site): their freshness.
+    #[serde(default)]
+    pub backups: Option<BackupFreshnessView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -608,4 +615,99 @@ pub struct NotificationView {
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
     pub delivered_at: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The live topology (issue 10 §1): where things are now, cold-site freshness, maintenance.
+
+/// `GET /api/v1/topology`: where the PostgreSQL primary, the Redis master and each DNS name
+/// are now, and the role each site holds next to its configured one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct TopologyView {
+    pub postgres_primary: Option<PlacementView>,
+    pub redis_master: Option<PlacementView>,
+    pub dns: Vec<DnsPlacementView>,
+    pub sites: Vec<SiteRoleView>,
+    pub triggers: TriggersView,
+}
+
+/// A service and the site it runs at.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct PlacementView {
+    pub service: String,
+    pub site: Option<String>,
+    /// The service's health status now.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct DnsPlacementView {
+    pub name: String,
+    pub service: String,
+    /// What the name should answer now (the last executed cutover's, else the configured one).
+    pub expect: Vec<String>,
+    pub expect_site: Option<String>,
+    /// What every authoritative server answered, when they agree.
+    pub answers: Option<Vec<String>>,
+    pub answer_site: Option<String>,
+    pub matches: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct SiteRoleView {
+    pub site: String,
+    pub role: String,
+    pub current_role: String,
+    pub status: String,
+}
+
+/// A cold site's backups against its objectives (ages in whole seconds).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct BackupFreshnessView {
+    /// `up`, `degraded` (an objective exceeded) or `down` (no readable base backup).
+    pub status: String,
+    pub reason: String,
+    pub checked_at: String,
+    pub base_backup: Option<String>,
+    pub base_backup_at: Option<String>,
+    pub base_backup_age_seconds: Option<u64>,
+    pub max_base_backup_age_seconds: Option<u64>,
+    pub last_wal_segment: Option<String>,
+    pub wal_archive_at: Option<String>,
+    /// The cold site's RPO right now.
+    pub wal_archive_age_seconds: Option<u64>,
+    pub max_wal_archive_age_seconds: Option<u64>,
+    pub restore_tested_at: Option<String>,
+    pub restore_drill: Option<String>,
+    pub restore_drill_run: Option<String>,
+    pub restore_verdict: Option<String>,
+    pub max_restore_test_age_seconds: Option<u64>,
+}
+
+/// `GET /api/v1/triggers`: maintenance mode.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct TriggersView {
+    pub paused: bool,
+    /// Who paused (or last resumed) the triggers, when, and why.
+    pub by: Option<String>,
+    pub at: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/triggers/pause` and `/resume`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggersRequest {
+    pub reason: String,
+}
+
+/// The load-balancer endpoints' tiny body (200 when `status` is `up`, else 503).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+pub struct LbHealthView {
+    pub status: String,
+    pub site: Option<String>,
+    pub service: Option<String>,
+    /// `GET /api/v1/primary` and sites: the role held now.
+    pub role: Option<String>,
+    pub reason: String,
 }

@@ -1,6 +1,6 @@
 //! `niledr` subcommands that talk to a running daemon over its HTTP API: plan, runbooks,
 //! executions, execution, propose, approve, reject, cancel, pause, resume, confirm, retry, and the
-//! `drill` group (see `drill`).
+//! `drill` group (see `drill`), `status`, `pause-triggers` and `resume-triggers` (see `status`).
 //! Each takes `--url` / `NILEDR_URL` and `--token-file` / `NILEDR_TOKEN` (see `conn`).
 //! Exit codes: 0 done, 1 the daemon refused or could not be reached, 2 bad usage, 3 a drill
 //! run that did not meet its objectives (`drill run`).
@@ -10,6 +10,7 @@ pub mod client;
 pub mod conn;
 pub mod drill;
 pub mod render;
+pub mod status;
 
 use std::process::ExitCode;
 
@@ -95,6 +96,34 @@ pub enum RemoteCommand {
     Reject(OnExecution),
     /// Cancel execution ID (a running one rolls back after its current step).
     Cancel(OnExecution),
+    /// Each site's configured and current role, status, lag, DNS answers, cold-site backups,
+    /// and whether triggers are paused (like `patronictl list`).
+    Status {
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Maintenance mode (operator or above): runbook triggers stay quiet until resumed;
+    /// proposals by hand still work. Audited with the reason.
+    PauseTriggers {
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// End maintenance mode: triggers open proposals again (operator or above; audited).
+    ResumeTriggers {
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Pause execution ID after its current step.
     Pause(OnExecution),
     /// Resume a paused execution ID.
@@ -327,6 +356,13 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             json,
             conn,
         }) => control(&conn, &id, "resume", "resumed", &comment, json),
+        RemoteCommand::Status { json, conn } => status::status(&conn, json),
+        RemoteCommand::PauseTriggers { reason, json, conn } => {
+            status::set_triggers(&conn, true, &reason, json)
+        }
+        RemoteCommand::ResumeTriggers { reason, json, conn } => {
+            status::set_triggers(&conn, false, &reason, json)
+        }
         RemoteCommand::Confirm(a) => on_step(a, "confirm", "confirmed step"),
         RemoteCommand::Retry(a) => on_step(a, "retry", "retrying from step"),
     }

@@ -2,6 +2,7 @@
 //! unknown keys, unknown sites or services, bad durations or addresses, naming file, line and
 //! column and what to fix.
 
+mod backups;
 pub mod cluster;
 mod drills;
 mod error;
@@ -85,6 +86,8 @@ pub struct Site {
     pub description: Option<String>,
     pub backup_dir: Option<PathBuf>,
     pub wal_archive: Option<PathBuf>,
+    /// Cold-site backup objectives (`crate::topology::backups`).
+    pub backups: crate::topology::backups::Objectives,
 }
 
 #[derive(Clone, Debug)]
@@ -256,6 +259,7 @@ impl Loader<'_> {
                     description: s.description.clone(),
                     backup_dir: s.backup_dir.as_deref().map(|p| self.resolve(p)),
                     wal_archive: s.wal_archive.as_deref().map(|p| self.resolve(p)),
+                    backups: self.backup_objectives(s)?,
                 },
             );
         }

@@ -159,6 +159,11 @@ pub struct RawSite {
     pub description: Option<String>,
     pub backup_dir: Option<String>,
     pub wal_archive: Option<String>,
+    /// Cold-site objectives (`docs/config.md`): the newest base backup, the WAL archive's last
+    /// segment and the last restore drill may be at most this old, else the site is degraded.
+    pub max_base_backup_age: Option<Spanned<Dur>>,
+    pub max_wal_archive_age: Option<Spanned<Dur>>,
+    pub max_restore_test_age: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]

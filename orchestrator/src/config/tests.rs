@@ -327,3 +327,53 @@ fn metrics_are_public_by_default_and_can_be_closed() {
         "{err}"
     );
 }
+
+#[test]
+fn cold_site_objectives_parse_and_refuse_nonsense() {
+    let cold = "[sites.dr-cold]\nrole = \"cold_standby\"\ncountry = \"SD\"\n";
+    let ok = format!(
+        "{VALID}\n{cold}backup_dir = \"b\"\nwal_archive = \"w\"\nmax_base_backup_age = \"2h\"\nmax_wal_archive_age = \"5m\"\nmax_restore_test_age = \"35d\"\n"
+    );
+    let c = load_str(&ok).expect("valid objectives");
+    let o = c.sites["dr-cold"].backups;
+    assert_eq!(o.max_base_backup_age, Some(Duration::from_secs(7200)));
+    assert_eq!(o.max_wal_archive_age, Some(Duration::from_secs(300)));
+    assert_eq!(
+        o.max_restore_test_age,
+        Some(Duration::from_secs(35 * 86_400))
+    );
+    assert_eq!(
+        c.sites["dr-cold"].backup_dir.as_deref(),
+        Some(Path::new("/etc/niledr/b"))
+    );
+    // (extra lines, the line the error must point at, message fragment)
+    let bad = [
+        (
+            "max_wal_archive_age = \"5m\"\n",
+            "max_wal_archive_age",
+            "needs wal_archive",
+        ),
+        (
+            "backup_dir = \"b\"\nmax_base_backup_age = \"0s\"\n",
+            "max_base_backup_age",
+            "more than 0",
+        ),
+        (
+            "max_base_backup_age = \"2h\"\n",
+            "max_base_backup_age",
+            "needs backup_dir",
+        ),
+        (
+            "max_restore_test_age = \"soon\"\n",
+            "max_restore_test_age",
+            "bad duration",
+        ),
+    ];
+    for (extra, needle, fragment) in bad {
+        let text = format!("{VALID}\n{cold}{extra}");
+        let err = load_str(&text).expect_err(extra);
+        let shown = err.to_string();
+        assert_eq!(err.line, line_of(&text, needle), "{shown}");
+        assert!(shown.contains(fragment), "{shown}");
+    }
+}

@@ -17,7 +17,8 @@ pub const TRIGGER: &str = "niledr-trigger";
 impl Engine {
     /// Called on every timer tick.
     pub(super) fn check_triggers(&mut self) {
-        if self.drill_active.is_some() {
+        // A drill runs, or maintenance mode (`crate::topology::maintenance`): stay quiet.
+        if self.drill_active.is_some() || self.shared.topology.triggers_paused() {
             return;
         }
         let now = self.clock.mono();

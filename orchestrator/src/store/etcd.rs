@@ -413,6 +413,15 @@ impl SharedStore for EtcdStore {
         .map(drop)
     }
 
+    fn set_meta_audited(&self, key: &str, value: &str, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        self.commit(
+            vec![(self.key("meta", key), value.to_string())],
+            audit,
+            true,
+        )
+        .map(drop)
+    }
+
     /// Compare-and-swap on the generation key, guarded by the leader token.
     fn next_generation(&self) -> Result<u64> {
         let key = self.key("meta", "generation");

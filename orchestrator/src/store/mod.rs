@@ -76,6 +76,8 @@ pub trait SharedStore: Send + Sync {
     ) -> Result<()>;
     fn meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// Write a meta key and its audit entries in one transaction.
+    fn set_meta_audited(&self, key: &str, value: &str, audit: Vec<AuditEvent<'_>>) -> Result<()>;
     /// Take the next failover generation (fencing token), durably.
     fn next_generation(&self) -> Result<u64>;
     fn audit_entries(&self) -> Result<Vec<AuditRecordV1>>;
@@ -94,6 +96,9 @@ pub struct Store {
     shared: Arc<dyn SharedStore>,
     clustered: bool,
     outbox: crate::notify::Outbox,
+    /// Bumped by every execution and drill-run write through this handle, so readers that
+    /// fold the journal (the live topology) re-read it only when it changed.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -105,6 +110,7 @@ impl Store {
             local,
             clustered: false,
             outbox: Default::default(),
+            writes: Default::default(),
         })
     }
 
@@ -115,6 +121,7 @@ impl Store {
             shared,
             clustered: true,
             outbox: Default::default(),
+            writes: Default::default(),
         })
     }
 
@@ -163,6 +170,7 @@ impl Store {
         let outbox = self.outbox.for_execution(rec, &audit);
         self.shared.save_execution_notifying(rec, audit, &outbox)?;
         self.outbox.enqueued(outbox.len());
+        self.bump();
         Ok(())
     }
 
@@ -178,6 +186,7 @@ impl Store {
         let outbox = self.outbox.for_drill_run(rec, &audit);
         self.shared.save_drill_run_notifying(rec, audit, &outbox)?;
         self.outbox.enqueued(outbox.len());
+        self.bump();
         Ok(())
     }
 
@@ -225,6 +234,25 @@ impl Store {
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.shared.set_meta(key, value)
+    }
+
+    pub fn set_meta_audited(
+        &self,
+        key: &str,
+        value: &str,
+        audit: Vec<AuditEvent<'_>>,
+    ) -> Result<()> {
+        self.shared.set_meta_audited(key, value, audit)
+    }
+
+    /// Changes whenever this handle wrote an execution or a drill run.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// This instance's own state (never shared): e.g. its self-fence.

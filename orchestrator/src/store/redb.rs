@@ -363,6 +363,19 @@ impl SharedStore for RedbStore {
         Ok(())
     }
 
+    fn set_meta_audited(&self, key: &str, value: &str, audit: Vec<AuditEvent<'_>>) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut t = tx.open_table(META)?;
+            t.insert(key, value)?;
+            let mut a = tx.open_table(AUDIT)?;
+            append_audit_in(&mut a, audit)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Take the next failover generation (fencing token), durably.
     fn next_generation(&self) -> Result<u64> {
         let mut tx = self.db.begin_write()?;

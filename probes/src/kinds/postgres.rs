@@ -64,7 +64,9 @@ impl PgProber {
                 return Err(e);
             }
         };
-        if let Some(up) = &self.spec.upstream {
+        // A primary lags behind nobody: after a failover the promoted server's configured
+        // upstream is the old primary, and measuring against it would report a false lag.
+        if let Some(up) = self.spec.upstream.as_ref().filter(|_| obs.in_recovery) {
             let bounded = tokio::time::timeout(timeout / 2, upstream_lsn(&mut self.upstream, up));
             let answer = bounded.await.unwrap_or_else(|_| {
                 Err(format!(

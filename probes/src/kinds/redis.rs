@@ -37,7 +37,8 @@ impl RedisProber {
             }
         };
         let mut obs = parse_info(&info);
-        if let Some(up) = &self.spec.upstream {
+        // A master (a promoted replica too) lags behind nobody.
+        if let Some(up) = self.spec.upstream.as_ref().filter(|_| obs.role != "master") {
             match info_replication(&mut self.upstream, up).await {
                 Ok(up_info) => {
                     let up_obs = parse_info(&up_info);

@@ -33,6 +33,7 @@ fn get(
         ok: 200,
         answer,
         errors,
+        same_body: &[],
     }
 }
 
@@ -54,6 +55,7 @@ fn post(
         ok,
         answer: Answer::Json(answer),
         errors: &[404, 409],
+        same_body: &[],
     }
 }
 
@@ -371,6 +373,66 @@ pub fn docs() -> Vec<RouteDoc> {
             &[("limit", Integer, "at most this many (1 to 1000)")],
         ),
         get(
+            "/api/v1/topology",
+            "health",
+            "Where the PostgreSQL primary, the Redis master and each DNS name are now; each site's role now",
+            Json(one::<TopologyView>),
+            &[],
+        ),
+        RouteDoc {
+            same_body: &[503],
+            ..get(
+                "/api/v1/primary",
+                "health",
+                "Load balancers: 200 with where the primary is, 503 when none is up",
+                Json(one::<LbHealthView>),
+                &[],
+            )
+        },
+        RouteDoc {
+            same_body: &[503],
+            ..get(
+                "/api/v1/sites/{site}/health",
+                "health",
+                "Load balancers: 200 when the site is up, else 503",
+                Json(one::<LbHealthView>),
+                &[404],
+            )
+        },
+        RouteDoc {
+            same_body: &[503],
+            ..get(
+                "/api/v1/services/{id}/health",
+                "health",
+                "Load balancers: 200 when the service is up, else 503",
+                Json(one::<LbHealthView>),
+                &[404],
+            )
+        },
+        get(
+            "/api/v1/triggers",
+            "maintenance",
+            "Maintenance mode: whether the runbook triggers are paused, by whom, why",
+            Json(one::<TriggersView>),
+            &[],
+        ),
+        post(
+            "/api/v1/triggers/pause",
+            "maintenance",
+            "Pause the runbook triggers (maintenance mode; audited)",
+            (one::<TriggersRequest>, false),
+            200,
+            one::<TriggersView>,
+        ),
+        post(
+            "/api/v1/triggers/resume",
+            "maintenance",
+            "Resume the runbook triggers (audited)",
+            (one::<TriggersRequest>, false),
+            200,
+            one::<TriggersView>,
+        ),
+        get(
             "/api/v1/session",
             "auth",
             "The console session of this cookie (and its CSRF token)",
@@ -398,6 +460,7 @@ pub fn docs() -> Vec<RouteDoc> {
             ok: 204,
             answer: Answer::Empty,
             errors: &[401, 403],
+            same_body: &[],
         },
         get(
             "/api/v1/openapi.json",

@@ -105,6 +105,28 @@ pub fn routes() -> &'static [RouteSpec] {
         RouteSpec::new(M::POST, "/api/v1/executions/{id}/retry", Write, |m| {
             on(m, executions::retry)
         }),
+        RouteSpec::new(M::GET, "/api/v1/topology", Read, |m| {
+            on(m, topology::topology)
+        }),
+        // Load-balancer endpoints: 200 when up, 503 otherwise; no principal (`topology.rs`).
+        RouteSpec::new(M::GET, "/api/v1/primary", Public, |m| {
+            on(m, topology::primary)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/sites/{site}/health", Public, |m| {
+            on(m, topology::site_health)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/services/{id}/health", Public, |m| {
+            on(m, topology::service_health)
+        }),
+        RouteSpec::new(M::GET, "/api/v1/triggers", Read, |m| {
+            on(m, topology::triggers)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/triggers/pause", Write, |m| {
+            on(m, topology::pause)
+        }),
+        RouteSpec::new(M::POST, "/api/v1/triggers/resume", Write, |m| {
+            on(m, topology::resume)
+        }),
         RouteSpec::new(M::GET, "/api/v1/notifications", Read, |m| {
             on(m, notifications::list)
         }),
@@ -312,3 +334,4 @@ pub(crate) mod session;
 mod sse_executions;
 #[cfg(test)]
 mod tests;
+mod topology;

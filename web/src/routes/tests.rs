@@ -147,6 +147,8 @@ impl Backend for FixtureBackend {
             reason: "all 1 critical services up".into(),
             since: "2026-01-01T00:00:00Z".into(),
             services: vec![service("khartoum-postgres")],
+            current_role: "primary".into(),
+            backups: None,
         }]
     }
     fn site(&self, id: &str) -> Option<SiteView> {

@@ -95,6 +95,41 @@ const TABLE: &[(&str, &str, &str, &str, [Class; 5])] = &[
     ),
     ("GET", "/api/v1/docs", "/api/v1/docs", "", PUBLIC),
     ("GET", "/api/v1/session", "/api/v1/session", "", SESSION),
+    ("GET", "/api/v1/topology", "/api/v1/topology", "", READ),
+    ("GET", "/api/v1/primary", "/api/v1/primary", "", PUBLIC),
+    (
+        "GET",
+        "/api/v1/sites/{site}/health",
+        "/api/v1/sites/khartoum/health",
+        "",
+        PUBLIC,
+    ),
+    (
+        "GET",
+        "/api/v1/services/{id}/health",
+        "/api/v1/services/khartoum-postgres/health",
+        "",
+        PUBLIC,
+    ),
+    ("GET", "/api/v1/triggers", "/api/v1/triggers", "", READ),
+    (
+        "POST",
+        "/api/v1/triggers/pause",
+        "/api/v1/triggers/pause",
+        r#"{"reason":"maintenance"}"#,
+        // The daemon decides the role (a viewer's 403 is in tests/tests/topology.rs);
+        // the fixture has no maintenance mode.
+        READ,
+    ),
+    (
+        "POST",
+        "/api/v1/triggers/resume",
+        "/api/v1/triggers/resume",
+        r#"{"reason":"done"}"#,
+        // The daemon decides the role (a viewer's 403 is in tests/tests/topology.rs);
+        // the fixture has no maintenance mode.
+        READ,
+    ),
     (
         "GET",
         "/api/v1/notifications",
