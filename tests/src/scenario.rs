@@ -397,9 +397,13 @@ pub fn promoted_exactly_once(topo: &Topology, serial_before: u64) -> Result<()> 
     if histories.trim() != "1" {
         bail!("{histories} timeline history files at Port Sudan, not 1");
     }
+    // The failover runbook's DNS updates, each applied once: three cutovers and the two
+    // platform-mode levels (4 before the fence, 5 after verification).
     let serial_after = crate::dns::soa_serial(topo.dns_servers()[0])?;
-    if serial_after - serial_before != 3 {
-        bail!("SOA serial {serial_before} -> {serial_after}: not three updates");
+    if serial_after - serial_before != 5 {
+        bail!(
+            "SOA serial {serial_before} -> {serial_after}: not five updates (3 cutovers, 2 platform levels)"
+        );
     }
     let port_sudan = topo.layout().ip(crate::Site::PortSudan);
     for server in topo.dns_servers() {
