@@ -81,6 +81,31 @@ pub fn start_with(
     })
 }
 
+/// Stop niledr (SIGTERM) and start it again on the same config with `env`; returns once it
+/// is ready (runbooks and drills are loaded at start).
+pub fn restart(w: World, env: &[(&str, &str)]) -> Result<World> {
+    let World {
+        niledr,
+        agent,
+        topo,
+        people,
+        runbooks,
+    } = w;
+    let (config, listen, log) = (niledr.config.clone(), niledr.listen, niledr.log.clone());
+    niledr.stop()?;
+    let niledr = Niledr::start_env(&config, listen, &log, env, false)?;
+    niledr.wait_json("/readyz", Duration::from_secs(30), |v| {
+        v["status"] == "ready"
+    })?;
+    Ok(World {
+        niledr,
+        agent,
+        topo,
+        people,
+        runbooks,
+    })
+}
+
 pub fn start() -> Result<World> {
     start_with(|_, t| Ok(t), &[])
 }

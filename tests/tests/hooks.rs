@@ -176,26 +176,6 @@ fn audit_after(w: World) -> Result<Vec<Value>> {
         .collect()
 }
 
-fn restart(w: World, env: &[(&str, &str)]) -> Result<World> {
-    let World {
-        niledr,
-        agent,
-        topo,
-        people,
-        runbooks,
-    } = w;
-    let (config, listen, log) = (niledr.config.clone(), niledr.listen, niledr.log.clone());
-    niledr.stop()?;
-    let niledr = niledr_tests::daemon::Niledr::start_env(&config, listen, &log, env, false)?;
-    Ok(World {
-        niledr,
-        agent,
-        topo,
-        people,
-        runbooks,
-    })
-}
-
 #[test]
 fn alertmanager_opens_one_proposal_per_outage_and_a_resolution_cancels_nothing() -> Result<()> {
     // The cutover step waits, so the execution is seen running when the alert resolves.
@@ -268,7 +248,7 @@ fn alertmanager_opens_one_proposal_per_outage_and_a_resolution_cancels_nothing()
     let sent = deliveries(&am, sent, 1)?;
     assert_eq!(by(&w, "niledr-hook:alertmanager", PG_RUNBOOK)?.len(), 1);
     // Across a restart too (the memory is in the store).
-    let w = restart(w, &env)?;
+    let w = scenario::restart(w, &env)?;
     let sent = deliveries(&am, sent, 2)?;
     assert_eq!(
         by(&w, "niledr-hook:alertmanager", PG_RUNBOOK)?.len(),

@@ -56,26 +56,6 @@ fn lb(w: &World, path: &str) -> Result<(u16, Value)> {
     w.niledr.get_json_as(path, None)
 }
 
-fn restart(w: World) -> Result<World> {
-    let World {
-        niledr,
-        agent,
-        topo,
-        people,
-        runbooks,
-    } = w;
-    let (config, listen, log) = (niledr.config.clone(), niledr.listen, niledr.log.clone());
-    niledr.stop()?;
-    let niledr = niledr_tests::daemon::Niledr::start(&config, listen, &log)?;
-    Ok(World {
-        niledr,
-        agent,
-        topo,
-        people,
-        runbooks,
-    })
-}
-
 fn read_audit(w: World) -> Result<Vec<AuditRecordV1>> {
     let store = w.topo.base_dir().join("state").join("niledr.redb");
     let World {
@@ -281,7 +261,7 @@ fn after_a_real_failover_the_live_topology_follows_and_survives_a_restart() -> R
     assert!(r.stdout.contains("triggers: active"), "{r}");
 
     // A restart keeps the live roles: the very first answer already has them.
-    let w = restart(w)?;
+    let w = scenario::restart(w, &[])?;
     let sites = wait(&w, "/api/v1/sites", Duration::from_secs(30), |s| {
         s.is_array()
     })?;
@@ -444,7 +424,7 @@ fn maintenance_mode_keeps_a_trigger_quiet_until_resumed_and_is_audited() -> Resu
     );
 
     // Paused before the restart: it survives it (store meta), and the engine keeps quiet.
-    let w = restart(w)?;
+    let w = scenario::restart(w, &[])?;
     w.niledr
         .wait_json("/readyz", Duration::from_secs(30), |v| {
             v["status"] == "ready"

@@ -22,30 +22,6 @@ fn edit_runbook(w: &World, file: &str, edits: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// Runbooks are loaded at start: restart niledr on the same config.
-fn restart(w: World) -> Result<World> {
-    let World {
-        niledr,
-        agent,
-        topo,
-        people,
-        runbooks,
-    } = w;
-    let (config, listen, log) = (niledr.config.clone(), niledr.listen, niledr.log.clone());
-    niledr.stop()?;
-    let niledr = niledr_tests::daemon::Niledr::start(&config, listen, &log)?;
-    niledr.wait_json("/readyz", Duration::from_secs(30), |v| {
-        v["status"] == "ready"
-    })?;
-    Ok(World {
-        niledr,
-        agent,
-        topo,
-        people,
-        runbooks,
-    })
-}
-
 fn executions_by_trigger(w: &World, runbook: &str) -> Result<Vec<serde_json::Value>> {
     let (_, all) = w.niledr.get("/api/v1/executions")?;
     Ok(all
@@ -65,7 +41,7 @@ fn a_trigger_opens_one_proposal_per_outage_and_waits_for_people() -> Result<()> 
         "failover-khartoum-to-port-sudan.toml",
         &[("for = \"30s\"", "for = \"2s\"")],
     )?;
-    let w = restart(w)?;
+    let w = scenario::restart(w, &[])?;
     w.niledr
         .wait_service("port-sudan-postgres", Duration::from_secs(20), |s| {
             s["replication"]["lag_bytes"] == 0
@@ -123,7 +99,7 @@ fn auto_approved_trigger_runs_the_redis_failover_unattended() -> Result<()> {
             ),
         ],
     )?;
-    let w = restart(w)?;
+    let w = scenario::restart(w, &[])?;
     w.topo.redis_primary().kill()?;
     let all = w
         .niledr
