@@ -453,6 +453,24 @@ impl Backend for DaemonBackend {
         }
     }
 
+    fn vouch(&self, service: &str) -> Option<niledr_web::types::VouchView> {
+        let status = self.with_model(|m| {
+            m.services
+                .get(service)
+                .map(|s| s.status.as_str().to_string())
+        })?;
+        // An unreadable journal cannot vouch that nothing acts.
+        let acting = self.store.executions().map_or(true, |all| {
+            all.iter()
+                .any(|e| crate::cluster::self_fence::is_acting(&e.state))
+        });
+        Some(niledr_web::types::VouchView {
+            service: service.to_string(),
+            status,
+            acting,
+        })
+    }
+
     fn platform_mode(&self) -> niledr_web::types::PlatformModeView {
         platform_view(&self.shared.platform.current())
     }

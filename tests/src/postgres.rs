@@ -258,7 +258,9 @@ impl Postgres {
              WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')"
         ))?;
         let log = logs.join(format!("{}-reseed.log", self.name()));
-        match method {
+        // pg_rewind needs the target's WAL back to the divergence point; when a checkpoint
+        // recycled it (a long partition), a person re-seeds from a base backup instead.
+        let rewound = match method {
             Reseed::Rewind => {
                 // A just-promoted primary's control file still names the old timeline until
                 // its first checkpoint; pg_rewind (15) reads it there and would wrongly say
@@ -273,39 +275,49 @@ impl Postgres {
                         up.port()
                     ))
                     .args(["--write-recovery-conf", "--no-sync", "--progress"]);
-                run_logged(
+                match run_logged(
                     &format!("{}: pg_rewind", self.name()),
                     cmd,
                     &log,
                     Duration::from_secs(300),
-                )?;
+                ) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        eprintln!(
+                            "{}: pg_rewind failed, re-seeding from a base backup: {e:#}",
+                            self.name()
+                        );
+                        false
+                    }
+                }
             }
-            Reseed::BaseBackup => {
-                std::fs::remove_dir_all(&self.data_dir)
-                    .with_context(|| format!("removing {}", self.data_dir.display()))?;
-                make_dir(&self.data_dir, 0o700, owner)?;
-                let mut cmd = command("pg_basebackup");
-                cmd.arg("-D")
-                    .arg(&self.data_dir)
-                    .args([
-                        "-R",
-                        "-S",
-                        &slot,
-                        "-X",
-                        "stream",
-                        "-c",
-                        "fast",
-                        "-w",
-                        "--no-sync",
-                    ])
-                    .args(upstream_args(up));
-                run_logged(
-                    &format!("{}: pg_basebackup", self.name()),
-                    cmd,
-                    &log,
-                    Duration::from_secs(300),
-                )?;
-            }
+            Reseed::BaseBackup => false,
+        };
+        if !rewound {
+            std::fs::remove_dir_all(&self.data_dir)
+                .with_context(|| format!("removing {}", self.data_dir.display()))?;
+            make_dir(&self.data_dir, 0o700, owner)?;
+            let mut cmd = command("pg_basebackup");
+            cmd.arg("-D")
+                .arg(&self.data_dir)
+                .args([
+                    "-R",
+                    "-S",
+                    &slot,
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                    "-w",
+                    "--no-sync",
+                ])
+                .args(upstream_args(up));
+            run_logged(
+                &format!("{}: pg_basebackup", self.name()),
+                cmd,
+                &log,
+                Duration::from_secs(300),
+            )?;
         }
         let copied = t0.elapsed();
         // The configuration came from the primary: this instance's address wins again, and

@@ -286,6 +286,21 @@ fn khartoum_cut_off_fails_over_fences_itself_and_stays_fenced_until_the_failback
 
 /// Propose the failback through `via`, re-seed each side when the runbook asks, confirm.
 fn fail_back(w: &ClusterWorld, via: &niledr_tests::daemon::Niledr) -> Result<()> {
+    // A trigger may have proposed a second failover while the first ran (its service was cut
+    // off too: on a slow machine its window can end first); the person planning the failback
+    // cancels what still waits, or its lock refuses the failback.
+    let (_, all) = via.get("/api/v1/executions")?;
+    for e in all.as_array().into_iter().flatten() {
+        if e["state"] == "awaiting_approval" {
+            let id = e["id"].as_str().unwrap_or_default();
+            let (status, body) = via.post(
+                &format!("/api/v1/executions/{id}/cancel"),
+                Some(&w.people.operator),
+                &serde_json::json!({ "comment": "handled by the failover that ran" }),
+            )?;
+            assert_eq!(status, 200, "{body:#}");
+        }
+    }
     let ex = niledr_tests::scenario::propose(via, FAILBACK, &w.people.operator)?;
     let id = ex["id"].as_str().unwrap().to_string();
     let digest = ex["plan_digest"].as_str().unwrap().to_string();

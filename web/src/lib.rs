@@ -197,6 +197,10 @@ pub trait Backend: Send + Sync + 'static {
     fn cluster(&self) -> types::ClusterView {
         types::ClusterView::single()
     }
+    /// `GET /api/v1/cluster/vouch/{service}`; `None` for an unknown service.
+    fn vouch(&self, _service: &str) -> Option<types::VouchView> {
+        None
+    }
     /// `GET /api/v1/platform-mode`.
     fn platform_mode(&self) -> types::PlatformModeView {
         types::PlatformModeView::unpublished()

@@ -711,3 +711,15 @@ pub struct LbHealthView {
     pub role: Option<String>,
     pub reason: String,
 }
+
+/// `GET /api/v1/cluster/vouch/{service}`: what this member sees of one service and whether it
+/// knows of an execution acting, for a member that lost its lease and asks its peers before it
+/// fences its own primary (public, like the load-balancer endpoints: two facts, no detail).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct VouchView {
+    pub service: String,
+    /// The service's status as this member sees it (`up`, `degraded`, `down`, `unknown`).
+    pub status: String,
+    /// An execution is approved or acting (or its state cannot be read): do not vouch.
+    pub acting: bool,
+}

@@ -149,15 +149,18 @@ impl SelfFence {
             .unwrap_or_default();
         let mut vouching = vec![self.cluster.config.name.clone()];
         for (name, url) in others {
-            let services = get_json(&client, &format!("{url}/api/v1/services")).await;
-            let sees_up = services
-                .as_ref()
-                .and_then(|v| v.as_array())
-                .and_then(|a| a.iter().find(|s| s["id"] == service))
-                .is_some_and(|s| s["status"] != "down");
-            // A member that knows of an execution acting (or about to act) does not vouch:
-            // a failover approved by people may be under way.
-            if sees_up && !acting_execution(&client, &url).await {
+            // The member's public vouch endpoint: no token is needed to ask it (a member cut
+            // off from etcd has no other way to reach its peers' view).
+            let v = get_json(&client, &format!("{url}/api/v1/cluster/vouch/{service}")).await;
+            let sees_up = v.as_ref().is_some_and(|v| {
+                v["status"]
+                    .as_str()
+                    .is_some_and(|s| s != "down" && s != "unknown")
+            });
+            // A member that knows of an execution acting (or about to act), or cannot say,
+            // does not vouch: a failover approved by people may be under way.
+            let acting = v.as_ref().is_none_or(|v| v["acting"] != false);
+            if sees_up && !acting {
                 vouching.push(name);
             }
         }
@@ -298,8 +301,9 @@ impl SelfFence {
     }
 }
 
-/// Does the member at `url` show an execution approved or acting (or cannot say)?
-async fn acting_execution(client: &reqwest::Client, url: &str) -> bool {
+/// An execution in `state` is approved or acting (or about to act): a peer knowing of one
+/// does not vouch for the old primary.
+pub fn is_acting(state: &str) -> bool {
     const QUIET: [&str; 7] = [
         "awaiting_approval",
         "succeeded",
@@ -309,13 +313,7 @@ async fn acting_execution(client: &reqwest::Client, url: &str) -> bool {
         "rejected",
         "expired",
     ];
-    let list = get_json(client, &format!("{url}/api/v1/executions")).await;
-    match list.as_ref().and_then(|v| v.as_array()) {
-        Some(all) => all
-            .iter()
-            .any(|e| e["state"].as_str().is_none_or(|st| !QUIET.contains(&st))),
-        None => true,
-    }
+    !QUIET.contains(&state)
 }
 
 /// GET a JSON document from another member; `None` if it does not answer with one.

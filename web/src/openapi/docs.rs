@@ -433,6 +433,13 @@ pub fn docs() -> Vec<RouteDoc> {
             one::<TriggersView>,
         ),
         get(
+            "/api/v1/cluster/vouch/{service}",
+            "cluster",
+            "What this member sees of a service and whether an execution acts (asked by a member that lost its lease)",
+            Json(one::<VouchView>),
+            &[404],
+        ),
+        get(
             "/api/v1/session",
             "auth",
             "The console session of this cookie (and its CSRF token)",

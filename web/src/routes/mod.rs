@@ -46,6 +46,10 @@ pub fn routes() -> &'static [RouteSpec] {
             on(m, audit_verify)
         }),
         RouteSpec::new(M::GET, "/api/v1/cluster", Read, |m| on(m, cluster)),
+        // Asked by a cluster member that lost its lease, before it fences its own primary.
+        RouteSpec::new(M::GET, "/api/v1/cluster/vouch/{service}", Public, |m| {
+            on(m, vouch)
+        }),
         RouteSpec::new(M::GET, "/api/v1/platform-mode", Read, |m| {
             on(m, platform_mode)
         }),
@@ -173,6 +177,15 @@ pub fn router(backend: SharedBackend) -> Router {
             crate::forward::layer,
         ))
         .with_state(backend)
+}
+
+async fn vouch(
+    State(b): State<SharedBackend>,
+    Path(service): Path<String>,
+) -> Result<Json<crate::types::VouchView>, ApiError> {
+    b.vouch(&service).map(Json).ok_or_else(|| {
+        ApiError::NotFound(format!("no service {service:?}; see GET /api/v1/services"))
+    })
 }
 
 async fn cluster(State(b): State<SharedBackend>) -> Json<crate::types::ClusterView> {

@@ -96,6 +96,13 @@ const TABLE: &[(&str, &str, &str, &str, [Class; 5])] = &[
     ("GET", "/api/v1/docs", "/api/v1/docs", "", PUBLIC),
     ("GET", "/api/v1/session", "/api/v1/session", "", SESSION),
     ("GET", "/api/v1/topology", "/api/v1/topology", "", READ),
+    (
+        "GET",
+        "/api/v1/cluster/vouch/{service}",
+        "/api/v1/cluster/vouch/khartoum-postgres",
+        "",
+        PUBLIC,
+    ),
     ("GET", "/api/v1/primary", "/api/v1/primary", "", PUBLIC),
     (
         "GET",
