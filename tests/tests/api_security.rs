@@ -147,6 +147,7 @@ fn expand(w: &World, route: &str) -> Result<Vec<String>> {
         "/api/v1/services/{id}/history" => fill(list("/api/v1/services", "id")?, "{id}"),
         "/api/v1/sites/{site}/health" => fill(list("/api/v1/sites", "id")?, "{site}"),
         "/api/v1/services/{id}/health" => fill(list("/api/v1/services", "id")?, "{id}"),
+        "/api/v1/cluster/vouch/{service}" => fill(list("/api/v1/services", "id")?, "{service}"),
         "/api/v1/executions/{id}" => fill(list("/api/v1/executions", "id")?, "{id}"),
         "/api/v1/drills/{name}" => fill(list("/api/v1/drills", "name")?, "{name}"),
         "/api/v1/runbooks/{name}/plan" => fill(list("/api/v1/runbooks", "name")?, "{name}"),
