@@ -131,9 +131,10 @@ pub async fn query_generation(server: SocketAddr, zone: &str) -> Result<Option<u
     read_generation(server, &generation_name(zone)?).await
 }
 
-async fn read_generation(server: SocketAddr, owner: &Name) -> Result<Option<u64>> {
+/// Every TXT record `server` holds at `owner`, each as its character-strings.
+async fn query_txt(server: SocketAddr, owner: &Name) -> Result<Vec<Vec<String>>> {
     let resp = query(server, owner, RecordType::TXT).await?;
-    let values: Vec<String> = resp
+    Ok(resp
         .answers
         .iter()
         .filter_map(|r| match &r.data {
@@ -145,6 +146,14 @@ async fn read_generation(server: SocketAddr, owner: &Name) -> Result<Option<u64>
             ),
             _ => None,
         })
+        .collect())
+}
+
+async fn read_generation(server: SocketAddr, owner: &Name) -> Result<Option<u64>> {
+    let values: Vec<String> = query_txt(server, owner)
+        .await?
+        .into_iter()
+        .map(|strings| strings.concat())
         .collect();
     match values.as_slice() {
         [] => Ok(None),

@@ -12,7 +12,7 @@ use hickory_net::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, sleep};
 
 use super::update::{Answer, Rrset, Update};
-use super::{TsigKey, VERIFY_POLL, fqdn, query};
+use super::{TsigKey, VERIFY_POLL, fqdn, query_txt};
 
 /// Applications re-read the record at least this often.
 const MODE_TTL: u32 = 30;
@@ -129,20 +129,7 @@ pub struct Held {
 /// Read the record at `server`.
 pub async fn read(server: SocketAddr, record: &str) -> Result<Held> {
     let owner = fqdn(record)?;
-    let resp = query(server, &owner, RecordType::TXT).await?;
-    let mut sets: Vec<Vec<String>> = resp
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(
-                t.txt_data
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
+    let mut sets = query_txt(server, &owner).await?;
     match sets.len() {
         0 => Ok(Held {
             raw: None,
