@@ -189,7 +189,7 @@ fn no_secret_leaves_the_daemon_and_every_read_needs_a_principal() -> Result<()> 
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["kind"] == "ConnstrSwap")
+        .filter(|s| s["kind"] == "connstr.swap")
         .flat_map(|s| s["changes"].as_array().unwrap().iter())
         .filter_map(|c| c["before"].as_str())
         .collect();

@@ -158,7 +158,7 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<DrillView, ApiError>>;
     /// A dry run: resolved steps, guards against live probes, before → after, digest, the
     /// point of no return, and each step's readiness checked against the real world.
-    fn plan<'a>(&'a self, runbook: &'a str) -> BoxFuture<'a, Result<serde_json::Value, ApiError>>;
+    fn plan<'a>(&'a self, runbook: &'a str) -> BoxFuture<'a, Result<types::PlanView, ApiError>>;
     fn executions(&self) -> Result<Vec<ExecutionView>, ApiError>;
     fn execution(&self, id: &str) -> Result<ExecutionView, ApiError>;
     /// Apply a command; answers once it is committed to the journal.

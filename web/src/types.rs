@@ -138,7 +138,7 @@ pub struct RunbookSummaryView {
     pub file: String,
     pub services: Vec<String>,
     pub steps: usize,
-    pub approval: serde_json::Value,
+    pub approval: ApprovalPolicyView,
 }
 
 /// `POST /api/v1/executions`
@@ -196,7 +196,8 @@ pub struct ExecutionView {
     pub timeline: Vec<TimelineView>,
     /// Set when the execution stopped in a state a person must look at.
     pub needs_operator: Option<String>,
-    pub plan: serde_json::Value,
+    /// The plan as approved (its `readiness` is empty: that is checked at preview and start).
+    pub plan: PlanView,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -246,8 +247,8 @@ pub struct DrillView {
     /// `live` or `standing`.
     pub approval: String,
     pub digest: String,
-    pub scenario: serde_json::Value,
-    pub objectives: serde_json::Value,
+    pub scenario: DrillScenarioView,
+    pub objectives: DrillObjectivesView,
     /// Next scheduled slots: due, or skipped with the reason (blackout).
     pub upcoming: Vec<DrillSlotView>,
     /// The verdict of the last run (`met`, `missed`, `aborted`, `not_measured`), once drills
@@ -363,8 +364,8 @@ pub struct DrillRunView {
     pub error: Option<String>,
     /// Overall verdict once finished: `met`, `missed`, `aborted`, `not_measured`.
     pub verdict: Option<String>,
-    /// The full report (niledr_drills::DrillReport as JSON) once measured.
-    pub report: Option<serde_json::Value>,
+    /// The full report once measured.
+    pub report: Option<DrillReportView>,
     /// Progress notes, oldest first.
     pub notes: Vec<TimelineNoteView>,
 }
@@ -570,8 +571,12 @@ pub struct SessionView {
 }
 
 // Pager hooks (`/api/v1/hooks/*`): their payloads and answers, in `types/hooks.rs`.
+mod drill;
 mod hooks;
+mod plan;
+pub use drill::*;
 pub use hooks::*;
+pub use plan::*;
 
 /// `GET /api/v1/notifications`: the configured receivers and the outbox, newest first.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]

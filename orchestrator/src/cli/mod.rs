@@ -231,7 +231,7 @@ fn execute(cmd: RemoteCommand) -> Result<String, CliError> {
             if json {
                 return Ok(pretty(&v));
             }
-            match serde_json::from_value::<niledr_runbooks::Plan>(v.clone()) {
+            match serde_json::from_value::<niledr_web::types::PlanView>(v.clone()) {
                 Ok(p) => Ok(render::plan(&p)),
                 // A daemon of another version: still show everything it said.
                 Err(e) => Ok(format!(

@@ -4,10 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use niledr_runbooks::{GuardOutcome, Plan, Target};
 use niledr_web::types::{
-    DrillRunView, DrillView, ExecutionView, RunbookSummaryView, StandingApprovalView, StepView,
-    TimelineNoteView,
+    ApprovalPolicyView, DrillRunView, DrillView, ExecutionView, PlanTargetView, PlanView,
+    ReadinessView, RunbookSummaryView, StandingApprovalView, StepView, TimelineNoteView,
 };
 use serde_json::Value;
 
@@ -20,40 +19,28 @@ fn one_line(s: &str) -> String {
     s.trim_end().replace('\n', "\\n")
 }
 
-fn target(t: &Target) -> String {
+fn target(t: &PlanTargetView) -> String {
     match &t.address {
         Some(a) => format!("{} {} ({a})", t.kind, t.id),
         None => format!("{} {}", t.kind, t.id),
     }
 }
 
-fn outcome(o: GuardOutcome) -> &'static str {
-    match o {
-        GuardOutcome::Pass => "PASS",
-        GuardOutcome::Fail => "FAIL",
-        GuardOutcome::Unknown => "UNKNOWN",
-    }
+fn outcome(o: &str) -> String {
+    o.to_ascii_uppercase()
 }
 
-/// The approval policy as one line, from its JSON (a `RunbookSummaryView` or a plan).
-fn policy(v: &Value) -> String {
-    let required = v.get("required").and_then(Value::as_u64).unwrap_or(0);
-    let roles: Vec<&str> = v
-        .get("roles")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let mut s = format!("{required} approval(s)");
-    if !roles.is_empty() {
-        let _ = write!(s, ", one each of {}", roles.join(" + "));
+/// The approval policy as one line (of a `RunbookSummaryView` or a plan).
+fn policy(a: &ApprovalPolicyView) -> String {
+    let mut s = format!("{} approval(s)", a.required);
+    if !a.roles.is_empty() {
+        let _ = write!(s, ", one each of {}", a.roles.join(" + "));
     }
-    if let Some(ms) = v.get("expires_after_ms").and_then(Value::as_u64) {
-        let _ = write!(s, ", valid {}", dur_ms(ms));
-    }
-    if v.get("break_glass").and_then(Value::as_bool) == Some(true) {
+    let _ = write!(s, ", valid {}", dur_ms(a.expires_after_ms));
+    if a.break_glass {
         s.push_str(", break-glass allowed");
     }
-    if v.get("auto_approve").and_then(Value::as_bool) == Some(true) {
+    if a.auto_approve {
         s.push_str(", AUTO-APPROVED when triggered");
     }
     s
@@ -61,12 +48,9 @@ fn policy(v: &Value) -> String {
 
 /// `niledr plan RUNBOOK`: steps with targets, guards, changes and rollback; then warnings,
 /// what approvals are bound to, and the digest last (what approvers sign).
-pub fn plan(p: &Plan) -> String {
+pub fn plan(p: &PlanView) -> String {
     let mut o = String::new();
-    let mode = serde_json::to_value(p.mode)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let mode = &p.mode;
     let _ = writeln!(
         o,
         "Plan for {} ({mode}) — a dry run: nothing was changed.",
@@ -77,10 +61,9 @@ pub fn plan(p: &Plan) -> String {
         .steps
         .iter()
         .flat_map(|s| &s.guards)
-        .filter(|g| g.outcome == GuardOutcome::Fail)
+        .filter(|g| g.outcome == "fail")
         .count();
-    let not_ready: Vec<&niledr_runbooks::Readiness> =
-        p.readiness.iter().filter(|r| !r.ready).collect();
+    let not_ready: Vec<&ReadinessView> = p.readiness.iter().filter(|r| !r.ready).collect();
     if p.ready {
         let _ = writeln!(
             o,
@@ -107,8 +90,7 @@ pub fn plan(p: &Plan) -> String {
             let _ = writeln!(o, "Point of no return: none (every step can be undone)");
         }
     }
-    let approval = serde_json::to_value(&p.approval).unwrap_or_default();
-    let _ = writeln!(o, "Approval: {}", policy(&approval));
+    let _ = writeln!(o, "Approval: {}", policy(&p.approval));
     if !p.lock_scope.is_empty() {
         let _ = writeln!(o, "Locks: {}", p.lock_scope.join(", "));
     }
@@ -118,7 +100,7 @@ pub fn plan(p: &Plan) -> String {
             "\n{:>2}. {}  [{}]  {}",
             s.index + 1,
             s.id,
-            s.kind.as_str(),
+            s.kind,
             s.summary
         );
         if s.targets.is_empty() {
@@ -131,7 +113,7 @@ pub fn plan(p: &Plan) -> String {
             let _ = writeln!(
                 o,
                 "    guard:   {:<7} {} — {}",
-                outcome(g.outcome),
+                outcome(&g.outcome),
                 g.check,
                 g.why
             );
@@ -194,7 +176,7 @@ pub fn plan(p: &Plan) -> String {
 }
 
 /// The snapshot approvals are bound to (drift beyond tolerance voids them at start).
-fn preconditions(o: &mut String, p: &Plan) {
+fn preconditions(o: &mut String, p: &PlanView) {
     let pre = &p.preconditions;
     if pre.services.is_empty() && pre.dns.is_empty() && pre.connstr.is_empty() {
         return;
@@ -205,7 +187,7 @@ fn preconditions(o: &mut String, p: &Plan) {
         if !s.reachable {
             line.push_str("not answering");
         } else {
-            line.push_str(s.role.map_or("unknown role", |r| r.as_str()));
+            line.push_str(s.role.as_deref().unwrap_or("unknown role"));
         }
         if let Some(t) = s.timeline {
             let _ = write!(line, ", timeline {t}");
@@ -278,9 +260,7 @@ pub fn execution(e: &ExecutionView) -> String {
     let _ = writeln!(o, "  reason:    {}", e.reason);
     let _ = writeln!(o, "  created:   {}", e.created_at);
     let _ = writeln!(o, "  digest:    {}", e.plan_digest);
-    if let Some(a) = e.plan.get("approval") {
-        let _ = writeln!(o, "  policy:    {}", policy(a));
-    }
+    let _ = writeln!(o, "  policy:    {}", policy(&e.plan.approval));
     let _ = writeln!(o, "\nApprovals ({}):", e.approvals.len());
     if e.approvals.is_empty() {
         let _ = writeln!(o, "  none yet");
@@ -327,16 +307,10 @@ pub fn executions(list: &[ExecutionView]) -> String {
             .iter()
             .filter(|a| a.decision == "approve")
             .count();
-        let required = e
-            .plan
-            .get("approval")
-            .and_then(|a| a.get("required"))
-            .and_then(Value::as_u64)
-            .map(|r| format!("/{r}"))
-            .unwrap_or_default();
+        let required = e.plan.approval.required;
         let _ = write!(
             o,
-            "{}  {:<17}  {:<36}  by {:<10}  {}  approvals {approvals}{required}",
+            "{}  {:<17}  {:<36}  by {:<10}  {}  approvals {approvals}/{required}",
             e.id, e.state, e.runbook, e.requester, e.created_at
         );
         if e.needs_operator.is_some() {
@@ -392,9 +366,7 @@ pub fn proposed(e: &ExecutionView) -> String {
     let _ = writeln!(o, "proposed {}: {} is {}", e.id, e.runbook, e.state);
     let _ = writeln!(o, "id:     {}", e.id);
     let _ = writeln!(o, "digest: {}", e.plan_digest);
-    if let Some(a) = e.plan.get("approval") {
-        let _ = writeln!(o, "needs:  {}", policy(a));
-    }
+    let _ = writeln!(o, "needs:  {}", policy(&e.plan.approval));
     let _ = writeln!(
         o,
         "approvers: read `niledr plan {}` or `niledr execution {}`, then `niledr approve {} --digest {}`",
@@ -576,7 +548,9 @@ pub fn drill(d: &DrillView) -> String {
     let _ = writeln!(o, "  approval:    {}", approval_mode(d));
     let _ = writeln!(o, "  last:        {}", last_verdict(d));
     let _ = writeln!(o, "  digest:      {}", d.digest);
-    for (title, v) in [("Scenario", &d.scenario), ("Objectives", &d.objectives)] {
+    let scenario = serde_json::to_value(&d.scenario).unwrap_or_default();
+    let objectives = serde_json::to_value(&d.objectives).unwrap_or_default();
+    for (title, v) in [("Scenario", &scenario), ("Objectives", &objectives)] {
         let mut lines = Vec::new();
         fields("", v, &mut lines);
         let _ = writeln!(o, "\n{title}:");
@@ -744,14 +718,19 @@ mod tests {
 
     #[test]
     fn policy_line_names_roles_and_break_glass() {
-        let p = policy(&json!({
-            "required": 2, "roles": ["incident_commander", "engineering_lead"],
-            "expires_after_ms": 1_800_000, "break_glass": true, "auto_approve": false
-        }));
+        let p = policy(&serde_json::from_value(policy_json()).expect("a valid policy"));
         assert_eq!(
             p,
             "2 approval(s), one each of incident_commander + engineering_lead, valid 30m, break-glass allowed"
         );
+    }
+
+    fn policy_json() -> Value {
+        json!({
+            "required": 2, "roles": ["incident_commander", "engineering_lead"],
+            "expires_after_ms": 1_800_000, "break_glass": true, "auto_approve": false,
+            "tolerance": {"lag_bytes": 16_777_216, "lag_seconds": 30}
+        })
     }
 
     #[test]
@@ -765,7 +744,11 @@ mod tests {
                        "started_at": "t2", "ended_at": "t3", "duration_ms": 12.5, "detail": "d",
                        "error": "TSIG authentication failed", "rollback": null, "overhead_ms": 0.4}],
             "timeline": [{"at": "t4", "event": "failed", "detail": ""}],
-            "needs_operator": null, "plan": {}
+            "needs_operator": null,
+            "plan": {"runbook": "rb", "mode": "unplanned", "digest": "abc", "steps": [],
+                     "warnings": [], "ready": true, "lock_scope": [], "approval": policy_json(),
+                     "preconditions": {"services": {}, "dns": {}, "connstr": {}},
+                     "point_of_no_return": null, "readiness": []}
         }))
         .expect("a valid view");
         let text = execution(&e);
@@ -776,6 +759,7 @@ mod tests {
             "12.5 ms",
             "error: TSIG authentication failed",
             "t4  failed",
+            "policy:    2 approval(s), one each of incident_commander + engineering_lead",
         ] {
             assert!(text.contains(want), "{want:?} in\n{text}");
         }

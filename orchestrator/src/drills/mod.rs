@@ -473,6 +473,16 @@ fn new_run(
 }
 
 pub fn run_view(r: &DrillRunRecordV1) -> DrillRunView {
+    // A stored report that no longer loads is named in `error`, not dropped silently.
+    let (report, unreadable) = match r
+        .report
+        .as_ref()
+        .map(crate::api::drills::stored_report_view)
+    {
+        Some(Ok(v)) => (Some(v), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     DrillRunView {
         id: r.id.clone(),
         drill: r.drill.clone(),
@@ -500,9 +510,12 @@ pub fn run_view(r: &DrillRunRecordV1) -> DrillRunView {
         finished_at: r.finished_at.clone(),
         execution: r.execution.clone(),
         cleanup_execution: r.cleanup_execution.clone(),
-        error: r.error.clone(),
+        error: match (&r.error, unreadable) {
+            (Some(e), Some(u)) => Some(format!("{e}; {u}")),
+            (e, u) => e.clone().or(u),
+        },
         verdict: r.verdict.clone(),
-        report: r.report.clone(),
+        report,
         notes: r
             .notes
             .iter()

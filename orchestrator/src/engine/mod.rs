@@ -302,7 +302,7 @@ impl Engine {
                 file: l.file.display().to_string(),
                 services: l.runbook.services.clone(),
                 steps: l.runbook.steps.len(),
-                approval: serde_json::to_value(&l.runbook.approval).unwrap_or_default(),
+                approval: crate::api::plan::approval_policy_view(&l.runbook.approval),
             })
             .collect()
     }

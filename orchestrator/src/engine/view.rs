@@ -64,6 +64,6 @@ fn raw_view(r: &ExecutionRecordV1) -> ExecutionView {
             })
             .collect(),
         needs_operator: r.needs_operator.clone(),
-        plan: r.plan.clone(),
+        plan: crate::api::plan::stored_plan_view(&r.plan, &r.runbook, &r.plan_digest),
     }
 }

@@ -8,7 +8,7 @@ use crate::types::*;
 
 const LIMIT: Query = ("limit", Integer, "at most this many (1 to 10000)");
 
-/// Any JSON value (the plan until it gets its own wire type).
+/// Any JSON value (the OpenAPI document itself).
 fn any_json() -> Shape {
     Shape {
         schema: utoipa::openapi::schema::ObjectBuilder::new().build().into(),
@@ -198,7 +198,7 @@ pub fn docs() -> Vec<RouteDoc> {
             "/api/v1/runbooks/{name}/plan",
             "runbooks",
             "A dry run: resolved steps, guards, before → after, readiness",
-            Json(any_json),
+            Json(one::<PlanView>),
             &[404, 409],
         ),
         get(

@@ -87,7 +87,7 @@ pub async fn runbooks(State(b): State<SharedBackend>) -> Json<Vec<RunbookSummary
 pub async fn plan(
     State(b): State<SharedBackend>,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::types::PlanView>, ApiError> {
     b.plan(&name).await.map(Json)
 }
 

@@ -51,8 +51,16 @@ fn drill(name: &str, approvals: Vec<StandingApprovalView>) -> DrillView {
         timezone: "Africa/Khartoum".into(),
         approval: if standing { "standing" } else { "live" }.into(),
         digest: DIGEST.into(),
-        scenario: serde_json::json!({ "fault": "kill_primary_postgres" }),
-        objectives: serde_json::json!({ "rto_ms": 240000 }),
+        scenario: DrillScenarioView {
+            fault: "kill_primary_postgres".into(),
+            target: "khartoum-postgres".into(),
+            lag_before_fault_ms: None,
+        },
+        objectives: DrillObjectivesView {
+            rto_ms: 240_000,
+            rpo_ms: [("postgres".to_string(), 60_000)].into(),
+            no_lost_writes: false,
+        },
         upcoming: if standing {
             vec![
                 DrillSlotView {
@@ -348,7 +356,7 @@ impl Backend for FixtureBackend {
     fn plan<'a>(
         &'a self,
         runbook: &'a str,
-    ) -> crate::BoxFuture<'a, Result<serde_json::Value, crate::ApiError>> {
+    ) -> crate::BoxFuture<'a, Result<PlanView, crate::ApiError>> {
         Box::pin(async move { Err(crate::ApiError::NotFound(format!("no runbook {runbook:?}"))) })
     }
     fn executions(&self) -> Result<Vec<ExecutionView>, crate::ApiError> {

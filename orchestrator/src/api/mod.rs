@@ -1,5 +1,9 @@
 //! The orchestrator's side of the HTTP handle: builds the web crate's views from the health
-//! model, the config and the store.
+//! model, the config and the store; `plan` and `drills` convert the domain types the wire
+//! views carry.
+
+pub mod drills;
+pub mod plan;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -387,7 +391,7 @@ impl Backend for DaemonBackend {
         Box::pin(async move { r })
     }
 
-    fn plan<'a>(&'a self, runbook: &'a str) -> BoxFuture<'a, Result<serde_json::Value, ApiError>> {
+    fn plan<'a>(&'a self, runbook: &'a str) -> BoxFuture<'a, Result<PlanView, ApiError>> {
         Box::pin(async move {
             let file = self.runbook_files.get(runbook).ok_or_else(|| {
                 let known: Vec<&str> = self.runbook_files.keys().map(String::as_str).collect();
@@ -415,10 +419,7 @@ impl Backend for DaemonBackend {
             }
             plan.ready &= plan.readiness.iter().all(|r| r.ready);
             // The digest was computed from the real plan; what is shown is redacted.
-            let mut shown =
-                serde_json::to_value(plan).map_err(|e| ApiError::Internal(e.to_string()))?;
-            redact::json(&mut shown);
-            Ok(shown)
+            Ok(redact::view(&plan::plan_view(&plan)))
         })
     }
 
