@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use niledr_tests::cluster::{ClusterWorld, start_cluster};
 use niledr_tests::dns::soa_serial;
-use niledr_tests::etcd::EtcdCluster;
 use niledr_tests::scenario::{approve, propose};
 use niledr_tests::wait_until;
 use serde_json::json;
+
+#[path = "common/etcd_store.rs"]
+mod etcd_store;
 
 const FAILOVER: &str = "failover-khartoum-to-port-sudan";
 const TTL: Duration = Duration::from_secs(3);
@@ -250,77 +252,14 @@ fn losing_one_etcd_member_loses_nothing_and_fences_nothing() -> Result<()> {
     Ok(())
 }
 
-/// `etcdctl get KEY -w json`: the key's create revision.
-fn create_revision(etcd: &EtcdCluster, key: &str) -> Result<i64> {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &etcd.endpoints().join(","),
-            "get",
-            key,
-            "-w",
-            "json",
-        ])
-        .output()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v["kvs"][0]["create_revision"]
-        .as_i64()
-        .with_context(|| format!("no {key}: {v}"))
-}
-
-fn etcdctl(etcd: &EtcdCluster, args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(etcd.endpoints().join(","))
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
 #[test]
 fn a_write_carrying_a_deposed_leaders_token_is_refused_and_applies_nothing() -> Result<()> {
-    use niledr_orchestrator::cluster::Cluster;
-    use niledr_orchestrator::config::cluster::ClusterConfig;
-    use niledr_orchestrator::store::etcd::EtcdStore;
     use niledr_orchestrator::store::{AuditEvent, NotLeader, SharedStore};
 
-    let dir = tempfile::tempdir()?;
-    let etcd = EtcdCluster::start(dir.path(), &[("solo", std::net::Ipv4Addr::LOCALHOST, None)])?;
-    let config = ClusterConfig {
-        name: "khartoum-1".into(),
-        site: "khartoum".into(),
-        endpoints: etcd.endpoints(),
-        advertise: "http://127.0.0.1:1".into(),
-        prefix: "/niledr".into(),
-        lease_ttl: TTL,
-        tls: None,
-        auth: None,
-        self_fence: Default::default(),
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    let cluster = rt.block_on(Cluster::connect(config))?;
-    let store = EtcdStore::open(
-        cluster.clients(),
-        cluster.handle(),
-        "/niledr",
-        cluster.leadership.clone(),
-    )?;
-
+    let on = etcd_store::StoreOnEtcd::start(TTL)?;
+    let store = &on.store;
     // This instance holds the key: its guarded writes apply.
-    etcdctl(
-        &etcd,
-        &["put", "/niledr/leader", r#"{"name":"khartoum-1"}"#],
-    )?;
-    cluster
-        .leadership
-        .set(Some(create_revision(&etcd, "/niledr/leader")?));
+    on.lead()?;
     store.set_meta("probe", "first")?;
     store.save_standing_approvals(
         "d",
@@ -331,20 +270,15 @@ fn a_write_carrying_a_deposed_leaders_token_is_refused_and_applies_nothing() -> 
             detail: json!({}),
         }],
     )?;
-    let audit_before = etcd.get_prefix("/niledr/audit/")?.len();
+    let audit_before = on.audit_len()?;
 
-    // Another instance took the key (its lease expired and a new one was created).
-    etcdctl(&etcd, &["del", "/niledr/leader"])?;
-    etcdctl(
-        &etcd,
-        &["put", "/niledr/leader", r#"{"name":"port-sudan-1"}"#],
-    )?;
+    on.depose()?;
     let e = store
         .set_meta("probe", "second")
         .expect_err("a deposed leader's write applied");
     assert!(e.downcast_ref::<NotLeader>().is_some(), "{e:#}");
     assert_eq!(
-        cluster.leadership.token(),
+        on.cluster.leadership.token(),
         None,
         "the refusal deposed this instance"
     );
@@ -366,7 +300,6 @@ fn a_write_carrying_a_deposed_leaders_token_is_refused_and_applies_nothing() -> 
     );
     // Nothing of the refused writes reached etcd: the value and the audit chain are as before.
     assert_eq!(store.meta("probe")?.as_deref(), Some("first"));
-    assert_eq!(etcd.get_prefix("/niledr/audit/")?.len(), audit_before);
-    cluster.shutdown();
+    assert_eq!(on.audit_len()?, audit_before);
     Ok(())
 }

@@ -591,3 +591,180 @@ fn the_drills_page_charts_a_measured_run_against_its_objectives_and_shows_its_re
     drop(cd);
     scenario::finish(w, ALLOWED_ERRORS)
 }
+
+/// A runbook of three manual steps with break-glass allowed: every control of the execution
+/// page has something to act on, and nothing touches the servers.
+const CONTROLS: &str = "console-controls";
+const CONTROLS_RUNBOOK: &str = r#"
+name = "console-controls"
+description = "Browser test: three manual checks, break-glass allowed."
+mode = "planned"
+
+[approval]
+required = 2
+roles = ["incident_commander", "engineering_lead"]
+break_glass = true
+
+[[steps]]
+id = "check-one"
+kind = "manual.confirm"
+item = "first check done by hand"
+
+[[steps]]
+id = "check-two"
+kind = "manual.confirm"
+item = "second check done by hand"
+
+[[steps]]
+id = "check-three"
+kind = "manual.confirm"
+item = "third check done by hand"
+"#;
+
+/// Wait until the execution page shows `state` (it follows SSE; no reload).
+fn wait_state(b: &Browser, state: &str) -> Result<()> {
+    b.wait_true(
+        &format!("the page shows {state}"),
+        &format!("return document.querySelector('#exec-state').dataset.state === '{state}';"),
+        Duration::from_secs(20),
+    )
+}
+
+/// Wait until the page offers the confirm of `step`, then confirm it with a comment.
+fn confirm_step(b: &Browser, step: &str) -> Result<()> {
+    b.wait_for(
+        &format!("[data-action=confirm][data-step='{step}']"),
+        Duration::from_secs(20),
+    )?;
+    b.type_into(
+        "#confirm-comment",
+        &format!("{step}: verified in the browser"),
+    )?;
+    b.click("[data-action=confirm]")
+}
+
+/// Break-glass, confirm, pause, resume and cancel through the execution page's buttons, as
+/// the people allowed to: each is checked against the server's record and audit.
+#[test]
+fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Result<()> {
+    let w = scenario::start_with(
+        |topo, text| {
+            std::fs::write(
+                topo.base_dir()
+                    .join("runbooks")
+                    .join("console-controls.toml"),
+                CONTROLS_RUNBOOK,
+            )?;
+            Ok(text)
+        },
+        &[],
+    )?;
+    let (status, e) = w.niledr.post(
+        "/api/v1/executions",
+        Some(&w.people.operator),
+        &json!({ "runbook": CONTROLS, "reason": "browser test of the controls" }),
+    )?;
+    assert_eq!(status, 201, "{e:#}");
+    let id = e["id"].as_str().context("execution id")?.to_string();
+    let cd = driver(&w, "controls")?;
+    let (ic, operator) = (cd.browser()?, cd.browser()?);
+
+    // One incident commander approves alone, with a written reason.
+    sign_in(&ic, &w, &w.people.ic, None)?;
+    ic.goto(&format!("{}/#/executions/{id}", w.niledr.url()))?;
+    ic.wait_for("[data-action=break-glass]", Duration::from_secs(15))?;
+    ic.type_into(
+        "#break-glass-reason",
+        "engineering lead unreachable at 03:00",
+    )?;
+    screenshot(&ic, "execution-break-glass.png")?;
+    ic.click("[data-action=break-glass]")?;
+    wait_state(&ic, "running")?;
+    assert!(
+        !ic.exists("[data-action=confirm]")?,
+        "an approver is not an operator: no confirm button"
+    );
+
+    // The operator confirms by hand, pauses, resumes and finally cancels.
+    sign_in(&operator, &w, &w.people.operator, None)?;
+    operator.goto(&format!("{}/#/executions/{id}", w.niledr.url()))?;
+    confirm_step(&operator, "check-one")?;
+    operator.wait_for(
+        "[data-action=confirm][data-step='check-two']",
+        Duration::from_secs(20),
+    )?;
+    operator.type_into("#control-comment", "hold after this check")?;
+    operator.click("[data-action=pause]")?;
+    // Pausing takes effect once the current step ends: confirming it leaves the run paused.
+    confirm_step(&operator, "check-two")?;
+    wait_state(&operator, "paused")?;
+    screenshot(&operator, "execution-paused.png")?;
+    operator.click("[data-action=resume]")?;
+    wait_state(&operator, "running")?;
+    operator.wait_for(
+        "[data-action=confirm][data-step='check-three']",
+        Duration::from_secs(20),
+    )?;
+    operator.type_into("#control-comment", "stop here: test done")?;
+    operator.click("[data-action=cancel]")?;
+    operator.wait_true(
+        "the page shows the run ended by the cancel",
+        "return ['cancelled', 'rolled_back'].includes(document.querySelector('#exec-state').dataset.state);",
+        Duration::from_secs(30),
+    )?;
+    screenshot(&operator, "execution-cancelled.png")?;
+
+    // The record agrees with what the pages showed, and the audit names who did what.
+    let ex = w
+        .niledr
+        .get_json_as(&format!("/api/v1/executions/{id}"), Some(&w.people.viewer))?
+        .1;
+    assert_eq!(ex["approvals"][0]["user"], "amira", "{ex:#}");
+    assert_eq!(
+        ex["approvals"][0]["break_glass_reason"], "engineering lead unreachable at 03:00",
+        "{ex:#}"
+    );
+    let states: Vec<&str> = ex["steps"]
+        .as_array()
+        .context("steps")?
+        .iter()
+        .filter_map(|s| s["state"].as_str())
+        .collect();
+    assert_eq!(states[..2], ["succeeded", "succeeded"], "{ex:#}");
+    assert_ne!(
+        states[2], "succeeded",
+        "check-three was never confirmed: {ex:#}"
+    );
+    let audit = w
+        .niledr
+        .get_json_as(
+            &format!("/api/v1/audit?execution={id}&limit=200"),
+            Some(&w.people.viewer),
+        )?
+        .1;
+    let done: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .context("audit entries")?
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or_default().to_string(),
+                e["kind"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("amira", "approval.break_glass"),
+        ("khalid", "execution.pause"),
+        ("khalid", "execution.resume"),
+        ("khalid", "execution.cancel"),
+    ] {
+        assert!(
+            done.iter().any(|(a, b)| (a.as_str(), b.as_str()) == want),
+            "{want:?} in the audit: {done:?}"
+        );
+    }
+    drop((ic, operator));
+    drop(cd);
+    scenario::finish(w, ALLOWED_ERRORS)
+}

@@ -21,6 +21,9 @@ use niledr_tests::scenario::{self, World};
 use niledr_tests::wait_until;
 use serde_json::{Value, json};
 
+#[path = "common/etcd_store.rs"]
+mod etcd_store;
+
 const FAILOVER: &str = "failover-khartoum-to-port-sudan";
 const CONSOLE: &str = "https://niledr.test.sd";
 /// In the webhook URL's path, as in Slack's: must never be shown.
@@ -276,7 +279,10 @@ fn pages_say_who_is_needed_survive_failing_receivers_and_are_audited_per_attempt
         "{text}"
     );
     assert!(text.contains("2 more approvers with the roles incident_commander and engineering_lead, not khalid (the requester)"), "{text}");
-    assert!(text.contains(&format!("{CONSOLE}/#{id}")), "{text}");
+    assert!(
+        text.contains(&format!("{CONSOLE}/#/executions/{id}")),
+        "{text}"
+    );
     assert!(first.json()["blocks"].is_array(), "{}", first.body);
     // The body is signed with the hook's secret over "<timestamp>.<body>".
     let ts = first.header("x-niledr-timestamp");
@@ -702,21 +708,6 @@ fn a_hanging_receiver_delays_no_failover_and_pagerduty_follows_the_incident() ->
     scenario::finish(w, &["NEEDS AN OPERATOR"])
 }
 
-fn etcdctl(etcd: &niledr_tests::etcd::EtcdCluster, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(etcd.endpoints().join(","))
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn outbox_entry(id: &str) -> niledr_orchestrator::records::NotificationV1 {
     serde_json::from_value(json!({
         "v": 1, "id": id, "receiver": "pagerduty", "event": "proposal_waiting", "subject": "e1",
@@ -731,45 +722,12 @@ fn outbox_entry(id: &str) -> niledr_orchestrator::records::NotificationV1 {
 /// rewritten only by the leader (a deposed leader's mark applies nothing).
 #[test]
 fn the_cluster_outbox_lives_in_etcd_and_only_the_leader_writes_it() -> Result<()> {
-    use niledr_orchestrator::cluster::Cluster;
-    use niledr_orchestrator::config::cluster::ClusterConfig;
     use niledr_orchestrator::records::ExecutionRecordV1;
-    use niledr_orchestrator::store::etcd::EtcdStore;
     use niledr_orchestrator::store::{AuditEvent, NotLeader};
 
-    let dir = tempfile::tempdir()?;
-    let etcd = niledr_tests::etcd::EtcdCluster::start(
-        dir.path(),
-        &[("solo", std::net::Ipv4Addr::LOCALHOST, None)],
-    )?;
-    let config = ClusterConfig {
-        name: "khartoum-1".into(),
-        site: "khartoum".into(),
-        endpoints: etcd.endpoints(),
-        advertise: "http://127.0.0.1:1".into(),
-        prefix: "/niledr".into(),
-        lease_ttl: Duration::from_secs(3),
-        tls: None,
-        auth: None,
-        self_fence: Default::default(),
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    let cluster = rt.block_on(Cluster::connect(config))?;
-    let store = EtcdStore::open(
-        cluster.clients(),
-        cluster.handle(),
-        "/niledr",
-        cluster.leadership.clone(),
-    )?;
-    etcdctl(
-        &etcd,
-        &["put", "/niledr/leader", r#"{"name":"khartoum-1"}"#],
-    )?;
-    let got: Value =
-        serde_json::from_str(&etcdctl(&etcd, &["get", "/niledr/leader", "-w", "json"])?)?;
-    cluster
-        .leadership
-        .set(got["kvs"][0]["create_revision"].as_i64());
+    let on = etcd_store::StoreOnEtcd::start(Duration::from_secs(3))?;
+    let (store, etcd) = (&on.store, &on.etcd);
+    on.lead()?;
 
     let exec: ExecutionRecordV1 = serde_json::from_value(json!({
         "v": 1, "id": "e1", "runbook": "r", "reason": "", "requester": "k", "created_at": "t",
@@ -823,12 +781,8 @@ fn the_cluster_outbox_lives_in_etcd_and_only_the_leader_writes_it() -> Result<()
     assert_eq!(store.notifications()?.len(), 1);
 
     // Deposed: marking an entry applies nothing, not even its audit entry.
-    etcdctl(&etcd, &["del", "/niledr/leader"])?;
-    etcdctl(
-        &etcd,
-        &["put", "/niledr/leader", r#"{"name":"port-sudan-1"}"#],
-    )?;
-    let audit_before = etcd.get_prefix("/niledr/audit/")?.len();
+    on.depose()?;
+    let audit_before = on.audit_len()?;
     let mut b = outbox_entry("01-b");
     b.state = "delivered".into();
     let e = store
@@ -843,9 +797,8 @@ fn the_cluster_outbox_lives_in_etcd_and_only_the_leader_writes_it() -> Result<()
         .expect_err("a deposed leader marked a notification");
     assert!(e.downcast_ref::<NotLeader>().is_some(), "{e:#}");
     assert_eq!(store.notifications()?[0].state, "pending");
-    assert_eq!(etcd.get_prefix("/niledr/audit/")?.len(), audit_before);
+    assert_eq!(on.audit_len()?, audit_before);
     assert!(store.delete_notifications(&["01-b".to_string()]).is_err());
     assert_eq!(store.notifications()?.len(), 1);
-    cluster.shutdown();
     Ok(())
 }

@@ -345,7 +345,18 @@ impl Engine {
         }
         self.note(id, what, &format!("{}: {comment}", who.name));
         let cancel = matches!(ev, MEvent::Cancel);
-        self.apply_as(id, &who.name, ev)?;
+        // The person's request is audited in the commit that records it (a pause or cancel of
+        // a running step takes effect when the step ends, with no transition of its own).
+        self.pending_audit.push((
+            who.name.clone(),
+            format!("execution.{what}"),
+            serde_json::json!({ "id": id, "comment": comment }),
+        ));
+        if let Err(e) = self.apply_as(id, &who.name, ev) {
+            // Refused: nothing was committed, so neither is the request's entry.
+            self.pending_audit.pop();
+            return Err(e);
+        }
         // A step waiting for a confirm ends now (untouched) instead of at its deadline.
         let waiting = self.live.get(id).and_then(|l| match l.machine.state() {
             State::Running { step } => l

@@ -41,9 +41,9 @@ pub struct Fact {
     pub link: Option<String>,
 }
 
-/// The console page of an execution (the console opens `#<id>`).
+/// The console page of an execution (its route is `#/executions/<id>`).
 pub fn execution_link(console: &str, id: &str) -> String {
-    format!("{}/#{id}", console.trim_end_matches('/'))
+    format!("{}/#/executions/{id}", console.trim_end_matches('/'))
 }
 
 /// Facts of one execution commit, in the order of its audit entries.
@@ -284,24 +284,132 @@ pub fn still_needed(rec: &ExecutionRecordV1) -> String {
     }
 }
 
-/// Facts of one drill run commit: its verdict when the run ends.
+/// Facts of one drill run commit: a live run waiting for people before its fault, their
+/// decisions, and the verdict when the run ends.
 pub fn for_drill_run(rec: &DrillRunRecordV1, audit: &[AuditEvent<'_>], console: &str) -> Vec<Fact> {
+    let mut out: Vec<Fact> = audit
+        .iter()
+        .filter_map(|e| match e.action {
+            "drill.requested" => Some(run_waiting(rec)),
+            "drill.run_decision" => Some(run_decided(rec, e.actor)),
+            "drill.expired" => Some(run_closed(rec, "expired", "warning")),
+            _ => None,
+        })
+        .collect();
     let ends = audit.iter().any(|e| {
         matches!(
             e.action,
             "drill.finished" | "drill.failed" | "drill.interrupted"
         )
     });
-    if !ends {
-        return Vec::new();
+    if ends {
+        out.push(verdict(rec));
     }
+    let link = format!("{}/#/drills/runs/{}", console.trim_end_matches('/'), rec.id);
+    out.into_iter()
+        .map(|f| Fact {
+            link: Some(link.clone()),
+            ..f
+        })
+        .collect()
+}
+
+/// One incident per live run awaiting approval (`drill-run:<id>`): opened by the request,
+/// resolved once the run is approved, rejected or expired.
+fn run_fact(
+    rec: &DrillRunRecordV1,
+    kind: EventKind,
+    action: Action,
+    severity: &'static str,
+) -> Fact {
+    Fact {
+        kind,
+        subject: rec.id.clone(),
+        dedup_key: format!("drill-run:{}", rec.id),
+        action,
+        severity,
+        summary: String::new(),
+        details: Vec::new(),
+        link: None,
+    }
+}
+
+fn approve_hint(rec: &DrillRunRecordV1) -> String {
+    format!(
+        "Read the drill, then approve or reject: niledr drill approve {} --run {} (expires {})",
+        rec.drill,
+        rec.id,
+        rec.approval_deadline
+            .as_deref()
+            .unwrap_or("at its deadline")
+    )
+}
+
+fn run_waiting(rec: &DrillRunRecordV1) -> Fact {
+    let mut f = run_fact(rec, EventKind::ProposalWaiting, Action::Trigger, "critical");
+    f.summary = format!(
+        "niledr: live drill {} waits for approval before its fault (run {})",
+        rec.drill, rec.id
+    );
+    f.details = vec![
+        format!(
+            "Requested by {} (the requester never counts).",
+            rec.requested_by
+        ),
+        "Nothing is injected until the run is approved.".into(),
+        approve_hint(rec),
+    ];
+    f
+}
+
+fn run_decided(rec: &DrillRunRecordV1, who: &str) -> Fact {
+    match rec.state.as_str() {
+        "awaiting_approval" => {
+            let mut f = run_fact(rec, EventKind::ApprovalGiven, Action::Trigger, "critical");
+            f.summary = format!(
+                "niledr: {who} approved live drill run {} of {}; more approvals needed",
+                rec.id, rec.drill
+            );
+            f.details = rec
+                .notes
+                .last()
+                .map(|n| n.detail.clone())
+                .into_iter()
+                .collect();
+            f.details.push(approve_hint(rec));
+            f
+        }
+        "rejected" => run_closed(rec, "rejected", "info"),
+        _ => {
+            let mut f = run_fact(rec, EventKind::ApprovalGiven, Action::Resolve, "info");
+            f.summary = format!(
+                "niledr: live drill run {} of {} approved by {who}; it runs now",
+                rec.id, rec.drill
+            );
+            f.details = vec![format!("Run {} is {}.", rec.id, rec.state)];
+            f
+        }
+    }
+}
+
+fn run_closed(rec: &DrillRunRecordV1, how: &str, severity: &'static str) -> Fact {
+    let mut f = run_fact(rec, EventKind::Ended, Action::Resolve, severity);
+    f.summary = format!(
+        "niledr: live drill run {} of {} {how}; nothing was injected",
+        rec.id, rec.drill
+    );
+    f.details = rec.error.iter().cloned().collect();
+    f
+}
+
+fn verdict(rec: &DrillRunRecordV1) -> Fact {
     let verdict = rec.verdict.clone().unwrap_or_else(|| rec.state.clone());
     let met = verdict == "met";
     let mut details = vec![format!("Run {} ended {}.", rec.id, rec.state)];
     if let Some(e) = &rec.error {
         details.push(e.clone());
     }
-    vec![Fact {
+    Fact {
         kind: EventKind::DrillVerdict,
         subject: rec.id.clone(),
         // One incident per drill: a failed run opens it, the next run that meets every
@@ -315,8 +423,8 @@ pub fn for_drill_run(rec: &DrillRunRecordV1, audit: &[AuditEvent<'_>], console: 
         severity: if met { "info" } else { "warning" },
         summary: format!("niledr: drill {} verdict: {verdict}", rec.drill),
         details,
-        link: Some(format!("{}/", console.trim_end_matches('/'))),
-    }]
+        link: None,
+    }
 }
 
 #[cfg(test)]
@@ -527,6 +635,72 @@ mod tests {
             (f[0].action, f[0].dedup_key.as_str()),
             (Action::Resolve, "drill:pg-primary-kill")
         );
+    }
+
+    /// A live drill run waiting for people pages like a proposal, under its own incident,
+    /// until it is approved, rejected or expired.
+    #[test]
+    fn a_live_drill_run_waiting_for_approval_pages_until_decided() {
+        let mut run: DrillRunRecordV1 = serde_json::from_value(serde_json::json!({
+            "v": 1, "id": "run-2", "drill": "pg-primary-kill", "digest": "d", "trigger": "on_demand",
+            "requested_by": "khalid", "state": "awaiting_approval", "phase": "approval",
+            "approval_deadline": "2026-12-01T20:00:00Z", "scheduled_for": null,
+            "started_at": "t", "finished_at": null, "execution": null, "cleanup_execution": null,
+            "error": null, "verdict": null, "report": null,
+            "notes": [{"at": "t", "event": "approval", "detail": "amira approved; one more approver (engineering_lead)"}]
+        }))
+        .unwrap();
+        let entry = |a: &'static str| AuditEvent {
+            actor: "amira",
+            action: a,
+            detail: serde_json::json!({}),
+        };
+        let one = |run: &DrillRunRecordV1, a| {
+            let f = for_drill_run(run, &[entry(a)], "http://c");
+            assert_eq!(f.len(), 1, "{a}: {f:?}");
+            assert_eq!(f[0].dedup_key, "drill-run:run-2");
+            assert_eq!(f[0].link.as_deref(), Some("http://c/#/drills/runs/run-2"));
+            f[0].clone()
+        };
+        let f = one(&run, "drill.requested");
+        assert_eq!(
+            (f.kind, f.action),
+            (EventKind::ProposalWaiting, Action::Trigger)
+        );
+        assert!(
+            f.summary
+                .contains("live drill pg-primary-kill waits for approval"),
+            "{}",
+            f.summary
+        );
+        assert!(
+            f.details
+                .iter()
+                .any(|d| d.contains("niledr drill approve pg-primary-kill --run run-2")),
+            "{:?}",
+            f.details
+        );
+        let f = one(&run, "drill.run_decision");
+        assert_eq!(
+            (f.kind, f.action),
+            (EventKind::ApprovalGiven, Action::Trigger)
+        );
+        assert!(
+            f.details[0].contains("one more approver (engineering_lead)"),
+            "{:?}",
+            f.details
+        );
+        run.state = "running".into();
+        let f = one(&run, "drill.run_decision");
+        assert_eq!(
+            (f.kind, f.action),
+            (EventKind::ApprovalGiven, Action::Resolve)
+        );
+        run.state = "rejected".into();
+        assert_eq!(one(&run, "drill.run_decision").action, Action::Resolve);
+        run.state = "expired".into();
+        let f = one(&run, "drill.expired");
+        assert_eq!((f.kind, f.action), (EventKind::Ended, Action::Resolve));
     }
 
     #[test]

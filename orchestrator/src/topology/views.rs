@@ -113,6 +113,9 @@ fn writable(svc: &ServiceHealth) -> bool {
 /// `GET /api/v1/primary`: up when the live primary answers as a writable primary now.
 pub fn primary(published: &Published, model: &HealthModel) -> LbHealthView {
     let live = published.live();
+    if let Some(v) = unprobed_primary_site(&live, model) {
+        return v;
+    }
     let Some(id) = live.postgres_primary.clone() else {
         return LbHealthView {
             status: "unknown".into(),
@@ -136,6 +139,31 @@ pub fn primary(published: &Published, model: &HealthModel) -> LbHealthView {
             _ => format!("{id} is not a probed service"),
         },
     }
+}
+
+/// The primary role is at a site with no PostgreSQL service configured (a cold site restored
+/// by hand, DNS cut over to it): niledr cannot check that it takes writes, so it never says
+/// `up`, and it names the site and what to configure rather than blaming the old primary.
+fn unprobed_primary_site(live: &LiveTopology, model: &HealthModel) -> Option<LbHealthView> {
+    let (site, _) = live.roles.iter().find(|(_, role)| *role == "primary")?;
+    let has_postgres = model
+        .services
+        .values()
+        .any(|s| s.kind == "postgres" && s.site.as_deref() == Some(site.as_str()));
+    if has_postgres {
+        return None;
+    }
+    Some(LbHealthView {
+        status: "unknown".into(),
+        site: Some(site.clone()),
+        service: None,
+        role: Some("primary".into()),
+        reason: format!(
+            "site {site} holds the primary role (traffic was cut over to it), but no PostgreSQL \
+             service is configured at {site}, so niledr cannot check that it takes writes; add a \
+             [services.<id>] kind = \"postgres\", site = \"{site}\" to have it probed"
+        ),
+    })
 }
 
 pub fn site(
@@ -163,4 +191,68 @@ pub fn service(model: &HealthModel, id: &str) -> Option<LbHealthView> {
         role: None,
         reason: s.reason.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use niledr_probes::{HealthModel, ServiceHealth, Thresholds};
+
+    use super::*;
+
+    fn live(primary_site: &str) -> LiveTopology {
+        LiveTopology {
+            v: 1,
+            postgres_primary: Some("khartoum-postgres".into()),
+            redis_master: None,
+            dns: Default::default(),
+            roles: [("khartoum", "hot_standby"), ("dr-cold", "cold_standby")]
+                .into_iter()
+                .map(|(s, r)| {
+                    let r = if s == primary_site { "primary" } else { r };
+                    (s.to_string(), r.to_string())
+                })
+                .collect(),
+        }
+    }
+
+    fn model(services: &[(&str, &str)]) -> HealthModel {
+        let t = Thresholds {
+            failure: 3,
+            success: 2,
+        };
+        let now = jiff::Timestamp::now();
+        HealthModel::new(
+            ["khartoum".to_string(), "dr-cold".to_string()],
+            services
+                .iter()
+                .map(|(id, site)| ServiceHealth::new(id, Some(site), "postgres", true, t, now)),
+            now,
+        )
+    }
+
+    /// A cold site activated by hand (no PostgreSQL configured there) is named as the primary
+    /// site, never reported `up`, and the old primary is not blamed.
+    #[test]
+    fn a_primary_site_without_postgres_is_named_and_never_up() {
+        let m = model(&[("khartoum-postgres", "khartoum")]);
+        let v = unprobed_primary_site(&live("dr-cold"), &m).expect("the cold site is named");
+        assert_eq!(
+            (v.status.as_str(), v.site.as_deref()),
+            ("unknown", Some("dr-cold"))
+        );
+        assert!(
+            v.reason
+                .contains("no PostgreSQL service is configured at dr-cold"),
+            "{}",
+            v.reason
+        );
+        // With a PostgreSQL service there, or the primary at a site that has one, the probes
+        // decide as usual.
+        let m = model(&[
+            ("khartoum-postgres", "khartoum"),
+            ("dr-postgres", "dr-cold"),
+        ]);
+        assert!(unprobed_primary_site(&live("dr-cold"), &m).is_none());
+        assert!(unprobed_primary_site(&live("khartoum"), &m).is_none());
+    }
 }
