@@ -484,6 +484,10 @@ fn pagerduty_and_generic_hooks_verify_signatures_and_refuse_replays() -> Result<
         &generic,
     )?;
     assert_eq!(status, 409, "a re-encoded replay: {v:#}");
+    // A restart forgets no event id: the first PagerDuty delivery again is still a replay.
+    let w = scenario::restart(w, &[])?;
+    let (status, v) = post_pagerduty(&w, &body, &good)?;
+    assert_eq!(status, 409, "a replay after a restart: {v:#}");
     // Not the format: 400.
     let (status, v) = post_generic(&w, "{\"alerts\": 3}", ts, GENERIC_SECRET)?;
     assert_eq!(status, 400, "{v:#}");
@@ -524,6 +528,7 @@ fn pagerduty_and_generic_hooks_verify_signatures_and_refuse_replays() -> Result<
             "outside_replay_window",
             "bad_credentials",
             "outside_replay_window",
+            "replayed",
             "replayed",
             "replayed",
             "bad_payload"

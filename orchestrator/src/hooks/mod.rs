@@ -78,6 +78,9 @@ impl NotTaken {
     }
 }
 
+/// Store meta key of the event ids seen within the replay window.
+const SEEN_KEY: &str = "hooks.seen_ids";
+
 pub struct HookService {
     config: Arc<Config>,
     store: Arc<Store>,
@@ -88,11 +91,12 @@ pub struct HookService {
 
 impl HookService {
     pub fn new(config: Arc<Config>, store: Arc<Store>, engine_tx: mpsc::Sender<Event>) -> Self {
+        let seen = Mutex::new(Self::load_seen(&store));
         HookService {
             config,
             store,
             engine_tx,
-            seen: Mutex::new(verify::Seen::default()),
+            seen,
             refusals: refusals::RefusalLog::default(),
         }
     }
@@ -185,7 +189,33 @@ impl HookService {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        seen.first_time(id, Instant::now(), self.config.hooks.replay_window)
+        let now = jiff::Timestamp::now().as_millisecond();
+        seen.first_time(id, now, self.config.hooks.replay_window)?;
+        // Kept before the delivery is acted on, so a restart refuses its replay too. A store
+        // that cannot keep it costs at most a duplicate alert (deduplicated by fingerprint).
+        let kept = serde_json::to_string(&*seen)
+            .map_err(anyhow::Error::from)
+            .and_then(|json| self.store.set_meta(SEEN_KEY, &json));
+        if let Err(e) = kept {
+            tracing::warn!("cannot keep hook event id {id:?} in the store: {e:#}");
+        }
+        Ok(())
+    }
+
+    /// The event ids remembered before a restart (none when nothing was kept, or it does
+    /// not read: logged, and then only the replay window protects).
+    fn load_seen(store: &Store) -> verify::Seen {
+        match store.meta(SEEN_KEY) {
+            Ok(None) => verify::Seen::default(),
+            Ok(Some(json)) => serde_json::from_str(&json).unwrap_or_else(|e| {
+                tracing::error!("the kept hook event ids do not read ({e}); starting without them");
+                verify::Seen::default()
+            }),
+            Err(e) => {
+                tracing::error!("cannot read the kept hook event ids: {e:#}");
+                verify::Seen::default()
+            }
+        }
     }
 
     /// Audit (and log) a refused call, bursts counted.

@@ -2,11 +2,11 @@
 //! (`v1=<hex HMAC-SHA256 of the raw body>`, several comma-separated while PagerDuty rotates
 //! its secret), the generic hook's `X-Niledr-Signature: sha256=<hex HMAC-SHA256 of
 //! "<timestamp>.<body>">` with `X-Niledr-Timestamp`; the replay window, and the event ids
-//! seen within it (a replay is refused even when its signature is good). Constant-time
-//! comparisons throughout.
+//! seen within it (a replay is refused even when its signature is good; kept in the store, so a
+//! restart forgets none). Constant-time comparisons throughout.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ring::hmac;
 
@@ -178,10 +178,11 @@ pub fn check_window(at_ms: i64, now_ms: i64, window: Duration) -> Result<(), Ref
     }
 }
 
-/// Event ids (or signatures) seen within the replay window.
-#[derive(Debug, Default)]
+/// Event ids (or signatures) seen within the replay window: id → until when it is
+/// remembered (unix ms, wall clock, so the set means the same after a restart).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Seen {
-    until: HashMap<String, Instant>,
+    until: BTreeMap<String, i64>,
 }
 
 /// At most this many ids are remembered; past it the oldest are forgotten first (each is
@@ -189,8 +190,9 @@ pub struct Seen {
 const MAX_SEEN: usize = 100_000;
 
 impl Seen {
-    /// Remember `id` until `now + window`; `Err(Replayed)` when it is remembered already.
-    pub fn first_time(&mut self, id: &str, now: Instant, window: Duration) -> Result<(), Refusal> {
+    /// Remember `id` until `now_ms + window`; `Err(Replayed)` when it is remembered already.
+    pub fn first_time(&mut self, id: &str, now_ms: i64, window: Duration) -> Result<(), Refusal> {
+        let now = now_ms;
         self.until.retain(|_, until| *until > now);
         if self.until.contains_key(id) {
             return Err(Refusal::Replayed(format!(
@@ -206,7 +208,9 @@ impl Seen {
         {
             self.until.remove(&oldest);
         }
-        self.until.insert(id.to_string(), now + window);
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
+        self.until
+            .insert(id.to_string(), now.saturating_add(window_ms));
         Ok(())
     }
 }
@@ -338,18 +342,19 @@ mod tests {
     #[test]
     fn seen_ids_refuse_replays_within_the_window_only() {
         let mut seen = Seen::default();
-        let t0 = Instant::now();
+        let t0 = 1_764_000_000_000;
         let w = Duration::from_secs(60);
         assert_eq!(seen.first_time("e1", t0, w), Ok(()));
+        // What is stored reads back the same (a restart keeps the ids).
+        let back: Seen = serde_json::from_str(&serde_json::to_string(&seen).unwrap()).unwrap();
+        assert_eq!(back, seen);
+        let mut seen = back;
         assert!(matches!(
-            seen.first_time("e1", t0 + Duration::from_secs(59), w),
+            seen.first_time("e1", t0 + 59_000, w),
             Err(Refusal::Replayed(_))
         ));
         assert_eq!(seen.first_time("e2", t0, w), Ok(()));
         // Past the window the id is forgotten (its timestamp check refuses it by then).
-        assert_eq!(
-            seen.first_time("e1", t0 + Duration::from_secs(61), w),
-            Ok(())
-        );
+        assert_eq!(seen.first_time("e1", t0 + 61_000, w), Ok(()));
     }
 }

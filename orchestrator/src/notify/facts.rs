@@ -495,7 +495,10 @@ mod tests {
             (EventKind::ProposalWaiting, Action::Trigger)
         );
         assert_eq!(f.dedup_key, "exec-1");
-        assert_eq!(f.link.as_deref(), Some("https://c.example/#/executions/exec-1"));
+        assert_eq!(
+            f.link.as_deref(),
+            Some("https://c.example/#/executions/exec-1")
+        );
         assert!(
             f.summary.contains(
                 "2 more approvers with the roles incident_commander and engineering_lead, not khalid (the requester)"
