@@ -63,8 +63,13 @@ pub struct PgObservation {
     pub replay_paused: bool,
     /// Standby only: is the WAL receiver streaming?
     pub wal_receiver_streaming: Option<bool>,
-    /// Upstream WAL position minus our replay position, when an upstream is configured and answered.
+    /// Upstream WAL position minus our replay position, when an upstream is known and answered.
     pub lag_bytes: Option<u64>,
+    /// The server `lag_bytes` is measured against: the one the standby streams from, or else
+    /// its configured upstream.
+    pub lag_against: Option<std::net::SocketAddr>,
+    /// Standby: `pg_stat_wal_receiver`'s sender (host as PostgreSQL reports it, port).
+    pub sender: Option<(String, u16)>,
     /// Seconds since the last replayed transaction while there is WAL left to replay; 0 when caught up.
     pub replay_delay_seconds: Option<f64>,
     /// Why the lag is unknown (upstream unreachable, ...).

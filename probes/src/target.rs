@@ -54,8 +54,12 @@ pub struct PgEndpoint {
 #[derive(Clone, Debug)]
 pub struct PgSpec {
     pub endpoint: PgEndpoint,
-    /// The server this one replicates from; lag is measured against its WAL position.
+    /// The server this one replicates from per the config; lag is measured against its WAL
+    /// position when the standby streams from no server of `peers`.
     pub upstream: Option<PgEndpoint>,
+    /// The other configured PostgreSQL servers. A standby streaming from one of them (its
+    /// `pg_stat_wal_receiver` sender host and port) is measured against that one.
+    pub peers: Vec<PgEndpoint>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -515,6 +515,16 @@ fn failback_restores_khartoum_as_primary_with_port_sudan_replicating() -> Result
         khartoum.streaming_from()?,
         Some(port_sudan.address().to_string())
     );
+    // niledr measures the re-seeded khartoum against the server it streams from now, though
+    // the config names no upstream for it (it is the configured primary).
+    let seen = w
+        .niledr
+        .wait_service("khartoum-postgres", Duration::from_secs(20), |s| {
+            s["replication"]["upstream"] == "port-sudan-postgres"
+                && s["replication"]["lag_bytes"].is_u64()
+        })
+        .context("khartoum's lag is measured against port-sudan")?;
+    assert_eq!(seen["replication"]["role"], "standby", "{seen:#}");
     confirm(
         &w,
         &id,

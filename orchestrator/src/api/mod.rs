@@ -100,6 +100,19 @@ impl DaemonBackend {
         })
     }
 
+    /// The configured PostgreSQL service at `addr`.
+    fn postgres_at(&self, addr: std::net::SocketAddr) -> Option<String> {
+        self.config
+            .services
+            .iter()
+            .find_map(|(id, c)| match &c.spec {
+                niledr_probes::target::ProbeSpec::Postgres(p) if p.endpoint.address == addr => {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+    }
+
     fn service_view(&self, s: &ServiceHealth) -> ServiceView {
         let upstream = self
             .config
@@ -110,8 +123,13 @@ impl DaemonBackend {
             Some(Observation::Postgres(pg)) => (
                 Some(ReplicationView {
                     role: if pg.in_recovery { "standby" } else { "primary" }.into(),
-                    // A primary (a promoted standby too) replicates from nobody.
-                    upstream: upstream.filter(|_| pg.in_recovery),
+                    // A primary (a promoted standby too) replicates from nobody; a standby from
+                    // the server its lag was measured against (the one it streams from).
+                    upstream: pg
+                        .lag_against
+                        .and_then(|a| self.postgres_at(a))
+                        .or(upstream)
+                        .filter(|_| pg.in_recovery),
                     timeline: pg.timeline,
                     current_lsn: pg.current_lsn.map(format_lsn),
                     replay_lsn: pg.replay_lsn.map(format_lsn),

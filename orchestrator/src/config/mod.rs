@@ -306,6 +306,7 @@ impl Loader<'_> {
             let service = self.service(id.get_ref(), svc, &raw, &defaults, &sites, dns.as_ref())?;
             services.insert(id.get_ref().clone(), service);
         }
+        link_postgres_peers(&mut services);
 
         let users_file = raw
             .auth
@@ -657,6 +658,7 @@ impl Loader<'_> {
                 ProbeSpec::Postgres(PgSpec {
                     endpoint,
                     upstream: upstream_ep,
+                    peers: Vec::new(),
                 })
             }
             Kind::Redis => {
@@ -833,6 +835,28 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Http => "http",
         Kind::Tcp => "tcp",
         Kind::Dns => "dns",
+    }
+}
+
+/// Every PostgreSQL probe knows the other configured PostgreSQL servers: a standby's lag is
+/// measured against the one it streams from now (after a failback that is not the configured
+/// `upstream`).
+fn link_postgres_peers(services: &mut BTreeMap<String, Service>) {
+    let endpoints: Vec<(String, niledr_probes::target::PgEndpoint)> = services
+        .iter()
+        .filter_map(|(id, s)| match &s.spec {
+            ProbeSpec::Postgres(p) => Some((id.clone(), p.endpoint.clone())),
+            _ => None,
+        })
+        .collect();
+    for (id, s) in services.iter_mut() {
+        if let ProbeSpec::Postgres(p) = &mut s.spec {
+            p.peers = endpoints
+                .iter()
+                .filter(|(other, _)| other != id)
+                .map(|(_, e)| e.clone())
+                .collect();
+        }
     }
 }
 

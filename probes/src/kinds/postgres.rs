@@ -27,7 +27,9 @@ SELECT pg_is_in_recovery() AS in_recovery,
        CASE WHEN NOT pg_is_in_recovery() THEN NULL
             WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
-       END AS replay_delay";
+       END AS replay_delay,
+       (SELECT sender_host FROM pg_stat_wal_receiver) AS sender_host,
+       (SELECT sender_port FROM pg_stat_wal_receiver)::int8 AS sender_port";
 
 const UPSTREAM_LSN: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
                                    ELSE pg_current_wal_lsn() END::text";
@@ -36,6 +38,8 @@ pub struct PgProber {
     spec: PgSpec,
     conn: Option<PgConnection>,
     upstream: Option<PgConnection>,
+    /// Whom `upstream` is connected to.
+    upstream_addr: Option<std::net::SocketAddr>,
 }
 
 impl PgProber {
@@ -44,7 +48,20 @@ impl PgProber {
             spec,
             conn: None,
             upstream: None,
+            upstream_addr: None,
         }
+    }
+
+    /// The server a standby's lag is measured against: the configured peer it streams from
+    /// now, or else its configured upstream.
+    fn upstream_for(&self, obs: &PgObservation) -> Option<&PgEndpoint> {
+        let streamed = obs.sender.as_ref().and_then(|(host, port)| {
+            self.spec
+                .peers
+                .iter()
+                .find(|e| e.address.port() == *port && e.address.ip().to_string() == *host)
+        });
+        streamed.or(self.spec.upstream.as_ref())
     }
 
     pub fn reset(&mut self) {
@@ -66,7 +83,13 @@ impl PgProber {
         };
         // A primary lags behind nobody: after a failover the promoted server's configured
         // upstream is the old primary, and measuring against it would report a false lag.
-        if let Some(up) = self.spec.upstream.as_ref().filter(|_| obs.in_recovery) {
+        if let Some(up) = self.upstream_for(&obs).filter(|_| obs.in_recovery).cloned() {
+            if self.upstream_addr != Some(up.address) {
+                self.upstream = None;
+                self.upstream_addr = Some(up.address);
+            }
+            obs.lag_against = Some(up.address);
+            let up = &up;
             let bounded = tokio::time::timeout(timeout / 2, upstream_lsn(&mut self.upstream, up));
             let answer = bounded.await.unwrap_or_else(|_| {
                 Err(format!(
@@ -140,9 +163,23 @@ async fn observe(
         replay_paused: row.try_get("replay_paused").unwrap_or(false),
         wal_receiver_streaming: row.try_get::<Option<bool>, _>("streaming").ok().flatten(),
         lag_bytes: None,
+        lag_against: None,
         replay_delay_seconds: row.try_get::<Option<f64>, _>("replay_delay").ok().flatten(),
         upstream_error: None,
+        sender: sender(&row),
     })
+}
+
+fn sender(row: &sqlx::postgres::PgRow) -> Option<(String, u16)> {
+    let host: String = row
+        .try_get::<Option<String>, _>("sender_host")
+        .ok()
+        .flatten()?;
+    let port: i64 = row
+        .try_get::<Option<i64>, _>("sender_port")
+        .ok()
+        .flatten()?;
+    Some((host, u16::try_from(port).ok()?))
 }
 
 async fn upstream_lsn(slot: &mut Option<PgConnection>, ep: &PgEndpoint) -> Result<u64, String> {
