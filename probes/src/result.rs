@@ -133,6 +133,11 @@ pub struct RedisObservation {
     pub repl_offset: Option<u64>,
     pub connected_replicas: Option<u64>,
     pub offset_lag: Option<u64>,
+    /// The server `offset_lag` is measured against (the master it follows, or else the
+    /// configured upstream).
+    pub lag_against: Option<std::net::SocketAddr>,
+    /// Replica: the master it follows (`master_host`, `master_port`).
+    pub master: Option<(String, u16)>,
     pub upstream_error: Option<String>,
 }
 

@@ -71,7 +71,11 @@ pub struct RedisEndpoint {
 #[derive(Clone, Debug)]
 pub struct RedisSpec {
     pub endpoint: RedisEndpoint,
+    /// The master per the config; used while the replica follows no server of `peers`.
     pub upstream: Option<RedisEndpoint>,
+    /// The other configured Redis servers. A replica following one of them (`INFO
+    /// replication` `master_host` and `master_port`) is measured against that one.
+    pub peers: Vec<RedisEndpoint>,
 }
 
 #[derive(Clone, Debug)]

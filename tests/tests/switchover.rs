@@ -525,6 +525,13 @@ fn failback_restores_khartoum_as_primary_with_port_sudan_replicating() -> Result
         })
         .context("khartoum's lag is measured against port-sudan")?;
     assert_eq!(seen["replication"]["role"], "standby", "{seen:#}");
+    // So is khartoum's Redis, which the runbook made a replica of port-sudan's.
+    w.niledr
+        .wait_service("khartoum-redis", Duration::from_secs(20), |s| {
+            s["replication"]["upstream"] == "port-sudan-redis"
+                && s["replication"]["lag_bytes"].is_u64()
+        })
+        .context("khartoum-redis's lag is measured against port-sudan-redis")?;
     confirm(
         &w,
         &id,

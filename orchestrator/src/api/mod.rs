@@ -100,15 +100,15 @@ impl DaemonBackend {
         })
     }
 
-    /// The configured PostgreSQL service at `addr`.
-    fn postgres_at(&self, addr: std::net::SocketAddr) -> Option<String> {
+    /// The configured PostgreSQL or Redis service at `addr`.
+    fn service_at(&self, addr: std::net::SocketAddr) -> Option<String> {
+        use niledr_probes::target::ProbeSpec;
         self.config
             .services
             .iter()
             .find_map(|(id, c)| match &c.spec {
-                niledr_probes::target::ProbeSpec::Postgres(p) if p.endpoint.address == addr => {
-                    Some(id.clone())
-                }
+                ProbeSpec::Postgres(p) if p.endpoint.address == addr => Some(id.clone()),
+                ProbeSpec::Redis(r) if r.endpoint.address == addr => Some(id.clone()),
                 _ => None,
             })
     }
@@ -127,7 +127,7 @@ impl DaemonBackend {
                     // the server its lag was measured against (the one it streams from).
                     upstream: pg
                         .lag_against
-                        .and_then(|a| self.postgres_at(a))
+                        .and_then(|a| self.service_at(a))
                         .or(upstream)
                         .filter(|_| pg.in_recovery),
                     timeline: pg.timeline,
@@ -145,7 +145,11 @@ impl DaemonBackend {
             Some(Observation::Redis(r)) => (
                 Some(ReplicationView {
                     role: r.role.clone(),
-                    upstream: upstream.filter(|_| r.role != "master"),
+                    upstream: r
+                        .lag_against
+                        .and_then(|a| self.service_at(a))
+                        .or(upstream)
+                        .filter(|_| r.role != "master"),
                     lag_bytes: r.offset_lag,
                     repl_offset: r.repl_offset,
                     master_link_up: r.master_link_up,

@@ -306,7 +306,7 @@ impl Loader<'_> {
             let service = self.service(id.get_ref(), svc, &raw, &defaults, &sites, dns.as_ref())?;
             services.insert(id.get_ref().clone(), service);
         }
-        link_postgres_peers(&mut services);
+        link_peers(&mut services);
 
         let users_file = raw
             .auth
@@ -671,6 +671,7 @@ impl Loader<'_> {
                 ProbeSpec::Redis(RedisSpec {
                     endpoint,
                     upstream: upstream_ep,
+                    peers: Vec::new(),
                 })
             }
             Kind::Tcp => {
@@ -838,24 +839,35 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
-/// Every PostgreSQL probe knows the other configured PostgreSQL servers: a standby's lag is
-/// measured against the one it streams from now (after a failback that is not the configured
-/// `upstream`).
-fn link_postgres_peers(services: &mut BTreeMap<String, Service>) {
-    let endpoints: Vec<(String, niledr_probes::target::PgEndpoint)> = services
+/// Every PostgreSQL (Redis) probe knows the other configured PostgreSQL (Redis) servers: a
+/// standby's lag is measured against the one it streams from now (after a failback that is not
+/// the configured `upstream`).
+fn link_peers(services: &mut BTreeMap<String, Service>) {
+    let pg: Vec<(String, niledr_probes::target::PgEndpoint)> = services
         .iter()
         .filter_map(|(id, s)| match &s.spec {
             ProbeSpec::Postgres(p) => Some((id.clone(), p.endpoint.clone())),
             _ => None,
         })
         .collect();
+    let redis: Vec<(String, niledr_probes::target::RedisEndpoint)> = services
+        .iter()
+        .filter_map(|(id, s)| match &s.spec {
+            ProbeSpec::Redis(r) => Some((id.clone(), r.endpoint.clone())),
+            _ => None,
+        })
+        .collect();
+    fn others<E: Clone>(all: &[(String, E)], id: &str) -> Vec<E> {
+        all.iter()
+            .filter(|(other, _)| other != id)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
     for (id, s) in services.iter_mut() {
-        if let ProbeSpec::Postgres(p) = &mut s.spec {
-            p.peers = endpoints
-                .iter()
-                .filter(|(other, _)| other != id)
-                .map(|(_, e)| e.clone())
-                .collect();
+        match &mut s.spec {
+            ProbeSpec::Postgres(p) => p.peers = others(&pg, id),
+            ProbeSpec::Redis(r) => r.peers = others(&redis, id),
+            _ => {}
         }
     }
 }

@@ -12,6 +12,8 @@ pub struct RedisProber {
     spec: RedisSpec,
     conn: Option<MultiplexedConnection>,
     upstream: Option<MultiplexedConnection>,
+    /// Whom `upstream` is connected to.
+    upstream_addr: Option<std::net::SocketAddr>,
 }
 
 impl RedisProber {
@@ -20,7 +22,20 @@ impl RedisProber {
             spec,
             conn: None,
             upstream: None,
+            upstream_addr: None,
         }
+    }
+
+    /// The server a replica's lag is measured against: the configured peer it follows now,
+    /// or else its configured upstream.
+    fn upstream_for(&self, obs: &RedisObservation) -> Option<&RedisEndpoint> {
+        let followed = obs.master.as_ref().and_then(|(host, port)| {
+            self.spec
+                .peers
+                .iter()
+                .find(|e| e.address.port() == *port && e.address.ip().to_string() == *host)
+        });
+        followed.or(self.spec.upstream.as_ref())
     }
 
     pub fn reset(&mut self) {
@@ -38,8 +53,17 @@ impl RedisProber {
         };
         let mut obs = parse_info(&info);
         // A master (a promoted replica too) lags behind nobody.
-        if let Some(up) = self.spec.upstream.as_ref().filter(|_| obs.role != "master") {
-            match info_replication(&mut self.upstream, up).await {
+        if let Some(up) = self
+            .upstream_for(&obs)
+            .filter(|_| obs.role != "master")
+            .cloned()
+        {
+            if self.upstream_addr != Some(up.address) {
+                self.upstream = None;
+                self.upstream_addr = Some(up.address);
+            }
+            obs.lag_against = Some(up.address);
+            match info_replication(&mut self.upstream, &up).await {
                 Ok(up_info) => {
                     let up_obs = parse_info(&up_info);
                     if let (Some(theirs), Some(ours)) = (up_obs.repl_offset, obs.repl_offset) {
@@ -91,6 +115,7 @@ pub fn parse_info(info: &str) -> RedisObservation {
     let mut obs = RedisObservation::default();
     let mut master_offset = None;
     let mut slave_offset = None;
+    let (mut master_host, mut master_port) = (None, None);
     for line in info.lines() {
         let Some((k, v)) = line.trim().split_once(':') else {
             continue;
@@ -101,9 +126,12 @@ pub fn parse_info(info: &str) -> RedisObservation {
             "master_repl_offset" => master_offset = v.parse().ok(),
             "slave_repl_offset" => slave_offset = v.parse().ok(),
             "connected_slaves" => obs.connected_replicas = v.parse().ok(),
+            "master_host" => master_host = Some(v.to_string()),
+            "master_port" => master_port = v.parse::<u16>().ok(),
             _ => {}
         }
     }
+    obs.master = master_host.zip(master_port);
     obs.repl_offset = if obs.role == "slave" {
         slave_offset.or(master_offset)
     } else {
@@ -118,9 +146,10 @@ mod tests {
 
     #[test]
     fn parses_replica_info() {
-        let info = "# Replication\r\nrole:slave\r\nmaster_host:127.0.1.1\r\nmaster_link_status:up\r\nslave_repl_offset:1234\r\nmaster_repl_offset:1234\r\n";
+        let info = "# Replication\r\nrole:slave\r\nmaster_host:127.0.1.1\r\nmaster_port:6379\r\nmaster_link_status:up\r\nslave_repl_offset:1234\r\nmaster_repl_offset:1234\r\n";
         let obs = parse_info(info);
         assert_eq!(obs.role, "slave");
+        assert_eq!(obs.master, Some(("127.0.1.1".to_string(), 6379)));
         assert_eq!(obs.master_link_up, Some(true));
         assert_eq!(obs.repl_offset, Some(1234));
     }
