@@ -279,6 +279,28 @@ fn a_viewer_gets_no_buttons_forged_and_csrf_less_posts_are_refused_and_nothing_l
         );
     }
 
+    // The API description viewer on the viewer's session: the live document's operations,
+    // from niledr only (swagger-ui is vendored).
+    viewer.goto(&format!("{}/api/v1/docs", w.niledr.url()))?;
+    viewer.wait_for(".swagger-ui .opblock", Duration::from_secs(20))?;
+    assert!(viewer.text()?.contains("/api/v1/executions"), "the operations are listed");
+    let foreign = viewer.eval(
+        "return performance.getEntriesByType('resource').map((e) => e.name).filter((n) => new URL(n).origin !== location.origin);",
+        json!([]),
+    )?;
+    assert_eq!(foreign, json!([]), "the docs viewer reached outside niledr");
+    screenshot(&viewer, "api-docs.png")?;
+    // Without a session it says how to get one instead of a bare "Unauthorized".
+    let anonymous = cd.browser()?;
+    anonymous.goto(&format!("{}/api/v1/docs", w.niledr.url()))?;
+    anonymous.wait_true(
+        "the viewer explains the sign-in",
+        "return document.body.innerText.includes('needs a principal');",
+        Duration::from_secs(15),
+    )?;
+    assert!(anonymous.exists("a[href='/#/sign-in']")?);
+    drop(anonymous);
+
     // An operator's session: a POST without the CSRF token is refused and changes nothing;
     // with it, the same POST works.
     let operator = cd.browser()?;
