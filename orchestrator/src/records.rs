@@ -94,6 +94,10 @@ pub struct ExecutionRecordV1 {
     /// fenced from now on, whatever state the execution ends in.
     #[serde(default)]
     pub past_point_of_no_return: bool,
+    /// Counts the commits of this record (each save adds one): a client holding two views of
+    /// the execution keeps the higher (an answer can arrive after a newer SSE event).
+    #[serde(default)]
+    pub revision: u64,
     /// The proposal expires at this engine time (unix ms on niledr's monotonic-anchored
     /// clock) if not approved by then.
     #[serde(default)]

@@ -261,19 +261,26 @@ impl Browser {
     }
 
     pub fn click(&self, css: &str) -> Result<()> {
-        let e = self.wait_for(css, Duration::from_secs(15))?;
-        self.cmd("POST", &format!("/element/{e}/click"), Some(&json!({})))?;
-        Ok(())
+        self.on_element(css, "click", &json!({}))
     }
 
     pub fn type_into(&self, css: &str, text: &str) -> Result<()> {
-        let e = self.wait_for(css, Duration::from_secs(15))?;
-        self.cmd(
-            "POST",
-            &format!("/element/{e}/value"),
-            Some(&json!({ "text": text })),
-        )?;
-        Ok(())
+        self.on_element(css, "value", &json!({ "text": text }))
+    }
+
+    /// `POST /element/{id}/{what}` on the element matching `css`. A live page may re-render
+    /// between finding and acting (an SSE event): a stale element is found again, a few times.
+    fn on_element(&self, css: &str, what: &str, body: &Value) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            let e = self.wait_for(css, Duration::from_secs(15))?;
+            match self.cmd("POST", &format!("/element/{e}/{what}"), Some(body)) {
+                Err(err) if tries < 3 && format!("{err:#}").contains("stale element") => {
+                    tries += 1;
+                }
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     /// The page's visible text.

@@ -283,7 +283,10 @@ fn a_viewer_gets_no_buttons_forged_and_csrf_less_posts_are_refused_and_nothing_l
     // from niledr only (swagger-ui is vendored).
     viewer.goto(&format!("{}/api/v1/docs", w.niledr.url()))?;
     viewer.wait_for(".swagger-ui .opblock", Duration::from_secs(20))?;
-    assert!(viewer.text()?.contains("/api/v1/executions"), "the operations are listed");
+    assert!(
+        viewer.text()?.contains("/api/v1/executions"),
+        "the operations are listed"
+    );
     let foreign = viewer.eval(
         "return performance.getEntriesByType('resource').map((e) => e.name).filter((n) => new URL(n).origin !== location.origin);",
         json!([]),
@@ -643,6 +646,35 @@ kind = "manual.confirm"
 item = "third check done by hand"
 "#;
 
+/// A harmless step declared irreversible, then one that cannot succeed while Khartoum's
+/// PostgreSQL is up: past the point of no return the failure stops for an operator, whose way
+/// on is a retry.
+const RETRY: &str = "console-retry";
+const RETRY_RUNBOOK: &str = r#"
+name = "console-retry"
+description = "Browser test: an irreversible step that fails, so a person retries."
+mode = "planned"
+
+[approval]
+required = 2
+roles = ["incident_commander", "engineering_lead"]
+break_glass = true
+
+[[steps]]
+id = "ttl-db"
+kind = "dns.set_ttl"
+name = "db.nilecare.sd."
+ttl = 30
+irreversible = true
+reason = "test: from here on a failure stops for an operator"
+
+[[steps]]
+id = "hold"
+kind = "wait"
+until = { service_down = "khartoum-postgres" }
+timeout = "1s"
+"#;
+
 /// Wait until the execution page shows `state` (it follows SSE; no reload). On a timeout the
 /// error carries what the server holds and the daemon's last log lines.
 fn wait_state(b: &Browser, w: &World, id: &str, state: &str) -> Result<()> {
@@ -685,12 +717,9 @@ fn confirm_step(b: &Browser, step: &str) -> Result<()> {
 fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Result<()> {
     let w = scenario::start_with(
         |topo, text| {
-            std::fs::write(
-                topo.base_dir()
-                    .join("runbooks")
-                    .join("console-controls.toml"),
-                CONTROLS_RUNBOOK,
-            )?;
+            let dir = topo.base_dir().join("runbooks");
+            std::fs::write(dir.join("console-controls.toml"), CONTROLS_RUNBOOK)?;
+            std::fs::write(dir.join("console-retry.toml"), RETRY_RUNBOOK)?;
             Ok(text)
         },
         &[],
@@ -716,6 +745,15 @@ fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Resu
     screenshot(&ic, "execution-break-glass.png")?;
     ic.click("[data-action=break-glass]")?;
     wait_state(&ic, &w, &id, "running")?;
+    // The approval's answer and the SSE events race; the view with the higher revision wins,
+    // so an older one (here: forged from the current) never replaces what the page shows.
+    let kept = ic.eval(
+        "const cur = App.executions.get(arguments[0]);
+         return [cur.revision, App.put({...cur, state: 'approved', revision: cur.revision - 1}).state];",
+        json!([id]),
+    )?;
+    assert!(kept[0].as_u64().is_some_and(|r| r > 1), "{kept}");
+    assert_eq!(kept[1], "running", "an older view replaced a newer one");
 
     // The operator confirms by hand, pauses, resumes and finally cancels.
     sign_in(&operator, &w, &w.people.operator, None)?;
@@ -745,6 +783,34 @@ fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Resu
         Duration::from_secs(30),
     )?;
     screenshot(&operator, "execution-cancelled.png")?;
+
+    // Retry: an execution stopped past its point of no return offers it to the operator.
+    let (status, e) = w.niledr.post(
+        "/api/v1/executions",
+        Some(&w.people.operator),
+        &json!({ "runbook": RETRY, "reason": "browser test of retry" }),
+    )?;
+    assert_eq!(status, 201, "{e:#}");
+    let retry_id = e["id"].as_str().context("execution id")?.to_string();
+    let (status, a) = w.niledr.post(
+        &format!("/api/v1/executions/{retry_id}/approvals"),
+        Some(&w.people.ic),
+        &json!({ "decision": "approve", "plan_digest": e["plan_digest"],
+                 "break_glass_reason": "browser test" }),
+    )?;
+    assert_eq!(status, 200, "{a:#}");
+    operator.goto(&format!("{}/#/executions/{retry_id}", w.niledr.url()))?;
+    wait_state(&operator, &w, &retry_id, "needs_operator")?;
+    operator.wait_for("[data-action=retry]", Duration::from_secs(15))?;
+    operator.type_into("#retry-comment", "checked: try the step again")?;
+    screenshot(&operator, "execution-needs-operator.png")?;
+    operator.click("[data-action=retry]")?;
+    operator.wait_true(
+        "the retried step ran a second time",
+        "return document.querySelector('#steps').innerText.includes('×2');",
+        Duration::from_secs(30),
+    )?;
+    wait_state(&operator, &w, &retry_id, "needs_operator")?;
 
     // The record agrees with what the pages showed, and the audit names who did what.
     let ex = w
@@ -796,6 +862,25 @@ fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Resu
             "{want:?} in the audit: {done:?}"
         );
     }
+    let retried = w
+        .niledr
+        .get_json_as(
+            &format!("/api/v1/audit?execution={retry_id}&limit=200"),
+            Some(&w.people.viewer),
+        )?
+        .1;
+    assert!(
+        retried["entries"]
+            .as_array()
+            .context("audit entries")?
+            .iter()
+            .any(|e| {
+                e["actor"] == "khalid"
+                    && e["kind"] == "execution.retry"
+                    && e["detail"]["step"] == "hold"
+            }),
+        "khalid's retry of hold in the audit: {retried:#}"
+    );
     drop((ic, operator));
     drop(cd);
     scenario::finish(w, ALLOWED_ERRORS)

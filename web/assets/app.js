@@ -10,6 +10,15 @@ const App = {
   executions: new Map(), // id → ExecutionView, from the list and SSE
 };
 
+// The newest view of an execution wins: an HTTP answer can arrive after a newer SSE event
+// (`revision` grows with every journal commit). Returns the view to show.
+App.put = (e) => {
+  const have = App.executions.get(e.id);
+  if (have && (have.revision ?? 0) > (e.revision ?? 0)) return have;
+  App.executions.set(e.id, e);
+  return e;
+};
+
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const enc = encodeURIComponent;
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -168,7 +177,7 @@ const neededText = (n) => n.people === 0 && !n.roles.length ? "nobody (complete)
 async function refreshWaiting() {
   try {
     const list = await api("/api/v1/executions");
-    list.forEach((e) => App.executions.set(e.id, e));
+    list.forEach((e) => App.put(e));
   } catch (_) { return; }
   renderWaiting();
 }
@@ -230,8 +239,7 @@ function startLive() {
     statusTimer = setTimeout(() => { if (App.page && App.page.onStatus) App.page.onStatus(); }, 800);
   });
   es.addEventListener("execution", (m) => {
-    const e = JSON.parse(m.data);
-    App.executions.set(e.id, e);
+    const e = App.put(JSON.parse(m.data));
     renderWaiting();
     if (App.page && App.page.onExecution) App.page.onExecution(e);
   });

@@ -61,7 +61,7 @@ Pages.overview = async (view) => {
     </article>`).join("");
   const global = services instanceof Error ? [] : services.filter((s) => !s.site);
   const topoHtml = topo instanceof Error ? unavailable("live topology", topo) : kv(topo);
-  if (!(executions instanceof Error)) executions.forEach((e) => App.executions.set(e.id, e));
+  if (!(executions instanceof Error)) executions.forEach((e) => App.put(e));
   const recent = [...App.executions.values()].sort((a, b) => b.created_at.localeCompare(a.created_at)).slice(0, 10);
   view.innerHTML = `<div class="grid" id="sites">${siteCards}</div>
     <h2>DNS names</h2>${global.length ? `<table id="dns">${serviceRows(global)}</table>` : '<p class="muted">no DNS services configured</p>'}
@@ -127,8 +127,7 @@ function wireActions(e, view) {
   const run = async (path, body) => {
     try {
       const updated = await api(`/api/v1/executions/${id}/${path}`, { method: "POST", body });
-      App.executions.set(updated.id, updated);
-      Pages.showExecution(view, updated, true);
+      Pages.showExecution(view, App.put(updated), true);
     } catch (err) { $("#action-error", view).textContent = `${err.status}: ${err.message}`; }
   };
   const on = (action, f) => { const b = $(`[data-action="${action}"]`, view); if (b) b.onclick = f; };
@@ -164,27 +163,30 @@ Pages.showExecution = (view, e, force) => {
   if (!head) return;
   head.innerHTML = headParts(e);
   $("#exec-live", view).innerHTML = progressParts(e);
-  // Re-render the actions only when what one can do changed (a comment being typed stays).
+  // Re-render the actions only when what one can do changed; what someone is typing survives
+  // a re-render the server caused (after their own action, `force`, the used fields clear).
   const signature = JSON.stringify([e.state, e.approvals.length, e.steps.map((s) => s.state === "waiting_confirmation"), App.session.principal.role]);
   if (force || signature !== Pages.actionSignature) {
     Pages.actionSignature = signature;
-    $("#exec-actions", view).innerHTML = actionPanel(e);
+    const box = $("#exec-actions", view);
+    const typed = force ? [] : [...box.querySelectorAll("input[id]")].filter((i) => i.value).map((i) => [i.id, i.value]);
+    box.innerHTML = actionPanel(e);
+    for (const [id, value] of typed) { const i = box.querySelector(`#${CSS.escape(id)}`); if (i) i.value = value; }
     wireActions(e, view);
   }
 };
 
 Pages.execution = async (view, id) => {
   let e;
-  try { e = await api(`/api/v1/executions/${enc(id)}`); } catch (err) { view.innerHTML = unavailable(`execution ${id}`, err); return; }
-  App.executions.set(e.id, e);
+  try { e = App.put(await api(`/api/v1/executions/${enc(id)}`)); } catch (err) { view.innerHTML = unavailable(`execution ${id}`, err); return; }
   view.innerHTML = `<p><a href="#/">← overview</a></p><div id="exec-head"></div><div id="exec-actions"></div>
     <details ${e.state === "awaiting_approval" ? "open" : ""}><summary><b>Plan</b> (before → after of every step; read before approving)</summary>${planSteps(e.plan)}</details>
     <div id="exec-live"></div>`;
   Pages.actionSignature = null;
   Pages.showExecution(view, e, true);
   App.page = {
-    onExecution: (u) => { if (u.id === e.id) { e = u; Pages.showExecution(view, u); } },
-    onPoll: async () => { try { e = await api(`/api/v1/executions/${enc(id)}`); Pages.showExecution(view, e); } catch (_) { /* shown by the band */ } },
+    onExecution: (u) => { if (u.id === e.id) { e = App.put(u); Pages.showExecution(view, e); } },
+    onPoll: async () => { try { e = App.put(await api(`/api/v1/executions/${enc(id)}`)); Pages.showExecution(view, e); } catch (_) { /* shown by the band */ } },
   };
 };
 
@@ -214,7 +216,7 @@ Pages.runbook = async (view, name) => {
   if (b) b.onclick = async () => {
     try {
       const e = await api("/api/v1/executions", { method: "POST", body: { runbook: name, reason: $("#propose-reason").value } });
-      App.executions.set(e.id, e);
+      App.put(e);
       renderWaiting();
       location.hash = `#/executions/${enc(e.id)}`;
     } catch (err) { $("#propose-error").textContent = `${err.status}: ${err.message}`; }

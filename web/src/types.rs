@@ -196,6 +196,10 @@ pub struct ExecutionView {
     pub timeline: Vec<TimelineView>,
     /// Set when the execution stopped in a state a person must look at.
     pub needs_operator: Option<String>,
+    /// Grows with every journal commit of the execution: of two views of it, show the one
+    /// with the higher revision (an HTTP answer can arrive after a newer SSE event).
+    #[serde(default)]
+    pub revision: u64,
     /// The plan as approved (its `readiness` is empty: that is checked at preview and start).
     pub plan: PlanView,
 }

@@ -267,6 +267,7 @@ impl Engine {
                     event: event.into(),
                     detail: detail.into(),
                 });
+                rec.revision += 1;
                 if let Err(e) = self.store.save_execution(&rec, vec![]) {
                     tracing::error!(%id, "saving an alert note failed: {e:#}");
                 }

@@ -27,6 +27,7 @@ impl Engine {
         l.record.state = l.machine.state().name().to_string();
         l.record.past_point_of_no_return = l.machine.execution().past_point_of_no_return;
         l.record.machine = serde_json::to_value(&l.machine)?;
+        l.record.revision += 1;
         let events = audit
             .iter()
             .map(|(actor, action, detail)| AuditEvent {

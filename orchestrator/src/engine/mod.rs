@@ -496,6 +496,7 @@ impl Engine {
             needs_operator: None,
             generation: None,
             past_point_of_no_return: false,
+            revision: 0,
             expires_at_ms: Some(
                 self.clock
                     .now_ms()

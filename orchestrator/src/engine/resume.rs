@@ -130,6 +130,7 @@ impl Engine {
             detail: why,
         });
         let id = rec.id.clone();
+        rec.revision += 1;
         self.store.save_execution(
             &rec,
             vec![crate::store::AuditEvent {

@@ -64,6 +64,7 @@ fn raw_view(r: &ExecutionRecordV1) -> ExecutionView {
             })
             .collect(),
         needs_operator: r.needs_operator.clone(),
+        revision: r.revision,
         plan: crate::api::plan::stored_plan_view(&r.plan, &r.runbook, &r.plan_digest),
     }
 }

@@ -97,6 +97,7 @@ fn execution(runbook: &str, timeline: Vec<TimelineEntryV1>) -> ExecutionRecordV1
         needs_operator: None,
         generation: None,
         past_point_of_no_return: false,
+        revision: 0,
         expires_at_ms: None,
     }
 }

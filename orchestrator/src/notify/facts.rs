@@ -457,6 +457,7 @@ mod tests {
             needs_operator: None,
             generation: None,
             past_point_of_no_return: false,
+            revision: 0,
             expires_at_ms: None,
         }
     }
