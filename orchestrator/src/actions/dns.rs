@@ -477,9 +477,14 @@ pub async fn set_ttl(
         return Ok(done(!applied));
     }
     bail!(
-        "TTL of {rr_name} not set: {server} now answers {:?} with TTL {:?}",
-        now.addrs,
+        "TTL of {rr_name} not set: {server} now answers {} with TTL {}",
+        now.addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         now.ttl
+            .map_or_else(|| "none".to_string(), |t| format!("{t} s"))
     )
 }
 

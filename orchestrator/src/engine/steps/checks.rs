@@ -158,6 +158,9 @@ async fn replicating(
     };
     Ok((
         linked && within,
-        format!("{service}: {role} (of {of} at {up}), offset lag {lag:?}"),
+        format!(
+            "{service}: {role} (of {of} at {up}), offset lag {}",
+            lag.map_or_else(|| "not measured".to_string(), |l| l.to_string())
+        ),
     ))
 }

@@ -16,10 +16,12 @@ pub async fn set_ttl(ctx: &StepContext, name: &str, ttl: u32) -> Result<String, 
     let r = actions::dns::set_ttl(ctx.dns_primary()?, &dns.zone, name, ttl, ctx.tsig()?)
         .await
         .map_err(tsig_fatal)?;
+    let before = r
+        .ttl_before
+        .map_or_else(|| "not answered".to_string(), |t| format!("{t} s"));
     Ok(format!(
-        "{} TTL {:?} → {}{}{}",
+        "{} TTL {before} → {} s{}{}",
         r.name,
-        r.ttl_before,
         r.ttl_after,
         if r.already_done { " (already set)" } else { "" },
         took(r.took)

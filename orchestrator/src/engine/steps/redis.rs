@@ -102,7 +102,7 @@ pub async fn ready_answers(ctx: &StepContext, service: &str) -> Result<String, S
 
 fn role_change(r: &actions::redis::RoleChange) -> String {
     format!(
-        "{:?} → {:?}{}{}",
+        "{} → {}{}{}",
         r.before,
         r.after,
         if r.already_done {
