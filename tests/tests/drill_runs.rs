@@ -272,20 +272,23 @@ fn cold_site_restore_drill_reports_activation_and_freshness() -> Result<()> {
         assert_eq!(w.topo.dig_a(&format!("db.{ZONE}"), server)?, vec![khartoum]);
     }
     assert!(!w.topo.postgres_primary().is_in_recovery()?);
-    // The finished run is dr-cold's last restore test; the roles are back as configured.
+    // The finished run is dr-cold's last restore test; the roles are back as configured (the
+    // live topology follows the revert's commit on the event loop's next tick).
     let mut sites = serde_json::Value::Null;
     niledr_tests::wait_until(Instant::now() + Duration::from_secs(40), || {
         sites = w
             .niledr
             .get_json_as("/api/v1/sites", Some(&w.people.viewer))?
             .1;
-        Ok(sites
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["id"] == "dr-cold" && s["backups"]["restore_drill_run"] == id.as_str()))
+        let all = sites.as_array().cloned().unwrap_or_default();
+        Ok(all
+            .iter()
+            .any(|s| s["id"] == "dr-cold" && s["backups"]["restore_drill_run"] == id.as_str())
+            && all.iter().all(|s| s["current_role"] == s["role"]))
     })
-    .with_context(|| format!("dr-cold's restore test is not run {id}: {sites:#}"))?;
+    .with_context(|| {
+        format!("dr-cold's restore test is not run {id}, or the roles are not back: {sites:#}")
+    })?;
     for s in sites.as_array().into_iter().flatten() {
         assert_eq!(s["current_role"], s["role"], "{s:#}");
         if s["id"] == "dr-cold" {

@@ -77,8 +77,13 @@ pub type Query = (&'static str, QueryType, &'static str);
 
 #[derive(Clone, Copy)]
 pub enum QueryType {
+    /// A whole number from 0.
     Integer,
+    /// `?limit=`: a whole number from 1 to this.
+    Limit(u32),
     String,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
 }
 
 /// The documentation of one route of `routes()`.
@@ -182,9 +187,18 @@ fn operation(
         );
     }
     for (name, ty, what) in doc.query {
-        let t = match ty {
-            QueryType::Integer => Type::Integer,
-            QueryType::String => Type::String,
+        let schema = match ty {
+            QueryType::Integer => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+            QueryType::Limit(max) => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(*max)),
+            QueryType::String => ObjectBuilder::new().schema_type(Type::String),
+            QueryType::OneOf(words) => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(words.iter().copied())),
         };
         op = op.parameter(
             ParameterBuilder::new()
@@ -192,7 +206,7 @@ fn operation(
                 .parameter_in(ParameterIn::Query)
                 .required(Required::False)
                 .description(Some(*what))
-                .schema(Some(ObjectBuilder::new().schema_type(t))),
+                .schema(Some(schema)),
         );
     }
     if let Some((body, optional)) = &doc.body {

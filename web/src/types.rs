@@ -146,6 +146,8 @@ pub struct RunbookSummaryView {
 #[serde(deny_unknown_fields)]
 pub struct CreateExecutionRequest {
     pub runbook: String,
+    /// Why it should run (not blank).
+    #[schema(pattern = r"\S")]
     pub reason: String,
 }
 
@@ -154,6 +156,7 @@ pub struct CreateExecutionRequest {
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRequest {
     /// `approve` or `reject`.
+    #[schema(pattern = "^(approve|reject)$")]
     pub decision: String,
     #[serde(default)]
     pub comment: String,
@@ -308,6 +311,7 @@ pub struct DrillRunApprovalRequest {
     pub digest: String,
     /// `approve` (default) or `reject`.
     #[serde(default = "approve")]
+    #[schema(pattern = "^(approve|reject)$")]
     pub decision: String,
     #[serde(default)]
     pub comment: String,
@@ -553,6 +557,7 @@ pub struct PlatformServerView {
 #[derive(Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
+    #[schema(min_length = 1)]
     pub token: String,
 }
 
@@ -707,6 +712,8 @@ pub struct TriggersView {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggersRequest {
+    /// Why (not empty; audited).
+    #[schema(min_length = 1)]
     pub reason: String,
 }
 

@@ -2,11 +2,12 @@
 
 use axum::http::Method as M;
 
-use super::QueryType::{Integer, String as Str};
+use super::QueryType::{Integer, Limit, OneOf, String as Str};
 use super::{Answer, Query, RouteDoc, Shape, many, one, status_object};
 use crate::types::*;
 
-const LIMIT: Query = ("limit", Integer, "at most this many (1 to 10000)");
+const LIMIT: Query = ("limit", Limit(10_000), "at most this many (1 to 10000)");
+const LIMIT_1000: Query = ("limit", Limit(1000), "at most this many (1 to 1000)");
 
 /// Any JSON value (the OpenAPI document itself).
 fn any_json() -> Shape {
@@ -147,7 +148,7 @@ pub fn docs() -> Vec<RouteDoc> {
             ),
             &[
                 ("after", Integer, "entries after this seq"),
-                LIMIT,
+                LIMIT_1000,
                 ("actor", Str, "only this actor's entries"),
                 ("execution", Str, "only this execution's entries"),
                 ("since", Str, "RFC 3339, inclusive"),
@@ -247,7 +248,7 @@ pub fn docs() -> Vec<RouteDoc> {
                 Json(many::<DrillRunView>),
                 &[],
             ),
-            &[("drill", Str, "only this drill's runs"), LIMIT],
+            &[("drill", Str, "only this drill's runs"), LIMIT_1000],
         ),
         with_query(
             get(
@@ -257,7 +258,7 @@ pub fn docs() -> Vec<RouteDoc> {
                 Json(one::<DrillRunView>),
                 &[404, 409],
             ),
-            &[("format", Str, "`json` (default) or `md`")],
+            &[("format", OneOf(&["json", "md"]), "`json` (default) or `md`")],
         ),
         get(
             "/api/v1/executions",
@@ -370,7 +371,7 @@ pub fn docs() -> Vec<RouteDoc> {
                 Json(one::<NotificationsView>),
                 &[404],
             ),
-            &[("limit", Integer, "at most this many (1 to 1000)")],
+            &[LIMIT_1000],
         ),
         get(
             "/api/v1/topology",
