@@ -617,19 +617,25 @@ fn the_drills_page_charts_a_measured_run_against_its_objectives_and_shows_its_re
     scenario::finish(w, ALLOWED_ERRORS)
 }
 
-/// A runbook of three manual steps with break-glass allowed: every control of the execution
-/// page has something to act on, and nothing touches the servers.
-const CONTROLS: &str = "console-controls";
-const CONTROLS_RUNBOOK: &str = r#"
-name = "console-controls"
-description = "Browser test: three manual checks, break-glass allowed."
+/// A test runbook `name`: two people (or break-glass) approve, then `steps` (TOML).
+fn test_runbook(name: &str, description: &str, steps: &str) -> String {
+    format!(
+        r#"name = "{name}"
+description = "{description}"
 mode = "planned"
 
 [approval]
 required = 2
 roles = ["incident_commander", "engineering_lead"]
 break_glass = true
+{steps}"#
+    )
+}
 
+/// Three manual steps with break-glass allowed: every control of the execution page has
+/// something to act on, and nothing touches the servers.
+const CONTROLS: &str = "console-controls";
+const CONTROLS_STEPS: &str = r#"
 [[steps]]
 id = "check-one"
 kind = "manual.confirm"
@@ -650,16 +656,7 @@ item = "third check done by hand"
 /// PostgreSQL is up: past the point of no return the failure stops for an operator, whose way
 /// on is a retry.
 const RETRY: &str = "console-retry";
-const RETRY_RUNBOOK: &str = r#"
-name = "console-retry"
-description = "Browser test: an irreversible step that fails, so a person retries."
-mode = "planned"
-
-[approval]
-required = 2
-roles = ["incident_commander", "engineering_lead"]
-break_glass = true
-
+const RETRY_STEPS: &str = r#"
 [[steps]]
 id = "ttl-db"
 kind = "dns.set_ttl"
@@ -674,6 +671,29 @@ kind = "wait"
 until = { service_down = "khartoum-postgres" }
 timeout = "1s"
 "#;
+
+/// Every audit entry about execution `id` as (actor, kind, detail).
+fn audit_of(w: &World, id: &str) -> Result<Vec<(String, String, Value)>> {
+    let audit = w
+        .niledr
+        .get_json_as(
+            &format!("/api/v1/audit?execution={id}&limit=200"),
+            Some(&w.people.viewer),
+        )?
+        .1;
+    Ok(audit["entries"]
+        .as_array()
+        .context("audit entries")?
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or_default().to_string(),
+                e["kind"].as_str().unwrap_or_default().to_string(),
+                e["detail"].clone(),
+            )
+        })
+        .collect())
+}
 
 /// Wait until the execution page shows `state` (it follows SSE; no reload). On a timeout the
 /// error carries what the server holds and the daemon's last log lines.
@@ -718,8 +738,22 @@ fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Resu
     let w = scenario::start_with(
         |topo, text| {
             let dir = topo.base_dir().join("runbooks");
-            std::fs::write(dir.join("console-controls.toml"), CONTROLS_RUNBOOK)?;
-            std::fs::write(dir.join("console-retry.toml"), RETRY_RUNBOOK)?;
+            std::fs::write(
+                dir.join("console-controls.toml"),
+                test_runbook(
+                    CONTROLS,
+                    "Browser test: three manual checks.",
+                    CONTROLS_STEPS,
+                ),
+            )?;
+            std::fs::write(
+                dir.join("console-retry.toml"),
+                test_runbook(
+                    RETRY,
+                    "Browser test: a person retries a failed step.",
+                    RETRY_STEPS,
+                ),
+            )?;
             Ok(text)
         },
         &[],
@@ -833,24 +867,7 @@ fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Resu
         states[2], "succeeded",
         "check-three was never confirmed: {ex:#}"
     );
-    let audit = w
-        .niledr
-        .get_json_as(
-            &format!("/api/v1/audit?execution={id}&limit=200"),
-            Some(&w.people.viewer),
-        )?
-        .1;
-    let done: Vec<(String, String)> = audit["entries"]
-        .as_array()
-        .context("audit entries")?
-        .iter()
-        .map(|e| {
-            (
-                e["actor"].as_str().unwrap_or_default().to_string(),
-                e["kind"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
+    let done = audit_of(&w, &id)?;
     for want in [
         ("amira", "approval.break_glass"),
         ("khalid", "execution.pause"),
@@ -858,28 +875,17 @@ fn break_glass_confirm_pause_resume_and_cancel_from_the_execution_page() -> Resu
         ("khalid", "execution.cancel"),
     ] {
         assert!(
-            done.iter().any(|(a, b)| (a.as_str(), b.as_str()) == want),
+            done.iter()
+                .any(|(a, k, _)| (a.as_str(), k.as_str()) == want),
             "{want:?} in the audit: {done:?}"
         );
     }
-    let retried = w
-        .niledr
-        .get_json_as(
-            &format!("/api/v1/audit?execution={retry_id}&limit=200"),
-            Some(&w.people.viewer),
-        )?
-        .1;
+    let retried = audit_of(&w, &retry_id)?;
     assert!(
-        retried["entries"]
-            .as_array()
-            .context("audit entries")?
+        retried
             .iter()
-            .any(|e| {
-                e["actor"] == "khalid"
-                    && e["kind"] == "execution.retry"
-                    && e["detail"]["step"] == "hold"
-            }),
-        "khalid's retry of hold in the audit: {retried:#}"
+            .any(|(a, k, d)| a == "khalid" && k == "execution.retry" && d["step"] == "hold"),
+        "khalid's retry of hold in the audit: {retried:?}"
     );
     drop((ic, operator));
     drop(cd);
