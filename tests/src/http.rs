@@ -1,5 +1,5 @@
 //! The per-site HTTP health endpoint (nginx, generated config, `daemon off;`) and a raw
-//! HTTP/1.0 GET over `TcpStream`.
+//! HTTP/1.0 GET over `TcpStream`, a raw request with its head, and a console sign-in.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -176,4 +176,66 @@ pub(crate) fn start(
         component: Component::spawn(name, Some(site), address, spec)?,
         config,
     })
+}
+
+/// One HTTP/1.0 request with its response head: (status, head, body).
+pub fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").context("no header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status")?;
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+/// A response header's value (the first of that name, any case).
+pub fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// Sign in to the console at `addr` with `token`: the `niledr_session=…` cookie pair and the
+/// session's CSRF token.
+pub fn console_session(addr: SocketAddr, token: &str) -> Result<(String, String)> {
+    let body = format!("{{\"token\": \"{token}\"}}");
+    let (status, head, answer) = raw_request(
+        addr,
+        "POST",
+        "/api/v1/session",
+        &[("Content-Type", "application/json")],
+        &body,
+    )?;
+    anyhow::ensure!(status == 200, "sign-in at {addr}: {status} {answer}");
+    let cookie = header_value(&head, "set-cookie")
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .context("no session cookie")?;
+    let v: serde_json::Value = serde_json::from_str(&answer)?;
+    let csrf = v["csrf_token"]
+        .as_str()
+        .context("no csrf_token")?
+        .to_string();
+    Ok((cookie, csrf))
 }

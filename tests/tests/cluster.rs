@@ -125,6 +125,28 @@ fn one_leader_acts_and_followers_forward_writes_and_read_the_shared_journal() ->
         let (status, audit) = i.niledr.get("/api/v1/audit/verify")?;
         assert_eq!(status, 200, "audit on {}: {audit:#}", i.name);
     }
+    // A console session signed in at a follower acts nowhere: the follower does not forward
+    // its write (the leader would answer 401 and sign the person out) but names the leader's
+    // console. Nothing is applied.
+    let (cookie, csrf) = niledr_tests::http::console_session(follower.listen, &w.people.ic)?;
+    let (status, _, body) = niledr_tests::http::raw_request(
+        follower.listen,
+        "POST",
+        &format!("/api/v1/executions/{id}/cancel"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+        ],
+        "{}",
+    )?;
+    assert_eq!(status, 409, "{body}");
+    let leader_name = &w.instances[leader].name;
+    assert!(
+        body.contains(&format!("follows the leader {leader_name}"))
+            && body.contains("console at http"),
+        "{body}"
+    );
     // No other instance ever took the leader key during the failover.
     let log_of = |i: usize| std::fs::read_to_string(&w.instances[i].niledr.log).unwrap_or_default();
     for i in (0..3).filter(|i| *i != leader) {

@@ -13,12 +13,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use niledr_tests::browser::{Browser, Chromedriver, screenshot_dir};
+use niledr_tests::http::{header_value, raw_request};
 use niledr_tests::scenario::{self, World};
 use serde_json::{Value, json};
 
@@ -270,9 +269,9 @@ fn a_viewer_gets_no_buttons_forged_and_csrf_less_posts_are_refused_and_nothing_l
         "/assets/pages.js",
         "/assets/style.css",
     ] {
-        let (status, head, _) = raw(w.niledr.listen, "GET", path, &[], "")?;
+        let (status, head, _) = raw_request(w.niledr.listen, "GET", path, &[], "")?;
         assert_eq!(status, 200, "{path}");
-        let csp = header(&head, "content-security-policy").unwrap_or_default();
+        let csp = header_value(&head, "content-security-policy").unwrap_or_default();
         assert!(
             csp.contains("default-src 'self'") && csp.contains("connect-src 'self'"),
             "{path}: {head}"
@@ -353,11 +352,11 @@ fn sessions_are_http_only_cookies_that_end_on_sign_out_and_on_a_changed_users_fi
         let body = json!({ "token": w.people.ic }).to_string();
         let mut headers = vec![("Content-Type", "application/json")];
         headers.extend_from_slice(extra);
-        let (status, head, body) = raw(addr, "POST", "/api/v1/session", &headers, &body)?;
+        let (status, head, body) = raw_request(addr, "POST", "/api/v1/session", &headers, &body)?;
         if status != 200 {
             bail!("sign-in: {status} {body}");
         }
-        let set = header(&head, "set-cookie").context("Set-Cookie")?;
+        let set = header_value(&head, "set-cookie").context("Set-Cookie")?;
         let v: Value = serde_json::from_str(&body)?;
         Ok((set, v["csrf_token"].as_str().unwrap().to_string(), v))
     };
@@ -374,27 +373,29 @@ fn sessions_are_http_only_cookies_that_end_on_sign_out_and_on_a_changed_users_fi
     let cookie = set.split(';').next().unwrap().to_string();
     let with_cookie = [("Cookie", cookie.as_str())];
 
-    let (status, _, body) = raw(addr, "GET", "/api/v1/session", &with_cookie, "")?;
+    let (status, _, body) = raw_request(addr, "GET", "/api/v1/session", &with_cookie, "")?;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&csrf), "{body}");
     // Sign-out is a mutation: it needs the CSRF token too.
-    let (status, _, body) = raw(addr, "DELETE", "/api/v1/session", &with_cookie, "")?;
+    let (status, _, body) = raw_request(addr, "DELETE", "/api/v1/session", &with_cookie, "")?;
     assert_eq!(status, 403, "{body}");
     let mut with_csrf = with_cookie.to_vec();
     with_csrf.push(("X-CSRF-Token", csrf.as_str()));
-    let (status, head, _) = raw(addr, "DELETE", "/api/v1/session", &with_csrf, "")?;
+    let (status, head, _) = raw_request(addr, "DELETE", "/api/v1/session", &with_csrf, "")?;
     assert_eq!(status, 204);
     assert!(
-        header(&head, "set-cookie").unwrap().contains("Max-Age=0"),
+        header_value(&head, "set-cookie")
+            .unwrap()
+            .contains("Max-Age=0"),
         "{head}"
     );
-    let (status, _, body) = raw(addr, "GET", "/api/v1/session", &with_cookie, "")?;
+    let (status, _, body) = raw_request(addr, "GET", "/api/v1/session", &with_cookie, "")?;
     assert_eq!(status, 401, "{body}");
 
     // A session does not outlive a change of the users file.
     let (set, _, _) = sign_in(&[])?;
     let cookie = set.split(';').next().unwrap().to_string();
-    let (status, _, _) = raw(
+    let (status, _, _) = raw_request(
         addr,
         "GET",
         "/api/v1/session",
@@ -413,7 +414,7 @@ fn sessions_are_http_only_cookies_that_end_on_sign_out_and_on_a_changed_users_fi
         "viewer",
     ])?;
     assert!(out.status.success());
-    let (status, _, body) = raw(
+    let (status, _, body) = raw_request(
         addr,
         "GET",
         "/api/v1/session",
@@ -432,11 +433,12 @@ fn sessions_are_http_only_cookies_that_end_on_sign_out_and_on_a_changed_users_fi
     let json_type = [("Content-Type", "application/json")];
     let mut throttled = None;
     for attempt in 1..=25 {
-        let (status, head, body) = raw(addr, "POST", "/api/v1/session", &json_type, &wrong)?;
+        let (status, head, body) =
+            raw_request(addr, "POST", "/api/v1/session", &json_type, &wrong)?;
         match status {
             401 => continue,
             429 => {
-                throttled = Some((attempt, header(&head, "retry-after"), body));
+                throttled = Some((attempt, header_value(&head, "retry-after"), body));
                 break;
             }
             other => bail!("wrong sign-in {attempt}: {other} {body}"),
@@ -489,7 +491,7 @@ const COOKIE_PREFIX: &str = "niledr_session=";
 /// GET with the viewer's bearer token; (status, body).
 fn get(w: &World, path: &str) -> Result<(u16, String)> {
     let auth = format!("Bearer {}", w.people.viewer);
-    let (status, _, body) = raw(
+    let (status, _, body) = raw_request(
         w.niledr.listen,
         "GET",
         path,
@@ -497,44 +499,6 @@ fn get(w: &World, path: &str) -> Result<(u16, String)> {
         "",
     )?;
     Ok((status, body))
-}
-
-/// One HTTP/1.0 request; (status, head, body).
-fn raw(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<(u16, String, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, body) = out.split_once("\r\n\r\n").context("no header end")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("status")?;
-    Ok((status, head.to_string(), body.to_string()))
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_string())
 }
 
 #[test]

@@ -132,7 +132,23 @@ async function refreshBands() {
     mode.innerHTML = unavailable("platform degradation level", e);
   }
   refreshMaintenance();
+  refreshCluster();
   refreshWaiting();
+}
+
+// Cluster mode on a follower: the session lives here only, so actions need the leader's console.
+async function refreshCluster() {
+  const band = $("#cluster");
+  try {
+    const c = await api("/api/v1/cluster");
+    const follower = c.mode === "cluster" && !c.is_leader;
+    band.hidden = !follower;
+    if (!follower) return;
+    const leader = c.leader
+      ? `<a href="${esc(c.leader.advertise)}/">${esc(c.leader.name)}'s console</a> (${esc(c.leader.site)})`
+      : "the leader's console (no leader is elected right now)";
+    band.innerHTML = `This niledr instance (${esc(c.this || "")}) follows the cluster's leader: it shows everything live, but your session lives here only, so to act (approve, propose, confirm) open ${leader} and sign in there.`;
+  } catch (_) { band.hidden = true; }
 }
 
 async function refreshMaintenance() {

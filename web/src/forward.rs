@@ -42,6 +42,15 @@ pub async fn layer(State(b): State<SharedBackend>, req: Request, next: Next) -> 
             "this request was forwarded here, but this instance does not lead either: the leadership is moving; retry in a few seconds".into(),
         )
         .into_response(),
+        // A console session lives on the instance that granted it: forwarded, the leader would
+        // answer 401 and the console would sign its user out. Say where to act instead.
+        Forward::To { url, leader } if by_session_only(&req) => ApiError::Conflict(format!(
+            "this niledr instance follows the leader {leader}, and your console session lives \
+             on this instance only, so the leader would not know it: open the leader's console \
+             at {url}/ and sign in there to act (or call the API with a bearer token, which any \
+             instance forwards)"
+        ))
+        .into_response(),
         Forward::To { url, leader } => match proxy(&url, &leader, req).await {
             Ok(r) => r,
             Err(why) => ApiError::Unavailable(format!(
@@ -50,6 +59,12 @@ pub async fn layer(State(b): State<SharedBackend>, req: Request, next: Next) -> 
             .into_response(),
         },
     }
+}
+
+/// Authenticated by the console's session cookie, not by a bearer token.
+fn by_session_only(req: &Request) -> bool {
+    !req.headers().contains_key(header::AUTHORIZATION)
+        && crate::routes::session::session_cookie(req.headers()).is_some()
 }
 
 fn client() -> &'static reqwest::Client {

@@ -20,6 +20,8 @@ struct FixtureBackend {
     /// Runs started through the API, newest last; r1 (finished) and r2 (running) are fixed.
     started: Mutex<Vec<(String, DrillRunRequest)>>,
     metrics_public: bool,
+    /// Cluster mode as a follower: writes go to this leader (its URL, its name).
+    follows: Option<(String, String)>,
 }
 
 impl FixtureBackend {
@@ -31,6 +33,7 @@ impl FixtureBackend {
             approvals: Mutex::new(vec![]),
             started: Mutex::new(vec![]),
             metrics_public: false,
+            follows: None,
         }
     }
 }
@@ -419,6 +422,15 @@ impl Backend for FixtureBackend {
     fn metrics_public(&self) -> bool {
         self.metrics_public
     }
+    fn forward(&self, method: &str, _path: &str) -> crate::forward::Forward {
+        match &self.follows {
+            Some((url, leader)) if method != "GET" => crate::forward::Forward::To {
+                url: url.clone(),
+                leader: leader.clone(),
+            },
+            _ => crate::forward::Forward::Local,
+        }
+    }
     fn metrics(&self) -> String {
         "niledr_probe_up{service=\"khartoum-postgres\"} 1\n".into()
     }
@@ -719,6 +731,34 @@ async fn a_run_decision_needs_a_token_a_digest_and_a_known_decision() {
             "{uri}: {text:?} lacks {fragment:?}"
         );
     }
+}
+
+/// A follower does not forward a write made with a console session (the leader does not know
+/// the session and would answer 401, signing the person out): it says where to act. (A bearer
+/// token's write is forwarded: the cluster suite covers that against real instances.)
+#[tokio::test]
+async fn a_follower_sends_console_sessions_to_the_leaders_console() {
+    let b = Arc::new(FixtureBackend {
+        follows: Some(("http://127.0.0.1:1".into(), "port-sudan-1".into())),
+        ..FixtureBackend::new(true)
+    });
+    let write = |auth: (&'static str, &'static str)| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/executions/x1/cancel")
+            .header("content-type", "application/json")
+            .header(auth.0, auth.1)
+            .header("x-csrf-token", "c")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let (status, _, text) = send(b, write(("cookie", "niledr_session=s1"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{text}");
+    assert!(
+        text.contains("open the leader's console at http://127.0.0.1:1/")
+            && text.contains("port-sudan-1"),
+        "{text}"
+    );
 }
 
 /// One request against `backend`: status, headers and body.
