@@ -16,9 +16,16 @@ use std::borrow::Cow;
 
 pub const MASK: &str = "***";
 
+/// Keys whose value belongs to the caller, not to the daemon: a console session's CSRF token
+/// is answered to the session's holder (`/api/v1/session`) and must reach them unmasked.
+const HOLDERS_OWN: [&str; 1] = ["csrf_token"];
+
 /// Whether a key (any case, any separator) names a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
+    if HOLDERS_OWN.contains(&k.as_str()) {
+        return false;
+    }
     const WORDS: [&str; 8] = [
         "password",
         "passwd",
@@ -237,6 +244,21 @@ fn mask_secret_pairs(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The session's CSRF token is its holder's: it is answered, every other token is masked.
+    #[test]
+    fn a_csrf_token_is_the_holders_and_other_tokens_are_secrets() {
+        let mut v = serde_json::json!({
+            "csrf_token": "c5rf", "token": "t0k", "api_token": "a", "principal": {"name": "amira"}
+        });
+        json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "csrf_token": "c5rf", "token": MASK, "api_token": MASK, "principal": {"name": "amira"}
+            })
+        );
+    }
 
     #[test]
     fn passwords_are_masked_and_addresses_kept() {
