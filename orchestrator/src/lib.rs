@@ -25,6 +25,8 @@ pub mod redact;
 pub mod serve;
 pub mod shared;
 pub mod store;
+#[cfg(test)]
+mod test_fixtures;
 pub mod topology;
 pub mod util;
 pub mod world;

@@ -477,31 +477,7 @@ fn sigkill_between_send_and_mark_sends_no_duplicate_under_the_dedup_key() -> Res
         w.niledr.listen,
         w.niledr.log.clone(),
     );
-    let World {
-        niledr,
-        agent,
-        topo,
-        people,
-        runbooks,
-    } = w;
-    niledr.stop()?;
-    let armed = Niledr::start_env(
-        &config,
-        listen,
-        &log,
-        &[("NILEDR_FAILPOINTS", "notify_after_send:oncall-chat")],
-        false,
-    )?;
-    armed.wait_json("/readyz", Duration::from_secs(30), |v| {
-        v["status"] == "ready"
-    })?;
-    let mut w = World {
-        niledr: armed,
-        agent,
-        topo,
-        people,
-        runbooks,
-    };
+    let mut w = scenario::restart(w, &[("NILEDR_FAILPOINTS", "notify_after_send:oncall-chat")])?;
     // The page can reach the receiver (and niledr die at its failpoint) before the proposal's
     // answer is written: the proposal is committed with its outbox entry either way, so its id
     // is read back after the restart when the answer was cut off.

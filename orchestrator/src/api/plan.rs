@@ -154,56 +154,15 @@ fn service_precondition_view(s: &ServicePrecondition) -> ServicePreconditionView
 
 #[cfg(test)]
 mod tests {
-    use niledr_runbooks::{Catalog, ObservedRole, ServiceKind, ServiceObservation, SiteRole};
+    use niledr_runbooks::{ObservedRole, ServiceObservation};
 
     use super::*;
-
-    const RUNBOOK: &str = r#"
-name = "alpha-to-beta"
-description = "t"
-mode = "unplanned"
-
-[approval]
-required = 2
-
-[[steps]]
-id = "lag"
-kind = "postgres.check_lag"
-service = "beta-pg"
-max_lag_bytes = 1000
-
-[[steps]]
-id = "fence"
-kind = "postgres.fence"
-service = "alpha-pg"
-mode = "read_only"
-
-[[steps]]
-id = "promote"
-kind = "postgres.promote"
-service = "beta-pg"
-irreversible = true
-reason = "new timeline"
-"#;
+    use crate::test_fixtures::{RUNBOOK, catalog};
 
     fn a_plan() -> Plan {
-        let catalog = Catalog::default()
-            .with_site("alpha", SiteRole::Primary, "SD")
-            .with_site("beta", SiteRole::HotStandby, "SD")
-            .with_service(
-                "alpha-pg",
-                ServiceKind::Postgres,
-                Some("alpha"),
-                Some("10.0.1.1:5432"),
-            )
-            .with_service(
-                "beta-pg",
-                ServiceKind::Postgres,
-                Some("beta"),
-                Some("10.0.2.1:5432"),
-            );
-        let rb = niledr_runbooks::parse_runbook(std::path::Path::new("t.toml"), RUNBOOK, &catalog)
-            .expect("the runbook validates");
+        let rb =
+            niledr_runbooks::parse_runbook(std::path::Path::new("t.toml"), RUNBOOK, &catalog())
+                .expect("the runbook validates");
         let mut world = niledr_runbooks::WorldSnapshot::default();
         world.services.insert(
             "beta-pg".into(),

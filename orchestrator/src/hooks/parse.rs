@@ -54,6 +54,22 @@ fn summary(annotations: &BTreeMap<String, String>) -> String {
         .unwrap_or_default()
 }
 
+/// One alert of the label-based formats (Alertmanager, generic): its name is its `alertname`.
+fn incoming(
+    status_word: &str,
+    fingerprint: String,
+    labels: BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Incoming, String> {
+    Ok(Incoming {
+        status: status(status_word, "alert")?,
+        name: labels.get("alertname").cloned().unwrap_or_default(),
+        summary: summary(annotations),
+        fingerprint,
+        labels,
+    })
+}
+
 fn checked(alerts: Vec<Incoming>) -> Result<Vec<Incoming>, String> {
     if alerts.len() > MAX_ALERTS {
         return Err(format!(
@@ -77,17 +93,11 @@ pub fn alertmanager(body: &[u8]) -> Result<Vec<Incoming>, String> {
             p.version
         ));
     }
-    let mut out = Vec::new();
-    for a in p.alerts {
-        out.push(Incoming {
-            status: status(&a.status, "alert")?,
-            name: a.labels.get("alertname").cloned().unwrap_or_default(),
-            summary: summary(&a.annotations),
-            fingerprint: a.fingerprint,
-            labels: a.labels,
-        });
-    }
-    checked(out)
+    let alerts = p
+        .alerts
+        .into_iter()
+        .map(|a| incoming(&a.status, a.fingerprint, a.labels, &a.annotations));
+    checked(alerts.collect::<Result<_, _>>()?)
 }
 
 /// A PagerDuty v3 delivery: its event id and time (for the replay check) and the incident
@@ -169,17 +179,11 @@ pub fn pagerduty(body: &[u8]) -> Result<PagerDutyDelivery, String> {
 pub fn generic(body: &[u8]) -> Result<Vec<Incoming>, String> {
     let p: GenericHookPayload =
         serde_json::from_slice(body).map_err(|e| format!("not a generic hook payload: {e}"))?;
-    let mut out = Vec::new();
-    for a in p.alerts {
-        out.push(Incoming {
-            status: status(&a.status, "alert")?,
-            name: a.labels.get("alertname").cloned().unwrap_or_default(),
-            summary: summary(&a.annotations),
-            fingerprint: a.fingerprint,
-            labels: a.labels,
-        });
-    }
-    checked(out)
+    let alerts = p
+        .alerts
+        .into_iter()
+        .map(|a| incoming(&a.status, a.fingerprint, a.labels, &a.annotations));
+    checked(alerts.collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]
