@@ -265,7 +265,8 @@ impl Layout {
             if let Err(e) = TcpListener::bind(addr) {
                 bail!(
                     "{what}: {addr} is not available ({e}); is another sandbox or a system service \
-                     (postgresql, redis-server, knot, nginx, pgbouncer) running? scripts/install-deps.sh stops them"
+                     (postgresql, redis-server, knot, nginx, pgbouncer) running? scripts/install-deps.sh stops them\n{}",
+                    sockets_on(addr.port())
                 );
             }
         }
@@ -276,6 +277,15 @@ impl Layout {
         }
         Ok(())
     }
+}
+
+/// What `ss` lists on `port` (any address, any state), to name the process in the way.
+fn sockets_on(port: u16) -> String {
+    std::process::Command::new("ss")
+        .args(["-Htanp", &format!("( sport = :{port} or dport = :{port} )")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(ss: {e})"))
 }
 
 fn handed_out() -> &'static Mutex<HashSet<(Ipv4Addr, u16)>> {

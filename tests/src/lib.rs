@@ -38,6 +38,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod scenario;
+pub mod shm;
 pub mod summary;
 pub mod topology;
 pub mod util;

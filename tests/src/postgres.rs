@@ -420,9 +420,13 @@ impl PgSetup<'_> {
     }
 
     /// Per-instance overrides: appended last, so they win over anything copied from the primary.
+    /// Dynamic shared memory lives in the data directory (`mmap`), not in `/dev/shm`: a
+    /// SIGKILLed server never removes its `/dev/shm/PostgreSQL.*` files, and a suite kills
+    /// hundreds (gigabytes of RAM-backed tmpfs); the temp data directory goes with the test.
     fn instance_settings(address: SocketAddr, socket_dir: &Path) -> String {
         format!(
-            "\n# niledr harness: this instance\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\n",
+            "\n# niledr harness: this instance\nlisten_addresses = '{}'\nport = {}\nunix_socket_directories = '{}'\n\
+             dynamic_shared_memory_type = mmap\n",
             address.ip(),
             address.port(),
             socket_dir.display()

@@ -269,6 +269,10 @@ impl Component {
         let spec = &self.inner.spec;
         let name = &self.inner.name;
         let deadline = Instant::now() + spec.start_timeout;
+        let uid = spec
+            .owner
+            .map_or_else(|| nix::unistd::getuid().as_raw(), |o| o.uid);
+        crate::shm::sweep_orphans_of(uid);
         loop {
             let mut child = self.spawn_once()?;
             let mut exited: Option<ExitStatus> = None;
@@ -292,9 +296,11 @@ impl Component {
                 return Ok(());
             }
             if let Some(status) = exited {
-                let left = family_of_group(child.id());
+                let mut left = family_of_group(child.id());
                 signal_all(&left, child.id(), Signal::SIGKILL);
                 wait_gone(name, &left)?;
+                left.push(child.id());
+                crate::shm::remove_created_by(&left);
                 let tail = log_tail(&spec.log, 5);
                 let transient = spec.retry_when_log_says.iter().any(|m| tail.contains(m));
                 if transient && Instant::now() + Duration::from_millis(200) < deadline {
@@ -335,7 +341,9 @@ impl Component {
         child
             .wait()
             .with_context(|| format!("{}: reaping pid {pid}", self.inner.name))?;
-        wait_gone(&self.inner.name, &victims)
+        wait_gone(&self.inner.name, &victims)?;
+        crate::shm::remove_created_by(&victims);
+        Ok(())
     }
 }
 
@@ -348,7 +356,9 @@ impl Drop for Inner {
             let victims = family_in(pid, true);
             signal_all(&victims, pid, Signal::SIGKILL);
             let _ = child.wait();
-            let _ = wait_gone(&self.name, &victims);
+            if wait_gone(&self.name, &victims).is_ok() {
+                crate::shm::remove_created_by(&victims);
+            }
         }
     }
 }

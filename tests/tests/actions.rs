@@ -14,14 +14,14 @@ use niledr_orchestrator::actions::dns::{self, TsigKey};
 use niledr_orchestrator::actions::postgres::{self as pg, FenceOutcome, PgTarget};
 use niledr_orchestrator::actions::redis::{self as rd, RedisRole, RedisTarget};
 use niledr_orchestrator::actions::{checks, connstr, pgbouncer as pgb};
-use niledr_tests::{Layout, Site, Topology, ZONE, wait_until};
+use niledr_tests::{Site, Topology, ZONE, wait_until};
 
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
 
 fn start() -> Topology {
-    let topo = Topology::start(Layout::free_ports().unwrap(), None).unwrap();
+    let topo = Topology::start_free(None).unwrap();
     eprintln!("topology started in {:?}", topo.started_in());
     topo
 }

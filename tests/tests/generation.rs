@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use niledr_orchestrator::actions::dns::{self, StaleGeneration, TsigKey};
 use niledr_orchestrator::actions::{connstr, pgbouncer as pgb};
-use niledr_tests::{Layout, Site, Topology, ZONE, wait_until};
+use niledr_tests::{Site, Topology, ZONE, wait_until};
 
 const GENERATION_RECORD: &str = "_niledr-generation.nilecare.sd.";
 
 fn start() -> Topology {
-    let topo = Topology::start(Layout::free_ports().unwrap(), None).unwrap();
+    let topo = Topology::start_free(None).unwrap();
     eprintln!("topology started in {:?}", topo.started_in());
     topo
 }

@@ -8,9 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use niledr_tests::{
-    ConfigOptions, Layout, Site, Topology, ZONE, all_gone, process_state, wait_until,
-};
+use niledr_tests::{ConfigOptions, Site, Topology, ZONE, all_gone, process_state, shm, wait_until};
 
 fn soon() -> Instant {
     Instant::now() + Duration::from_secs(30)
@@ -20,9 +18,70 @@ fn refuses(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
 }
 
+/// How many SysV shared memory segments the processes `pids` created.
+fn segments_of(pids: &[u32]) -> usize {
+    shm::segments()
+        .iter()
+        .filter(|s| pids.contains(&s.creator))
+        .count()
+}
+
+#[test]
+fn orphaned_shared_memory_of_a_dead_creator_is_swept_and_another_owners_is_not() {
+    // ipcmk creates an unattached segment and exits: exactly what a SIGKILLed server leaves.
+    let made = std::process::Command::new("ipcmk")
+        .args(["-M", "64"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let text = String::from_utf8_lossy(&made.stdout);
+    let id: u64 = text.split_whitespace().last().unwrap().parse().unwrap();
+    let ours = nix::unistd::getuid().as_raw();
+    let present = |id: u64| shm::segments().iter().any(|s| s.shmid == id);
+    assert!(present(id), "{text}");
+    // Only the given owner's orphans are swept.
+    let other_uid = ours.wrapping_add(1);
+    shm::sweep_orphans(other_uid);
+    assert!(present(id), "another owner's segment was removed");
+    shm::sweep_orphans(ours);
+    assert!(!present(id), "the orphan survived the sweep");
+}
+
+#[test]
+fn leftover_dev_shm_files_are_swept_unless_a_live_process_maps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["PostgreSQL.1", "PostgreSQL.2", "other.3"] {
+        fs::write(dir.path().join(name), [0u8; 4096]).unwrap();
+    }
+    // A live process maps PostgreSQL.2, as a running server maps its segments.
+    let held = dir.path().join("PostgreSQL.2");
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import mmap,sys,time\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),0)\nprint('mapped',flush=True)\ntime.sleep(60)")
+        .arg(&held)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "mapped");
+
+    shm::sweep_unmapped_files(dir.path(), "PostgreSQL.", nix::unistd::getuid().as_raw());
+    let left = |name: &str| dir.path().join(name).exists();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!left("PostgreSQL.1"), "an unmapped leftover survived");
+    assert!(left("PostgreSQL.2"), "a mapped segment was removed");
+    assert!(left("other.3"), "a file without the prefix was removed");
+}
+
 #[test]
 fn topology_runs_replicates_and_tears_down() {
-    let topo = Topology::start(Layout::free_ports().unwrap(), None).unwrap();
+    let topo = Topology::start_free(None).unwrap();
     eprintln!("free-ports topology started in {:?}", topo.started_in());
     let layout = topo.layout().clone();
     let khartoum = layout.ip(Site::Khartoum);
@@ -138,11 +197,21 @@ fn topology_runs_replicates_and_tears_down() {
         )
     );
 
-    // Drop leaves no process behind.
+    // Drop leaves no process behind, and no shared memory segment either.
     let pids = topo.pids();
     assert!(pids.len() >= 8, "{pids:?}");
+    assert_eq!(segments_of(&pids), 2, "one per running PostgreSQL server");
+    // Dynamic shared memory is in the data directories, never in /dev/shm (a killed server
+    // would leave it there).
+    let in_dev_shm: Vec<_> = fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("PostgreSQL."))
+        .collect();
+    assert!(in_dev_shm.is_empty(), "{in_dev_shm:?}");
     drop(topo);
     assert!(all_gone(&pids), "left behind: {pids:?}");
+    assert_eq!(segments_of(&pids), 0, "shared memory left behind");
     // Not even zombies: orphans were reparented to us and reaped.
     let left: Vec<u32> = pids
         .iter()
@@ -154,17 +223,24 @@ fn topology_runs_replicates_and_tears_down() {
 
 #[test]
 fn postgres_faults_kill_restart_sigstop() {
-    let topo = Topology::start(Layout::free_ports().unwrap(), None).unwrap();
+    let topo = Topology::start_free(None).unwrap();
     let primary = topo.postgres_primary();
     let addr = primary.address();
     primary.write_rows(10).unwrap();
 
-    // kill -9: the port refuses, every process of the server is gone; restart brings it back.
+    // kill -9: the port refuses, every process of the server is gone (with the SysV segment
+    // PostgreSQL cannot remove when killed); restart brings it back.
     let before = primary.pids();
+    assert_eq!(segments_of(&before), 1, "PostgreSQL's interlock segment");
     primary.kill().unwrap();
     assert!(!primary.is_running());
     assert!(refuses(addr));
     assert!(all_gone(&before), "{before:?}");
+    assert_eq!(
+        segments_of(&before),
+        0,
+        "the killed server's segment is removed"
+    );
     primary.restart().unwrap();
     assert_eq!(primary.row_count().unwrap(), 10);
 
