@@ -132,22 +132,38 @@ impl EtcdCluster {
             .with_context(|| format!("no etcd member {name}"))
     }
 
-    /// `etcdctl get --prefix KEY` against the cluster: (key, value) pairs.
+    /// `etcdctl get --prefix KEY` against the cluster: (key, value) pairs. A linearizable read,
+    /// asked of each member in turn until one answers: a member that is cut off, or catching up
+    /// after it rejoined, times out without failing the read.
     pub fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let out = std::process::Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args([
-                "--endpoints",
-                &self.endpoints().join(","),
-                "get",
-                "--prefix",
-                prefix,
-            ])
-            .output()
-            .context("running etcdctl")?;
-        if !out.status.success() {
-            bail!("etcdctl get: {}", String::from_utf8_lossy(&out.stderr));
+        let mut errors = Vec::new();
+        let mut answer = None;
+        for endpoint in self.endpoints() {
+            let out = std::process::Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args([
+                    "--endpoints",
+                    &endpoint,
+                    "--dial-timeout=1s",
+                    "--command-timeout=3s",
+                    "get",
+                    "--prefix",
+                    prefix,
+                ])
+                .output()
+                .context("running etcdctl")?;
+            if out.status.success() {
+                answer = Some(out);
+                break;
+            }
+            errors.push(format!(
+                "{endpoint}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
+        let Some(out) = answer else {
+            bail!("etcdctl get: no member answered:\n{}", errors.join("\n"));
+        };
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let lines: Vec<&str> = text.lines().collect();
         Ok(lines
